@@ -1,0 +1,201 @@
+"""The one typed configuration of sstbc: a TOML file overlaid by ``SSTBC_*`` environment variables.
+
+Unknown keys are rejected both in the file and in the environment, so a typo never silently
+falls back to a default. Nested keys use ``__`` in the environment, e.g.
+``SSTBC_UPSTREAM__OISST_HTTPS=http://127.0.0.1:8080/...`` or ``SSTBC_REGION__LAT_MIN=10``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bias_correction.errors import ConfigError
+
+ENV_PREFIX = "SSTBC_"
+#: Environment variables with the prefix that are not configuration keys.
+NON_CONFIG_ENV = {"SSTBC_CONFIG", "SSTBC_CRASH_AT"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Section):
+    """Geographic box of the product, in degrees (longitudes east, either -180..180 or 0..360)."""
+
+    name: str = "scs"
+    lat_min: float = 12.0
+    lat_max: float = 16.0
+    lon_min: float = 110.0
+    lon_max: float = 114.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Region:
+        if not (-90 <= self.lat_min < self.lat_max <= 90):
+            raise ValueError(f"region latitudes must satisfy -90 <= lat_min < lat_max <= 90, got {self.lat_min}, {self.lat_max}")
+        if not (-180 <= self.lon_min < self.lon_max <= 360) or self.lon_max - self.lon_min > 360:
+            raise ValueError(f"region longitudes must satisfy -180 <= lon_min < lon_max <= 360, got {self.lon_min}, {self.lon_max}")
+        if not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"region name must be alphanumeric (with - or _), got {self.name!r}")
+        return self
+
+
+class Upstream(_Section):
+    """Base URL of every upstream service. A mirror with the same path layout replaces the host."""
+
+    oisst_https: str = "https://www.ncei.noaa.gov/data/sea-surface-temperature-optimum-interpolation/v2.1/access/avhrr"
+    hycom_ncss: str = "https://ncss.hycom.org/thredds/ncss"
+
+    @field_validator("*")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"upstream base URL must start with http:// or https://, got {v!r}")
+        return v.rstrip("/")
+
+
+class Http(_Section):
+    """Network behaviour: explicit timeouts everywhere, bounded exponential backoff."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    retries: int = Field(4, ge=0, le=20)
+    backoff_s: float = Field(2.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+
+
+class Training(_Section):
+    """Training defaults (models.md section 3.8 / 12), shared by every gridded model."""
+
+    model: str = "convgru-sa"
+    seq_len: int = Field(4, ge=1, le=16, description="T: number of daily HYCOM fields per sample")
+    features: int = Field(8, ge=1)
+    hidden: int = Field(16, ge=1)
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(3, ge=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    start: dt.date = dt.date(2021, 1, 1)
+    end: dt.date = dt.date(2021, 3, 31)
+
+    @model_validator(mode="after")
+    def _check(self) -> Training:
+        if self.end < self.start:
+            raise ValueError(f"training end {self.end} is before start {self.start}")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything a run needs. Load with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    region: Region = Region()
+    grid_step: float = Field(0.08, gt=0, le=5)
+    #: Local directory or ``s3://bucket/prefix``: raw cache, archive, masks and products live here.
+    storage_root: str = "sstbc-data"
+    #: Model store: one folder per model id and version (manifest, card, artifacts).
+    model_store: str = "models"
+    model_id: str = "convgru-sa"
+    model_version: str = "latest"
+    #: ONNX Runtime providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda`` fails if it is not.
+    providers: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Forecast lead days corrected per run (valid days run+1 .. run+lead_days).
+    lead_days: int = Field(7, ge=1, le=7)
+    upstream: Upstream = Upstream()
+    http: Http = Http()
+    training: Training = Training()
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, v: str) -> str:
+        if not v.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"model_id must be alphanumeric with - or _, got {v!r}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment overrides the file (passed as init kwargs); no dotenv or secret dirs.
+        return (env_settings, init_settings)
+
+    def fingerprint(self) -> str:
+        """Stable hash of the configuration, recorded in products."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _known_env_keys(model: type[BaseModel], prefix: str) -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name.upper()}"
+        keys.add(key)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys |= _known_env_keys(ann, key + "__")
+    return keys
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from an optional TOML file, ``SSTBC_*`` variables and explicit overrides.
+
+    Precedence: overrides > environment > file > defaults. ``SSTBC_CONFIG`` names the file
+    when ``path`` is None.
+    """
+    path = path or os.environ.get("SSTBC_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    known = _known_env_keys(Settings, ENV_PREFIX) | NON_CONFIG_ENV
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(f"unknown configuration variable(s) in the environment: {', '.join(unknown)}")
+    try:
+        base = Settings(**data)  # file + environment
+        if not overrides:
+            return base
+        return _validate_without_env(_deep_merge(base.model_dump(), overrides))
+    except ValidationError as exc:
+        src = f"config file {path}" if path else "configuration"
+        raise ConfigError(f"invalid {src}: {exc}") from None
+
+
+def _validate_without_env(data: dict[str, Any]) -> Settings:
+    """Validate ``data`` as-is: the environment is already folded into it, so overrides win."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    try:
+        return Settings(**data)
+    finally:
+        os.environ.update(saved)

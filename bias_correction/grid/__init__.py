@@ -1,0 +1,1 @@
+"""Target grid, mask-aware regridding and the authoritative ocean mask."""
