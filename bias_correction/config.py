@@ -192,6 +192,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(f"invalid {src}: {exc}") from None
 
 
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """Rebuild settings passed between processes/tasks as plain data, exactly as given."""
+    try:
+        return _validate_without_env(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
 def _validate_without_env(data: dict[str, Any]) -> Settings:
     """Validate ``data`` as-is: the environment is already folded into it, so overrides win."""
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}

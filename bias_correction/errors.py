@@ -19,6 +19,10 @@ class TransientFetchError(RetryableError):
     """Network failure, timeout, 5xx, or a body cut short in transit."""
 
 
+class TruncatedDownloadError(TransientFetchError):
+    """The body ended early (short of Content-Length, or a NetCDF file shorter than its header says)."""
+
+
 class NotYetPublishedError(RetryableError):
     """The upstream file for this date/run does not exist (yet): HTTP 404 or equivalent."""
 
@@ -33,6 +37,10 @@ class CorruptInputError(PermanentError):
 
 class InputValidationError(CorruptInputError):
     """The file opens but its variables, dimensions, times or values are not what was expected."""
+
+
+class UpstreamRejectedError(PermanentError):
+    """The upstream service refused the request itself (HTTP 400/401/403): fix the request or config."""
 
 
 class ConfigError(PermanentError):
@@ -55,7 +63,9 @@ __all__ = [
     "SstbcError",
     "RetryableError",
     "TransientFetchError",
+    "TruncatedDownloadError",
     "NotYetPublishedError",
+    "UpstreamRejectedError",
     "PermanentError",
     "CorruptInputError",
     "InputValidationError",

@@ -1,0 +1,127 @@
+"""Find and verify model packages (``model_store/model_id/version/``) written by training.export.
+
+Integrity first: :func:`load_manifest` checks the sha256 and size of every listed artefact before
+any other field is trusted, so a corrupted or half-copied package fails loudly and by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bias_correction.errors import ModelContractError
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+SUPPORTED_SCHEMA = 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_versions(model_store: Path, model_id: str) -> list[str]:
+    """Complete package versions (folders holding a manifest), sorted ascending; temp folders skipped."""
+    parent = Path(model_store) / model_id
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).is_file())
+
+
+def resolve_package(model_store: Path, model_id: str, version: str = "latest") -> Path:
+    """Folder of ``model_id`` at ``version``; "latest" is the highest (UTC-timestamp-sortable) name."""
+    store = Path(model_store)
+    versions = list_versions(store, model_id)
+    if not versions:
+        ids = sorted(p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if store.is_dir() else []
+        raise ModelContractError(
+            f"no package for model {model_id!r} in model store {store}; "
+            f"model ids present: {', '.join(ids) if ids else 'none'}")
+    if version == "latest":
+        return store / model_id / versions[-1]
+    if version not in versions:
+        raise ModelContractError(
+            f"model {model_id!r} has no version {version!r} in {store}; available: {', '.join(versions)}")
+    return store / model_id / version
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Verified manifest of one package; ``raw`` keeps every field as written."""
+
+    package_dir: Path
+    model_id: str
+    version: str
+    architecture: str
+    seq_len: int
+    grid: dict[str, Any]
+    mask_sha256: str
+    vmin: float
+    vmax: float
+    lead_days: tuple[int, ...]
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def grid_id(self) -> str:
+        return str(self.grid["grid_id"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.grid["nlat"]), int(self.grid["nlon"]))
+
+    @property
+    def model_path(self) -> Path:
+        return self.package_dir / MODEL_FILE
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read ``manifest.json`` (``path`` = package folder or the file) after verifying every artefact."""
+    path = Path(path)
+    mpath = path / MANIFEST_FILE if path.is_dir() else path
+    pkg = mpath.parent
+    try:
+        raw = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ModelContractError(f"model package {pkg} has no {MANIFEST_FILE}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelContractError(f"{mpath} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelContractError(f"{mpath} must hold a JSON object")
+    artifacts = raw.get("artifacts")
+    if not isinstance(artifacts, dict) or MODEL_FILE not in artifacts:
+        raise ModelContractError(f"{mpath} lists no artifacts (expected at least {MODEL_FILE})")
+    for name, info in artifacts.items():
+        fpath = pkg / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ModelContractError(f"{mpath}: artifact name {name!r} escapes the package folder")
+        if not fpath.is_file():
+            raise ModelContractError(f"model package {pkg}: artifact {name} is missing")
+        size = fpath.stat().st_size
+        if "bytes" in info and size != int(info["bytes"]):
+            raise ModelContractError(f"model package {pkg}: artifact {name} has {size} bytes, "
+                                     f"manifest says {info['bytes']}")
+        digest = _sha256(fpath)
+        if digest != info.get("sha256"):
+            raise ModelContractError(f"model package {pkg}: artifact {name} sha256 {digest} does not match "
+                                     f"the manifest ({info.get('sha256')}); the file is corrupt or was changed")
+    if raw.get("schema_version") != SUPPORTED_SCHEMA:
+        raise ModelContractError(f"{mpath}: schema_version {raw.get('schema_version')!r} is not supported "
+                                 f"(expected {SUPPORTED_SCHEMA})")
+    try:
+        norm = raw["normalisation"]
+        return Manifest(package_dir=pkg, model_id=str(raw["model_id"]), version=str(raw["version"]),
+                        architecture=str(raw["architecture"]), seq_len=int(raw["seq_len"]),
+                        grid=dict(raw["grid"]), mask_sha256=str(raw["mask_sha256"]),
+                        vmin=float(norm["vmin"]), vmax=float(norm["vmax"]),
+                        lead_days=tuple(int(k) for k in raw["lead_days"]), raw=raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"{mpath} is missing or has an invalid field: {exc!r}") from None

@@ -1,0 +1,241 @@
+"""Orchestration-free composition of the daily job: fetch -> regrid -> archive -> correct -> write.
+
+Every function here is a plain, idempotent step that the Prefect flows in ``flows/`` wrap as
+tasks (and that tests call directly). Nothing here retries across runs or schedules: that is
+the orchestrator's job, driven by the retryable/permanent error classes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import bias_correction
+from bias_correction.config import Settings
+from bias_correction.errors import InputValidationError
+from bias_correction.grid.grids import RegularGrid, target_grid
+from bias_correction.grid.mask import OceanMask, apply_mask, derive_mask, load_mask, save_mask
+from bias_correction.grid.regrid import Regridder
+from bias_correction.io import archive
+from bias_correction.io.archive import ArchiveEntry
+from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key, write_product
+from bias_correction.sources.hycom import HycomSource, run_time
+from bias_correction.sources.oisst import OisstSource, _utc_today
+from bias_correction.storage import Store
+from bias_correction.verification.metrics import improvement_percent, scores
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a step needs, built once per run from the settings."""
+
+    settings: Settings
+    store: Store
+    grid: RegularGrid
+    oisst: OisstSource
+    hycom: HycomSource
+    regridder: Regridder = field(compare=False)
+
+
+def make_context(settings: Settings, today: Callable[[], dt.date] | None = None) -> Context:
+    store = Store(settings.storage_root)
+    grid = target_grid(settings.region, settings.grid_step)
+    return Context(
+        settings=settings,
+        store=store,
+        grid=grid,
+        oisst=OisstSource(settings.upstream.oisst_https, store, settings.http, today or _utc_today),
+        hycom=HycomSource(settings.upstream.hycom_ncss, store, settings.http, settings.region, settings.lead_days),
+        regridder=Regridder(grid),
+    )
+
+
+def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
+    """Regridded OISST of ``day`` in the archive (downloading the raw file only if needed)."""
+    hit = archive.existing(ctx.store, archive.oisst_key(ctx.grid, day))
+    if hit is not None:
+        return hit
+    fetched = ctx.oisst.fetch(day)
+    sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region))
+    return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
+
+
+def archive_hycom_run(ctx: Context, day: dt.date) -> ArchiveEntry:
+    """Regridded daily-mean HYCOM forecast of the 12Z run of ``day`` in the archive."""
+    run = run_time(day)
+    hit = archive.existing(ctx.store, archive.hycom_key(ctx.grid, run))
+    if hit is not None:
+        return hit
+    fetched = ctx.hycom.fetch(run)
+    daily = ctx.regridder(ctx.hycom.daily_means(fetched, run))
+    return archive.write_hycom(ctx.store, ctx.grid, run, daily, fetched)
+
+
+def ensure_mask(ctx: Context, oisst_day: dt.date, run_day: dt.date) -> OceanMask:
+    """The stored ocean mask, or one derived from an archived OISST day and HYCOM run."""
+    mask = load_mask(ctx.store, ctx.grid)
+    if mask is not None:
+        return mask
+    o = archive_oisst_day(ctx, oisst_day)
+    h = archive_hycom_run(ctx, run_day)
+    values = derive_mask(archive.read_field(ctx.store, o.key).values, archive.read_field(ctx.store, h.key).values)
+    mask = save_mask(ctx.store, ctx.grid, values, sources=f"OISST {oisst_day}; HYCOM run {run_day}")
+    LOG.info("ocean mask for %s: %d ocean cells, sha256 %s", ctx.grid.grid_id, mask.ocean_cells, mask.sha256[:12])
+    return mask
+
+
+def require_mask(ctx: Context) -> OceanMask:
+    mask = load_mask(ctx.store, ctx.grid)
+    if mask is None:
+        raise InputValidationError(
+            f"no ocean mask for grid {ctx.grid.grid_id} under {ctx.store.root}: fill the archive first (sstbc fetch / sstbc train)"
+        )
+    return mask
+
+
+def archive_dates(start: dt.date, end: dt.date, seq_len: int, lead_days: int) -> tuple[list[dt.date], list[dt.date]]:
+    """HYCOM run days and OISST days needed to train on runs ``start``..``end``."""
+    runs = [start + dt.timedelta(days=i) for i in range(-(seq_len - 1), (end - start).days + 1)]
+    days = [start + dt.timedelta(days=i) for i in range(1, (end - start).days + lead_days + 1)]
+    return runs, days
+
+
+def load_corrector(settings: Settings) -> Any:
+    from bias_correction.correction.runtime import OnnxCorrector
+
+    return OnnxCorrector.load(settings.model_store, settings.model_id, settings.model_version, settings.providers)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: dt.datetime
+    product: ProductInfo
+    model_id: str
+    model_version: str
+    provider: str
+    inputs: list[dict[str, Any]]
+
+
+def _digest(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
+    """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date)."""
+    run = run_time(day)
+    manifest = corrector.manifest
+    seq_len = int(manifest.seq_len)
+    mask = require_mask(ctx)
+    corrector.check_contract(ctx.grid, mask.sha256, seq_len)
+    run_days = [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
+    entries = [archive_hycom_run(ctx, d) for d in run_days]
+    inputs = [{"run": f"{d:%Y-%m-%dT12Z}", "url": e.source["url"], "sha256": e.source["sha256"],
+               "version": e.source["version"]} for d, e in zip(run_days, entries, strict=True)]
+    model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
+    digest = _digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
+                      "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
+    key = product_key(ctx.settings.region.name, run, ctx.settings.model_id)
+    info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
+    if existing_digest(ctx.store, key) == digest:
+        LOG.info("product %s is up to date; nothing to do", key)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
+    fields = [archive.read_field(ctx.store, e.key) for e in entries]
+    stack = np.stack([f.values for f in fields], axis=1)  # (lead, T, lat, lon)
+    x = apply_mask(stack, mask, f"HYCOM runs {run_days[0]}..{run_days[-1]}")
+    leads = fields[-1]["lead"].values
+    corrected = corrector.correct(x, leads.astype(np.float32))
+    provenance = {
+        "inputs": inputs, "model_id": manifest.model_id, "model_version": manifest.version,
+        "model_sha256": model_sha, "code_version": bias_correction.__version__,
+        "config_fingerprint": ctx.settings.fingerprint(), "onnxruntime_provider": corrector.active_provider,
+        "mask_sha256": mask.sha256,
+    }
+    ds = build_product(
+        run=run, grid=ctx.grid, mask=mask, region_name=ctx.settings.region.name,
+        sst_corrected=corrected, sst_raw=x[:, -1], valid_dates=fields[-1]["valid_date"].values,
+        provenance=provenance, input_digest=digest,
+    )
+    write_product(ctx.store, key, ds, mask)
+    LOG.info("published %s", key)
+    return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest), provider=corrector.active_provider, **info_kwargs)
+
+
+def verify_product(ctx: Context, key: str) -> dict[str, Any]:
+    """Score a product's corrected and raw SST against OISST of its valid days (°C)."""
+    mask = require_mask(ctx)
+    with ctx.store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
+        corrected, raw = ds["sst"].values, ds["sst_raw"].values
+        days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+    truth = np.stack([archive.read_field(ctx.store, archive_oisst_day(ctx, d).key).values for d in days])
+    per_lead = []
+    for k, d in enumerate(days):
+        r, c = scores(raw[k], truth[k], mask.values), scores(corrected[k], truth[k], mask.values)
+        per_lead.append({"lead_day": k + 1, "valid_date": d.isoformat(), "rmse_raw": r["rmse"], "rmse_corrected": c["rmse"]})
+    r, c = scores(raw, truth, mask.values), scores(corrected, truth, mask.values)
+    return {"raw": r, "corrected": c, "improvement_percent": improvement_percent(r["rmse"], c["rmse"]), "per_lead": per_lead}
+
+
+def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, dict[str, int]]:
+    """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts."""
+    from bias_correction.training.dataset import build_samples
+
+    seq_len = ctx.settings.training.seq_len
+    run_days, oisst_days = archive_dates(start, end, seq_len, ctx.settings.lead_days)
+    mask = require_mask(ctx)
+    hycom = archive.load_hycom_runs(ctx.store, ctx.grid, [run_time(d) for d in run_days])
+    oisst, versions = archive.load_oisst_days(ctx.store, ctx.grid, oisst_days)
+    samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len)
+    return samples, versions
+
+
+def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
+    """Train the configured model on runs ``start``..``end`` (chronological train/validation split)."""
+    from bias_correction.training.dataset import split_chronological
+    from bias_correction.training.train import train_model
+
+    cfg = ctx.settings.training
+    mask = require_mask(ctx)
+    samples, versions = training_samples(ctx, start, end)
+    train, val = split_chronological(samples, cfg.val_fraction, gap_days=cfg.seq_len)
+    out_dir = ctx.store.url(f"training/{ctx.settings.model_id}/{start:%Y%m%d}-{end:%Y%m%d}") if ctx.store.is_local else None
+    if out_dir is None:
+        raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
+    result = train_model(
+        train, val, cfg, grid=ctx.grid, mask_hash=mask.sha256, progress=progress,
+        data_info={"oisst_days": versions, "runs": [start.isoformat(), end.isoformat()],
+                   "samples": {"train": len(train), "val": len(val)}},
+        out_dir=Path(out_dir),
+    )
+    return {
+        "checkpoint": str(result.checkpoint), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds, "n_parameters": result.n_parameters,
+        "samples": {"train": len(train), "val": len(val)},
+        "val": {"rmse_raw": result.val_rmse_raw, "rmse_model": result.val_rmse_corrected},
+    }
+
+
+def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:
+    """Export a checkpoint to an ONNX model package in the model store (parity checked)."""
+    from bias_correction.correction.package import load_manifest
+    from bias_correction.training.export import export_package
+
+    package = export_package(checkpoint, Path(settings.model_store), settings.model_id)
+    manifest = load_manifest(package)
+    return {"package": str(package), "version": manifest.version, "parity": manifest.raw["parity"]}
+
+
+def train_and_export(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
+    trained = train_from_archive(ctx, start, end, progress=progress)
+    exported = export_checkpoint(ctx.settings, Path(trained["checkpoint"]))
+    return {"training": trained, "export": exported}

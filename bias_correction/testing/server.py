@@ -1,0 +1,711 @@
+"""Loopback stand-in of the upstream services (NCEI OISST HTTPS tree, HYCOM THREDDS NCSS), with faults.
+
+Why: downloaders, retry logic and the whole pipeline must be exercised against real HTTP, with the
+publication lifecycle (preliminary -> final OISST, HYCOM runs appearing the next day) and with the
+failures the real services show (5xx, HTML error pages with status 200, truncated bodies, resets,
+stalls, slow links), all deterministic and offline. Files are generated on demand from a
+:class:`~bias_correction.testing.twin.Twin` in the exact upstream formats.
+
+Run it by hand: ``python -m bias_correction.testing.server --workdir DIR --today YYYY-MM-DD [--port N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import hashlib
+import html
+import math
+import os
+import random
+import re
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+
+from bias_correction.testing.formats import (
+    GLBY_NLAT,
+    GLBY_NLON,
+    HYCOM_DEPTHS,
+    OISST_LAT,
+    OISST_LON,
+    glby_lat,
+    glby_lon,
+    oisst_filename,
+    write_hycom_ncss,
+    write_oisst,
+)
+from bias_correction.testing.twin import Twin
+
+OISST_PATH = "/data/sea-surface-temperature-optimum-interpolation/v2.1/access/avhrr"
+NCSS_PATH = "/thredds/ncss"
+HYCOM_RUN_PATH = "/thredds/ncss/GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z"
+OISST_FIRST_DAY = date(1981, 9, 1)
+OISST_FINAL_AFTER_DAYS = 14
+GOFS31_FIRST_RUN = date(2018, 12, 4)
+GOFS31_LAST_RUN = date(2024, 9, 4)
+HYCOM_TAUS = np.arange(0.0, 181.0, 3.0)
+NCSS_MAX_VALUES = 60_000_000
+NETCDF_TYPE = "application/x-netcdf"
+
+FAULT_KINDS = ("status", "html200", "truncate", "truncate_length", "stall", "reset", "slow")
+
+_RE_OISST_ROOT = re.compile(rf"^{re.escape(OISST_PATH)}/?$")
+_RE_OISST_MONTH = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/?$")
+_RE_OISST_FILE = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/oisst-avhrr-v02r01\.(\d{{8}})(_preliminary)?\.nc$")
+_RE_NCSS_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?GLBy0\.08/expt_93\.0/FMRC/runs/"
+                          r"GLBy0\.08_930_FMRC_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
+
+
+# ------------------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it; status 0 means the connection was dropped without a response."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    bytes_sent: int
+    fault: str | None = None
+
+
+@dataclass
+class _Fault:
+    regex: re.Pattern[str]
+    kind: str
+    remaining: int | None
+    params: dict[str, Any]
+
+
+@dataclass
+class _RandomFaults:
+    rate: float
+    rng: random.Random
+    kinds: tuple[str, ...]
+    regex: re.Pattern[str]
+    params: dict[str, Any]
+
+
+class FaultPlan:
+    """Faults to inject, matched with ``re.search`` against the request target (path + '?' + query)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._random: _RandomFaults | None = None
+
+    def add(self, path_regex: str, kind: str, times: int | None = 1, **params: Any) -> None:
+        """Inject ``kind`` into the next ``times`` matching requests (None: all of them).
+
+        Params: status -> code (int), body (str|bytes, optional); stall -> seconds; slow -> bytes_per_s.
+        """
+        _check_kind(kind, params)
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1 or None")
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_regex), kind, times, dict(params)))
+
+    def random(self, rate: float, seed: int, kinds: Sequence[str] = ("status", "truncate", "reset"),
+               path_regex: str = ".*", **params: Any) -> None:
+        """Apply a random fault kind to a fraction ``rate`` of matching requests, reproducible given seed and order.
+
+        Params: codes (status codes to draw from, default 500/502/503), seconds (stall, default 0.5),
+        bytes_per_s (slow, default 2e6), body.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be within [0, 1]")
+        for kind in kinds:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        with self._lock:
+            self._random = _RandomFaults(rate, random.Random(seed), tuple(kinds), re.compile(path_regex), dict(params))
+
+    def clear(self) -> None:
+        """Remove every fault, random mode included."""
+        with self._lock:
+            self._faults.clear()
+            self._random = None
+
+    def pending(self) -> int:
+        """Number of explicit faults still armed."""
+        with self._lock:
+            return len(self._faults)
+
+    def take(self, target: str) -> tuple[str, dict[str, Any]] | None:
+        """The fault to apply to this request, if any (explicit faults first, then the random mode)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.regex.search(target):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self._faults.remove(fault)
+                    return fault.kind, dict(fault.params)
+            rnd = self._random
+            if rnd is not None and rnd.kinds and rnd.regex.search(target):
+                hit = rnd.rng.random() < rnd.rate
+                kind = rnd.rng.choice(rnd.kinds)
+                code = rnd.rng.choice(tuple(rnd.params.get("codes", (500, 502, 503))))
+                if hit:
+                    params: dict[str, Any] = {"code": code, "seconds": rnd.params.get("seconds", 0.5),
+                                              "bytes_per_s": rnd.params.get("bytes_per_s", 2_000_000)}
+                    if "body" in rnd.params:
+                        params["body"] = rnd.params["body"]
+                    return kind, params
+        return None
+
+
+def _check_kind(kind: str, params: dict[str, Any]) -> None:
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+    if kind == "status" and not isinstance(params.get("code"), int):
+        raise ValueError("fault 'status' needs an int param code=...")
+    if kind == "stall" and "seconds" not in params:
+        raise ValueError("fault 'stall' needs param seconds=...")
+    if kind == "slow" and not params.get("bytes_per_s"):
+        raise ValueError("fault 'slow' needs param bytes_per_s=...")
+
+
+# ------------------------------------------------------------------------------------------ responses
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "text/html; charset=iso-8859-1"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, plain: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.plain = plain
+
+
+def _html_error(status: int, title: str, message: str) -> _Response:
+    body = (f'<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n<html><head>\n<title>{status} {html.escape(title)}'
+            f"</title>\n</head><body>\n<h1>{html.escape(title)}</h1>\n<p>{html.escape(message)}</p>\n</body></html>\n")
+    return _Response(status, body.encode("latin-1", "replace"))
+
+
+def _http_date(when: datetime) -> str:
+    return email.utils.format_datetime(when.replace(tzinfo=timezone.utc), usegmt=True)
+
+
+def _parse_iso(text: str) -> datetime:
+    """ISO 8601 time of an NCSS request (``Z`` or offset or naive = UTC) as naive UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _iso(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
+# ------------------------------------------------------------------------------------------ server
+class StandInServer:
+    """ThreadingHTTPServer on loopback serving twin-generated OISST files and HYCOM NCSS subsets."""
+
+    def __init__(self, twin: Twin, workdir: Path, today: date, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.twin = twin
+        self.workdir = Path(workdir)
+        self.today = today
+        self.faults = FaultPlan()
+        self.requests: list[RequestRecord] = []
+        self._host = host
+        self._port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._rec_lock = threading.Lock()
+        self._file_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._etags: dict[tuple[str, int, int], str] = {}
+
+    # ---- lifecycle
+    def start(self) -> StandInServer:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._httpd is not None:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        handler = type("_BoundHandler", (_Handler,), {"stand_in": self})
+        httpd = ThreadingHTTPServer((self._host, self._port), handler)
+        httpd.daemon_threads = True
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="stand-in-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (handler threads still running are daemons)."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StandInServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def oisst_https_base(self) -> str:
+        return self.base_url + OISST_PATH
+
+    @property
+    def hycom_ncss_base(self) -> str:
+        return self.base_url + NCSS_PATH
+
+    # ---- request log
+    def record(self, rec: RequestRecord) -> None:
+        with self._rec_lock:
+            self.requests.append(rec)
+
+    def count(self, path_regex: str) -> int:
+        """How many recorded requests have a path matching ``path_regex`` (re.search)."""
+        rx = re.compile(path_regex)
+        with self._rec_lock:
+            return sum(1 for r in self.requests if rx.search(r.path))
+
+    def oisst_url(self, day: date, preliminary: bool = False) -> str:
+        return f"{self.oisst_https_base}/{day:%Y%m}/{oisst_filename(day, preliminary)}"
+
+    def hycom_run_url(self, run: date | datetime) -> str:
+        return self.base_url + HYCOM_RUN_PATH.format(run=run)
+
+    # ---- OISST lifecycle
+    def oisst_published(self, day: date, preliminary: bool) -> bool:
+        """Whether this name exists now: preliminary from day+1 until day+13, final from day+14 on."""
+        if day < OISST_FIRST_DAY:
+            return False
+        age = (self.today - day).days
+        if age < 1:
+            return False
+        return age < OISST_FINAL_AFTER_DAYS if preliminary else age >= OISST_FINAL_AFTER_DAYS
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._locks_lock:
+            lock = self._file_locks.get(key)
+            if lock is None:
+                lock = self._file_locks[key] = threading.Lock()
+            return lock
+
+    def _materialise(self, path: Path, write: Any) -> Path:
+        """Create ``path`` once, thread-safely (temp name then atomic rename)."""
+        with self._lock_for(str(path)):
+            if path.exists():
+                return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            try:
+                write(Path(tmp))
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return path
+
+    def oisst_file(self, day: date, preliminary: bool) -> Path:
+        """The generated OISST file of ``day`` (created on first use)."""
+        path = self.workdir / "oisst" / f"{day:%Y%m}" / oisst_filename(day, preliminary)
+
+        def write(tmp: Path) -> None:
+            fields = self.twin.oisst(day, OISST_LAT.astype(np.float64), OISST_LON.astype(np.float64),
+                                     preliminary=preliminary)
+            write_oisst(tmp, day, fields, preliminary=preliminary)
+
+        return self._materialise(path, write)
+
+    def _etag(self, path: Path) -> str:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        tag = self._etags.get(key)
+        if tag is None:
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
+            tag = f'"{st.st_size:x}-{digest}"'
+            self._etags[key] = tag
+        return tag
+
+    def _serve_oisst_file(self, month: str, ymd: str, prelim: bool, head: bool,
+                          if_none_match: str | None) -> _Response:
+        try:
+            day = datetime.strptime(ymd, "%Y%m%d").date()
+        except ValueError:
+            raise _HttpError(404, "Not Found") from None
+        if f"{day:%Y%m}" != month or not self.oisst_published(day, prelim):
+            raise _HttpError(404, "Not Found")
+        path = self.oisst_file(day, prelim)
+        published = datetime(day.year, day.month, day.day, 9, 12) + timedelta(days=1 if prelim else 15)
+        etag = self._etag(path)
+        headers = {"ETag": etag, "Last-Modified": _http_date(published), "Accept-Ranges": "none"}
+        if if_none_match is not None and if_none_match.strip() == etag:
+            return _Response(304, b"", NETCDF_TYPE, headers)
+        body = b"" if head else path.read_bytes()
+        if head:
+            headers["Content-Length"] = str(path.stat().st_size)
+        return _Response(200, body, NETCDF_TYPE, headers)
+
+    def _oisst_index(self, month: str) -> _Response:
+        try:
+            first = datetime.strptime(month + "01", "%Y%m%d").date()
+        except ValueError:
+            raise _HttpError(404, "Not Found") from None
+        nxt = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        rows = []
+        day = first
+        while day < nxt:
+            for prelim in (False, True):
+                if self.oisst_published(day, prelim):
+                    name = oisst_filename(day, prelim)
+                    stamp = datetime(day.year, day.month, day.day, 9, 12) + timedelta(days=1 if prelim else 15)
+                    rows.append(f'<tr><td><a href="{name}">{name}</a></td>'
+                                f'<td align="right">{stamp:%Y-%m-%d %H:%M}  </td>'
+                                f'<td align="right">1.6M</td><td>&nbsp;</td></tr>')
+            day += timedelta(days=1)
+        if not rows and (nxt <= OISST_FIRST_DAY or first > self.today):
+            raise _HttpError(404, "Not Found")
+        return _Response(200, _apache_index(f"{OISST_PATH}/{month}/", rows).encode())
+
+    def _oisst_root(self) -> _Response:
+        rows = []
+        month = OISST_FIRST_DAY
+        while month <= self.today:
+            name = f"{month:%Y%m}/"
+            rows.append(f'<tr><td><a href="{name}">{name}</a></td><td align="right">'
+                        f'{month:%Y-%m-%d} 00:00  </td><td align="right">  - </td><td>&nbsp;</td></tr>')
+            month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return _Response(200, _apache_index(f"{OISST_PATH}/", rows).encode())
+
+    # ---- HYCOM NCSS
+    def _ncss(self, run_text: str, query: str, head: bool) -> _Response:
+        try:
+            run_day = date.fromisoformat(run_text)
+        except ValueError:
+            raise _HttpError(404, "Not Found") from None
+        if not GOFS31_FIRST_RUN <= run_day <= GOFS31_LAST_RUN or run_day >= self.today:
+            raise _HttpError(404, f"Dataset GLBy0.08_930_FMRC_RUN_{run_text}T12:00:00Z not found")
+        run = datetime(run_day.year, run_day.month, run_day.day, 12)
+        q = parse_qs(query, keep_blank_values=True)
+
+        def one(name: str) -> str | None:
+            vals = q.get(name)
+            return vals[-1] if vals else None
+
+        variables = [v for vals in q.get("var", []) for v in vals.split(",") if v]
+        if not variables:
+            raise _HttpError(400, "No variables requested (var=...)", plain=True)
+        unknown = [v for v in variables if v != "water_temp"]
+        if unknown:
+            raise _HttpError(400, f"Variable(s) {unknown} not in dataset", plain=True)
+        bbox: dict[str, float] = {}
+        for name in ("north", "south", "west", "east"):
+            text = one(name)
+            try:
+                val = float(text) if text is not None else math.nan
+            except ValueError:
+                val = math.nan
+            if not math.isfinite(val):
+                raise _HttpError(400, f"Missing or invalid bounding box parameter {name}={text!r}", plain=True)
+            bbox[name] = val
+        if bbox["south"] > bbox["north"] or bbox["south"] < -90 or bbox["north"] > 90:
+            raise _HttpError(400, f"Invalid latitude range south={bbox['south']} north={bbox['north']}", plain=True)
+        try:
+            hstride = int(one("horizStride") or 1)
+            tstride = int(one("timeStride") or 1)
+        except ValueError:
+            raise _HttpError(400, "horizStride/timeStride must be integers", plain=True) from None
+        if hstride < 1 or tstride < 1:
+            raise _HttpError(400, "horizStride/timeStride must be >= 1", plain=True)
+        accept = (one("accept") or "netcdf4").lower()
+        if accept in ("netcdf4", "netcdf-4"):
+            fmt = "netcdf4"
+        elif accept in ("netcdf", "netcdf3", "netcdf-3"):
+            fmt = "netcdf3"
+        else:
+            raise _HttpError(400, f"Unsupported accept={accept}; use netcdf or netcdf4", plain=True)
+
+        # time
+        times = [run + timedelta(hours=float(t)) for t in HYCOM_TAUS]
+        t_first, t_last = times[0], times[-1]
+        try:
+            ts, te, tsingle = one("time_start"), one("time_end"), one("time")
+            if tsingle:
+                want = _parse_iso(tsingle)
+                if not t_first <= want <= t_last:
+                    raise _HttpError(400, f"Requested time {_iso(want)} does not intersect actual time range "
+                                          f"{_iso(t_first)} - {_iso(t_last)}", plain=True)
+                keep = [int(np.argmin([abs((t - want).total_seconds()) for t in times]))]
+            else:
+                start = _parse_iso(ts) if ts else t_first
+                end = _parse_iso(te) if te else t_last
+                if start > end:
+                    raise _HttpError(400, f"time_start {_iso(start)} is after time_end {_iso(end)}", plain=True)
+                keep = [k for k, t in enumerate(times) if start <= t <= end]
+                if not keep:
+                    raise _HttpError(400, f"Requested time range {_iso(start)} - {_iso(end)} does not intersect "
+                                          f"actual time range {_iso(t_first)} - {_iso(t_last)}", plain=True)
+        except ValueError as exc:
+            raise _HttpError(400, f"Invalid time parameter: {exc}", plain=True) from None
+        keep = keep[::tstride]
+        taus = HYCOM_TAUS[keep]
+
+        # depth
+        vc = one("vertCoord")
+        if vc is None or vc == "":
+            depth = HYCOM_DEPTHS.copy()
+        else:
+            try:
+                level = float(vc)
+            except ValueError:
+                raise _HttpError(400, f"Invalid vertCoord={vc!r}", plain=True) from None
+            depth = HYCOM_DEPTHS[[int(np.argmin(np.abs(HYCOM_DEPTHS - level)))]]
+
+        # horizontal subset of the native grid
+        eps = 1e-6
+        jj = np.arange(GLBY_NLAT)
+        lat_exact = -80.0 + 0.04 * jj
+        rows = jj[(lat_exact >= bbox["south"] - eps) & (lat_exact <= bbox["north"] + eps)][::hstride]
+        ii = np.arange(GLBY_NLON)
+        lon_exact = 0.08 * ii
+        neg = bbox["west"] < 0 or bbox["east"] < 0
+        conv = np.where(lon_exact >= 180.0, lon_exact - 360.0, lon_exact) if neg else lon_exact
+        west, east = bbox["west"], bbox["east"]
+        if west <= east:
+            sel = ii[(conv >= west - eps) & (conv <= east + eps)]
+            cols = sel[np.argsort(conv[sel], kind="stable")]
+        else:
+            a = ii[conv >= west - eps]
+            b = ii[conv <= east + eps]
+            cols = np.concatenate([a[np.argsort(conv[a])], b[np.argsort(conv[b])]])
+        cols = cols[::hstride]
+        if rows.size == 0 or cols.size == 0:
+            raise _HttpError(400, "Requested bounding box does not contain any grid point", plain=True)
+        n_values = len(taus) * len(depth) * rows.size * cols.size
+        if n_values > NCSS_MAX_VALUES:
+            raise _HttpError(403, f"Request too large: {n_values} values (limit {NCSS_MAX_VALUES})", plain=True)
+        lat = glby_lat(rows)
+        lon = glby_lon(cols)
+        if neg:
+            lon = np.where(lon >= 180.0, lon - 360.0, lon)
+
+        key = hashlib.sha1(repr((run_text, taus.tolist(), depth.tolist(), rows.tolist(), cols.tolist(), neg, fmt))
+                           .encode()).hexdigest()[:20]
+        path = self.workdir / "ncss" / f"{run_day:%Y%m%d}" / f"{key}.nc"
+
+        def write(tmp: Path) -> None:
+            temp = self.twin.hycom(run, taus, lat, lon, depth)
+            write_hycom_ncss(tmp, run, taus, lat, lon, depth, temp, fmt)  # type: ignore[arg-type]
+
+        self._materialise(path, write)
+        headers = {"Content-Disposition": f'attachment; filename="GLBy0.08_930_FMRC_RUN_{run_text}T12:00:00Z.nc"'}
+        if head:
+            headers["Content-Length"] = str(path.stat().st_size)
+            return _Response(200, b"", NETCDF_TYPE, headers)
+        return _Response(200, path.read_bytes(), NETCDF_TYPE, headers)
+
+    # ---- routing
+    def respond(self, path: str, query: str, head: bool, if_none_match: str | None) -> _Response:
+        """The normal (fault-free) response to a GET/HEAD."""
+        try:
+            m = _RE_OISST_FILE.match(path)
+            if m:
+                return self._serve_oisst_file(m.group(1), m.group(2), bool(m.group(3)), head, if_none_match)
+            m = _RE_OISST_MONTH.match(path)
+            if m:
+                return self._oisst_index(m.group(1))
+            if _RE_OISST_ROOT.match(path):
+                return self._oisst_root()
+            m = _RE_NCSS_RUN.match(path)
+            if m:
+                return self._ncss(m.group(1), query, head)
+            raise _HttpError(404, "Not Found")
+        except _HttpError as err:
+            if err.plain:
+                return _Response(err.status, (err.message + "\n").encode(), "text/plain; charset=UTF-8")
+            msg = f"The requested URL {path} was not found on this server." if err.status == 404 else err.message
+            return _html_error(err.status, "Not Found" if err.status == 404 else err.message, msg)
+
+
+def _apache_index(title_path: str, rows: Iterable[str]) -> str:
+    parent = title_path.rstrip("/").rsplit("/", 1)[0] + "/"
+    body = "\n".join(rows)
+    return (
+        '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 3.2 Final//EN">\n<html>\n <head>\n'
+        f"  <title>Index of {title_path.rstrip('/')}</title>\n </head>\n <body>\n"
+        f"<h1>Index of {title_path.rstrip('/')}</h1>\n  <table>\n"
+        '   <tr><th><a href="?C=N;O=D">Name</a></th><th><a href="?C=M;O=A">Last modified</a></th>'
+        '<th><a href="?C=S;O=A">Size</a></th><th><a href="?C=D;O=A">Description</a></th></tr>\n'
+        '   <tr><th colspan="4"><hr></th></tr>\n'
+        f'<tr><td><a href="{parent}">Parent Directory</a></td><td>&nbsp;</td><td align="right">  - </td>'
+        "<td>&nbsp;</td></tr>\n"
+        f"{body}\n"
+        '   <tr><th colspan="4"><hr></th></tr>\n</table>\n</body></html>\n'
+    )
+
+
+_HTML200_BODY = (b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>\n<body>\n"
+                 b"<h1>The service is temporarily unavailable</h1>\n<p>The server is under maintenance. "
+                 b"Please try again later.</p>\n</body></html>\n")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Applies the fault plan, then the stand-in's normal routing."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "Apache"
+    sys_version = ""
+    stand_in: StandInServer  # set on the bound subclass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+        return
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._handle(head=False)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._handle(head=True)
+
+    def _handle(self, head: bool) -> None:
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        query = split.query
+        target = path + ("?" + unquote(query) if query else "")
+        fault = self.stand_in.faults.take(target)
+        kind, params = fault if fault is not None else (None, {})
+        status, sent = 0, 0
+        try:
+            status, sent = self._dispatch(kind, params, path, query, head)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+        finally:
+            self.stand_in.record(RequestRecord(self.command, path, query, status, sent, kind))
+
+    def _dispatch(self, kind: str | None, params: dict[str, Any], path: str, query: str,
+                  head: bool) -> tuple[int, int]:
+        if kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.rfile.close()
+            self.connection.close()
+            return 0, 0
+        if kind == "status":
+            code = int(params["code"])
+            body = params.get("body")
+            if body is None:
+                resp = _html_error(code, self.responses.get(code, ("Error",))[0], f"Injected error {code}.")
+            else:
+                resp = _Response(code, body.encode() if isinstance(body, str) else bytes(body))
+            return self._send(resp, head)
+        if kind == "html200":
+            body = params.get("body", _HTML200_BODY)
+            return self._send(_Response(200, body.encode() if isinstance(body, str) else body,
+                                        "text/html; charset=UTF-8"), head)
+        if kind == "stall":
+            time.sleep(float(params["seconds"]))
+        resp = self.stand_in.respond(path, query, head, self.headers.get("If-None-Match"))
+        if kind == "truncate":
+            return self._send(resp, head, cut=True, http10=True)
+        if kind == "truncate_length":
+            return self._send(resp, head, cut=True)
+        if kind == "slow":
+            return self._send(resp, head, bytes_per_s=float(params["bytes_per_s"]))
+        return self._send(resp, head)
+
+    def _send(self, resp: _Response, head: bool, *, cut: bool = False, http10: bool = False,
+              bytes_per_s: float | None = None) -> tuple[int, int]:
+        body = resp.body
+        if http10:
+            self.protocol_version = "HTTP/1.0"
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        for key, value in resp.headers.items():
+            if key != "Content-Length":
+                self.send_header(key, value)
+        if http10:
+            self.send_header("Connection", "close")
+        elif "Content-Length" in resp.headers:
+            self.send_header("Content-Length", resp.headers["Content-Length"])
+        else:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if cut:
+            self.close_connection = True
+        if head or resp.status == 304:
+            return resp.status, 0
+        if cut:
+            body = body[: len(body) // 2]
+        if bytes_per_s is None:
+            self.wfile.write(body)
+            sent = len(body)
+        else:
+            chunk = max(1, int(bytes_per_s / 20))
+            sent = 0
+            for start in range(0, len(body), chunk):
+                piece = body[start:start + chunk]
+                self.wfile.write(piece)
+                sent += len(piece)
+                time.sleep(len(piece) / bytes_per_s)
+        if cut:
+            self.wfile.flush()
+        return resp.status, sent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stand-in in the foreground until interrupted."""
+    parser = argparse.ArgumentParser(description="Loopback stand-in of the NCEI OISST and HYCOM NCSS services")
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--today", type=date.fromisoformat, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", type=int, default=None, help="twin seed (default: TwinConfig default)")
+    args = parser.parse_args(argv)
+    from bias_correction.testing.twin import TwinConfig
+
+    twin = Twin(TwinConfig(seed=args.seed) if args.seed is not None else TwinConfig())
+    server = StandInServer(twin, args.workdir, args.today, host=args.host, port=args.port).start()
+    print(f"base_url         {server.base_url}", flush=True)
+    print(f"oisst_https_base {server.oisst_https_base}", flush=True)
+    print(f"hycom_ncss_base  {server.hycom_ncss_base}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

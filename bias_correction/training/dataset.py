@@ -1,0 +1,213 @@
+"""Training samples: T consecutive HYCOM runs at one lead, labelled with OISST on the valid day.
+
+One sample = (run R, lead k): x = hycom[lead=k] at runs R-T+1 .. R  -> [T, H, W] degC,
+y = OISST on day R.date() + k -> [H, W] degC. Both carry NaN off the authoritative ocean mask.
+Samples with a missing run in the window, or a missing OISST day, are skipped (not filled), so a
+gap in the archive never produces a fabricated input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset
+
+from bias_correction.errors import ConfigError, InputValidationError
+
+_DAY = np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True, eq=False)
+class SampleSet:
+    """In-memory samples (N small: ~1500 at 50x50). Arrays are float32 degC with NaN on land."""
+
+    x: np.ndarray  # [N, T, H, W] degC, HYCOM at lead k for runs R-T+1..R
+    lead: np.ndarray  # [N] int, lead days
+    y: np.ndarray  # [N, H, W] degC, OISST on the valid day
+    run: np.ndarray  # [N] datetime64[D], day of the last run R
+    valid: np.ndarray  # [N] datetime64[D], R + lead
+    mask: np.ndarray  # [H, W] bool, True = ocean (the region mask used to build the set)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.x.shape[2]), int(self.x.shape[3]))
+
+    def subset(self, index: np.ndarray) -> SampleSet:
+        """Samples selected by an integer or boolean index (copies nothing more than numpy does)."""
+        return SampleSet(self.x[index], self.lead[index], self.y[index], self.run[index],
+                         self.valid[index], self.mask)
+
+    def period(self) -> tuple[str, str] | None:
+        """First and last valid day (ISO strings), None when empty."""
+        if len(self) == 0:
+            return None
+        return (str(self.valid.min()), str(self.valid.max()))
+
+
+def _days(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values).astype("datetime64[D]")
+
+
+def _check_coords(a: xr.DataArray, b: xr.DataArray, what: str) -> None:
+    for c in ("lat", "lon"):
+        if a.sizes[c] != b.sizes[c]:
+            raise InputValidationError(f"{what}: {c} has {b.sizes[c]} cells, HYCOM has {a.sizes[c]}")
+        if c in a.coords and c in b.coords and not np.allclose(a[c].values, b[c].values, atol=1e-6):
+            raise InputValidationError(f"{what}: {c} coordinates differ from HYCOM's")
+
+
+def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, seq_len: int) -> SampleSet:
+    """Every complete (run, lead) sample, sorted by valid day, then lead, then run.
+
+    hycom (run, lead, lat, lon) degC; oisst (time, lat, lon) degC; mask (lat, lon) bool, True = ocean.
+    A field counts as missing when it has no finite value over the ocean.
+    """
+    if seq_len < 1:
+        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+    for da, dims, what in ((hycom, {"run", "lead", "lat", "lon"}, "hycom"),
+                           (oisst, {"time", "lat", "lon"}, "oisst"), (mask, {"lat", "lon"}, "mask")):
+        if set(da.dims) != dims:
+            raise InputValidationError(f"{what} must have dims {sorted(dims)}, got {list(da.dims)}")
+    _check_coords(hycom, oisst, "oisst")
+    _check_coords(hycom, mask, "mask")
+
+    ocean = np.asarray(mask.transpose("lat", "lon").values, dtype=bool)
+    hy = np.asarray(hycom.transpose("run", "lead", "lat", "lon").values, dtype=np.float32)
+    hy = np.where(ocean, hy, np.float32(np.nan))
+    oi = np.asarray(oisst.transpose("time", "lat", "lon").values, dtype=np.float32)
+    oi = np.where(ocean, oi, np.float32(np.nan))
+    run_days = _days(hycom["run"].values)
+    leads = np.asarray(hycom["lead"].values).astype(int)
+    oi_days = _days(oisst["time"].values)
+    if len(np.unique(run_days)) != len(run_days):
+        raise InputValidationError("hycom has more than one run on the same day")
+
+    # presence: at least one finite ocean value
+    hy_ok = np.isfinite(hy).any(axis=(2, 3))  # [run, lead]
+    oi_ok = np.isfinite(oi).any(axis=(1, 2))
+    run_index = {d: i for i, d in enumerate(run_days.tolist())}
+    oi_index = {d: i for i, d in enumerate(oi_days.tolist()) if oi_ok[i]}
+
+    xs, ls, ys, rs, vs = [], [], [], [], []
+    one = dt.timedelta(days=1)
+    for r_i, r_day in enumerate(run_days.tolist()):
+        window = [run_index.get(r_day - one * (seq_len - 1 - j)) for j in range(seq_len)]
+        if any(w is None for w in window):
+            continue
+        for l_i, k in enumerate(leads.tolist()):
+            if not all(hy_ok[w, l_i] for w in window):
+                continue
+            valid = r_day + one * int(k)
+            o_i = oi_index.get(valid)
+            if o_i is None:
+                continue
+            xs.append(hy[window, l_i])
+            ls.append(int(k))
+            ys.append(oi[o_i])
+            rs.append(r_day)
+            vs.append(valid)
+    h, w = ocean.shape
+    if not xs:
+        empty = np.zeros((0,), dtype="datetime64[D]")
+        return SampleSet(np.zeros((0, seq_len, h, w), np.float32), np.zeros(0, int),
+                         np.zeros((0, h, w), np.float32), empty, empty.copy(), ocean)
+    run_arr = np.array(rs, dtype="datetime64[D]")
+    valid_arr = np.array(vs, dtype="datetime64[D]")
+    lead_arr = np.array(ls, dtype=int)
+    order = np.lexsort((run_arr, lead_arr, valid_arr))
+    return SampleSet(np.stack(xs)[order], lead_arr[order], np.stack(ys)[order], run_arr[order],
+                     valid_arr[order], ocean)
+
+
+def split_by_valid_date(samples: SampleSet, boundaries: Sequence[dt.date | str | np.datetime64],
+                        gap_days: int = 0) -> list[SampleSet]:
+    """Cut into len(boundaries)+1 chronological periods by valid day.
+
+    Period i holds boundaries[i-1] <= valid < boundaries[i]. The gap is carved out of the earlier
+    period: samples with valid >= boundary - gap_days are dropped from it, so at least ``gap_days``
+    empty days separate consecutive periods (the input windows overlap in time).
+    """
+    b = [np.datetime64(x, "D") for x in boundaries]
+    if any(b2 <= b1 for b1, b2 in zip(b, b[1:])):
+        raise ConfigError(f"split boundaries must be strictly increasing, got {[str(x) for x in b]}")
+    out: list[SampleSet] = []
+    lo: np.datetime64 | None = None
+    for hi in [*b, None]:
+        sel = np.ones(len(samples), dtype=bool)
+        if lo is not None:
+            sel &= samples.valid >= lo
+        if hi is not None:
+            sel &= samples.valid < hi - gap_days * _DAY
+        out.append(samples.subset(np.flatnonzero(sel)))
+        lo = hi
+    return out
+
+
+def split_chronological(samples: SampleSet, val_fraction: float, gap_days: int) -> tuple[SampleSet, SampleSet]:
+    """Last ``val_fraction`` of samples (by valid day) for validation, ``gap_days`` empty days before it."""
+    n = len(samples)
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = max(1, math.ceil(val_fraction * n))
+    if n < 2 or n_val >= n:
+        raise ConfigError(f"too few samples ({n}) to split off a validation fraction of {val_fraction}")
+    boundary = np.sort(samples.valid)[n - n_val]
+    train, val = split_by_valid_date(samples, [boundary], gap_days=gap_days)
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(
+            f"split at {boundary} with a {gap_days}-day gap leaves {len(train)} training and "
+            f"{len(val)} validation samples; more data is needed")
+    return train, val
+
+
+def normalisation(samples: SampleSet) -> tuple[float, float]:
+    """One scalar Min-Max pair (vmin, vmax) in degC over ocean pixels of HYCOM and OISST (models.md 2.2).
+
+    Call it on the training samples only, so validation and test data never leak into the scale.
+    """
+    if len(samples) == 0:
+        raise ConfigError("cannot compute the normalisation of an empty sample set")
+    vals = [a[np.isfinite(a)] for a in (samples.x, samples.y)]
+    allv = np.concatenate(vals)
+    if allv.size == 0:
+        raise ConfigError("no finite ocean values in the training samples")
+    vmin, vmax = float(allv.min()), float(allv.max())
+    if not vmax > vmin:
+        raise ConfigError(f"degenerate normalisation: vmin = vmax = {vmin} degC")
+    return vmin, vmax
+
+
+class SampleDataset(Dataset):
+    """Torch view of a :class:`SampleSet`: (sst [T,H,W] degC, lead_days scalar, target [H,W] degC)."""
+
+    def __init__(self, samples: SampleSet) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(samples.x, dtype=np.float32))
+        self.lead = torch.from_numpy(samples.lead.astype(np.float32))
+        self.y = torch.from_numpy(np.ascontiguousarray(samples.y, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.x[i], self.lead[i], self.y[i]
+
+
+def make_loader(samples: SampleSet, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Single-process loader (data are in memory); a seeded generator makes shuffling reproducible."""
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(SampleDataset(samples), batch_size=batch_size, shuffle=shuffle, generator=gen,
+                      num_workers=0, drop_last=False)

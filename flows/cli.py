@@ -1,0 +1,178 @@
+"""``sstbc``: the command line. Parses and validates arguments, then calls a flow or the library.
+
+With ``--json`` exactly one JSON object goes to stdout; logs and progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bias_correction.errors import ConfigError, SstbcError
+
+MIN_DATE, MAX_DATE = dt.date(1981, 9, 1), dt.date(2100, 1, 1)
+
+
+def parse_date(text: str) -> dt.date:
+    """Strict YYYY-MM-DD within the OISST era; anything else is a clear argparse error."""
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date of the form YYYY-MM-DD") from None
+    if len(text) != 10 or not (MIN_DATE <= day < MAX_DATE):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a YYYY-MM-DD date between {MIN_DATE} and {MAX_DATE}")
+    return day
+
+
+def _prefect_defaults() -> None:
+    # Must run before prefect is imported: its settings are read at import time.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from bias_correction.config import load_settings
+
+    return load_settings(args.config)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        sys.stdout.write(human.rstrip() + "\n")
+
+
+def _fmt_metrics(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "  verification: OISST for the valid days is not available yet"
+    lines = [f"  RMSE vs OISST: raw HYCOM {m['raw']['rmse']:.3f} °C -> corrected {m['corrected']['rmse']:.3f} °C "
+             f"({m['improvement_percent']:+.1f} %)"]
+    for row in m.get("per_lead", []):
+        lines.append(f"    lead {row['lead_day']} ({row['valid_date']}): {row['rmse_raw']:.3f} -> {row['rmse_corrected']:.3f} °C")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.daily import daily_correction
+
+    out = daily_correction(settings.model_dump(mode="json"), args.date, verify=not args.no_verify)
+    p = out["product"]
+    human = (f"product: {p['url']} ({'written' if p['written'] else 'up to date, nothing rewritten'})\n"
+             f"model: {out['model']['id']} {out['model']['version']} on {out['provider']}\n" + _fmt_metrics(out.get("metrics")))
+    _emit(args, {"command": "run", "date": args.date.isoformat(), **out}, human)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.daily import fill_archive
+
+    out = fill_archive(settings.model_dump(mode="json"), args.start, args.end)
+    human = (f"archive: {out['hycom_runs']} HYCOM runs ({out['hycom_written']} new), "
+             f"{out['oisst_days']} OISST days ({out['oisst_written']} new); mask {out['mask']['sha256'][:12]}")
+    _emit(args, {"command": "fetch", **out}, human)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from bias_correction import pipeline
+
+    start = args.start or settings.training.start
+    end = args.end or settings.training.end
+    ctx = pipeline.make_context(settings)
+    out = pipeline.train_from_archive(ctx, start, end, progress=not args.json)
+    human = f"checkpoint: {out['checkpoint']}\n  validation RMSE: raw {out['val']['rmse_raw']:.3f} -> model {out['val']['rmse_model']:.3f} °C"
+    _emit(args, {"command": "train", **out}, human)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from bias_correction import pipeline
+
+    out = pipeline.export_checkpoint(settings, Path(args.checkpoint))
+    human = f"package: {out['package']}\n  parity max |ONNX - torch| over ocean: {out['parity']['max_abs_diff_degC']:.2e} °C"
+    _emit(args, {"command": "export", **out}, human)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import demo
+
+    out = demo(str(Path(args.workdir).resolve()))
+    from bias_correction.demo import format_summary
+
+    _emit(args, {"command": "demo", **out}, format_summary(out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sstbc", description="Bias correction of HYCOM SST forecasts against NOAA OISST v2.1")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML config file (default: $SSTBC_CONFIG, else built-in defaults)")
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    p = sub.add_parser("run", help="correct one forecast run and publish its product")
+    p.add_argument("--date", type=parse_date, required=True, help="run date YYYY-MM-DD (12Z run)")
+    p.add_argument("--no-verify", action="store_true", help="do not score against OISST")
+    common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("fetch", help="fill the archive (HYCOM runs, OISST days, mask) for a run period")
+    p.add_argument("--start", type=parse_date, required=True)
+    p.add_argument("--end", type=parse_date, required=True)
+    common(p)
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("train", help="train the configured model from the archive and write a checkpoint")
+    p.add_argument("--start", type=parse_date, help="first training run (default: training.start)")
+    p.add_argument("--end", type=parse_date, help="last training run (default: training.end)")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, check parity and write a model package")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `sstbc train`")
+    common(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="the whole offline demo on bundled stand-in servers and twin data")
+    p.add_argument("--workdir", default="sstbc-demo", help="where the demo keeps its data, models and products")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) in ("fetch", "train") and getattr(args, "start", None) and getattr(args, "end", None):
+        if args.end < args.start:
+            parser.error(f"--end {args.end} is before --start {args.start}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _prefect_defaults()
+    try:
+        return int(args.func(args))
+    except SstbcError as exc:
+        kind = "configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps({"command": args.command, "error": type(exc).__name__, "message": str(exc)}) + "\n")
+        sys.stderr.write(f"sstbc: {kind}: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Flows: the daily correction, archive filling and training. Wiring only; logic is in bias_correction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from bias_correction import pipeline
+from bias_correction.config import settings_from_dict
+from bias_correction.errors import NotYetPublishedError
+from flows import tasks
+
+
+@flow(name="sstbc-daily-correction", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def daily_correction(settings: dict[str, Any], day: dt.date, verify: bool = True) -> dict[str, Any]:
+    """Fetch the run and its predecessors, correct it, publish the product, verify if OISST exists."""
+    result = tasks.correct_run(settings, day)
+    out: dict[str, Any] = {"product": result["product"], "model": {"id": result["model_id"], "version": result["model_version"]},
+                           "provider": result["provider"], "metrics": None}
+    if verify:
+        state = tasks.verify_product(settings, result["product"]["key"], return_state=True)
+        try:
+            out["metrics"] = state.result()
+        except NotYetPublishedError as exc:
+            out["metrics_unavailable"] = str(exc)
+    return out
+
+
+@flow(name="sstbc-fill-archive", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def fill_archive(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Archive every HYCOM run and OISST day needed to train on runs ``start``..``end``."""
+    s = settings_from_dict(settings)
+    run_days, oisst_days = pipeline.archive_dates(start, end, s.training.seq_len, s.lead_days)
+    mask = tasks.ensure_mask(settings, oisst_days[0], run_days[0])
+    runs = tasks.archive_hycom_run.map(unmapped(settings), run_days, wait_for=[mask])
+    days = tasks.archive_oisst_day.map(unmapped(settings), oisst_days, wait_for=[mask])
+    run_results, day_results = runs.result(), days.result()
+    return {
+        "mask": mask,
+        "hycom_runs": len(run_results), "hycom_written": sum(r["written"] for r in run_results),
+        "oisst_days": len(day_results), "oisst_written": sum(r["written"] for r in day_results),
+    }
+
+
+@flow(name="sstbc-training")
+def training(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Fill the archive for the training period, then train, export and package the model."""
+    fill = fill_archive(settings, start, end)
+    trained = tasks.train_and_export(settings, start, end)
+    return {"archive": fill, **trained}

@@ -1,0 +1,24 @@
+"""The offline demo flow: stand-ins up, training flow, daily flow, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from bias_correction import demo as demo_lib
+from flows.daily import daily_correction, training
+
+
+@flow(name="sstbc-demo")
+def demo(workdir: str) -> dict[str, Any]:
+    plan = demo_lib.DemoPlan()
+    root = Path(workdir)
+    with demo_lib.stand_in_upstream(root, plan) as server:
+        settings = demo_lib.demo_settings(root, server.oisst_https_base, server.hycom_ncss_base, plan)
+        payload = settings.model_dump(mode="json")
+        trained = training(payload, plan.train_start, plan.train_end)
+        daily = daily_correction(payload, plan.run_day, verify=True)
+    floor = demo_lib.oracle_floor(settings, plan)
+    return demo_lib.summary(plan, trained, daily, floor)

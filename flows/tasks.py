@@ -1,0 +1,70 @@
+"""Thin Prefect task wrappers around ``bias_correction.pipeline``: retries for retryable errors only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from bias_correction import pipeline
+from bias_correction.config import settings_from_dict
+from bias_correction.errors import RetryableError
+
+
+def retry_only_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry network trouble and not-yet-published data; never corrupt input or bad config."""
+    try:
+        state.result()
+    except RetryableError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_RETRY = dict(retries=2, retry_delay_seconds=[5, 30], retry_jitter_factor=0.2,
+              retry_condition_fn=retry_only_retryable, cache_policy=NONE)
+
+
+def _ctx(settings: dict[str, Any]) -> pipeline.Context:
+    return pipeline.make_context(settings_from_dict(settings))
+
+
+@task(name="archive-hycom-run", **_RETRY)
+def archive_hycom_run(settings: dict[str, Any], day: dt.date) -> dict[str, Any]:
+    entry = pipeline.archive_hycom_run(_ctx(settings), day)
+    return {"key": entry.key, "written": entry.written, "source": entry.source}
+
+
+@task(name="archive-oisst-day", **_RETRY)
+def archive_oisst_day(settings: dict[str, Any], day: dt.date) -> dict[str, Any]:
+    entry = pipeline.archive_oisst_day(_ctx(settings), day)
+    return {"key": entry.key, "written": entry.written, "source": entry.source}
+
+
+@task(name="ensure-ocean-mask", **_RETRY)
+def ensure_mask(settings: dict[str, Any], oisst_day: dt.date, run_day: dt.date) -> dict[str, Any]:
+    mask = pipeline.ensure_mask(_ctx(settings), oisst_day, run_day)
+    return {"sha256": mask.sha256, "ocean_cells": mask.ocean_cells, "grid_id": mask.grid_id}
+
+
+@task(name="correct-run", **_RETRY)
+def correct_run(settings: dict[str, Any], day: dt.date) -> dict[str, Any]:
+    s = settings_from_dict(settings)
+    result = pipeline.correct_run(pipeline.make_context(s), day, pipeline.load_corrector(s))
+    out = asdict(result)
+    out["run"] = result.run.isoformat()
+    return out
+
+
+@task(name="verify-product", **_RETRY)
+def verify_product(settings: dict[str, Any], key: str) -> dict[str, Any]:
+    return pipeline.verify_product(_ctx(settings), key)
+
+
+@task(name="train-and-export", cache_policy=NONE)
+def train_and_export(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
+    return pipeline.train_and_export(_ctx(settings), start, end)
