@@ -64,7 +64,8 @@ def build_product(
     run64 = np.datetime64(run, "s")
     lead_hours = ((centres - run64) / np.timedelta64(1, "h")).astype("float64")
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lat_min, lat_max, lon_min, lon_max = grid.bounds()
+    lat_min, lat_max = float(grid.lat[0]), float(grid.lat[-1])
+    lon_min, lon_max = float(grid.lon[0]), float(grid.lon[-1])
     land = ~mask.values
     corrected = np.where(land, np.nan, sst_corrected).astype(np.float32)
     raw = np.where(land, np.nan, sst_raw).astype(np.float32)
@@ -99,6 +100,8 @@ def build_product(
                                                          "units": "degrees_east", "axis": "X"}),
             "forecast_period": ("time", lead_hours, {"standard_name": "forecast_period", "long_name": "lead time of the valid-day centre",
                                                      "units": "hours"}),
+            "depth": ((), 0.0, {"standard_name": "depth", "long_name": "depth of the SST (HYCOM level 0 m)",
+                                 "units": "m", "positive": "down", "axis": "Z"}),
             "forecast_reference_time": ((), run64, {"standard_name": "forecast_reference_time",
                                                    "long_name": "HYCOM run (analysis) time"}),
         },
@@ -117,13 +120,26 @@ def build_product(
             "product_version": str(provenance.get("model_version", "")),
             "history": f"{now} created by sstbc {bias_correction.__version__}",
             "date_created": now,
-            "creator_name": "sstbc", "creator_type": "institution",
+            "creator_name": "sstbc", "creator_type": "institution", "creator_institution": "sstbc",
+            "creator_url": "https://github.com/sstbc/sstbc", "creator_email": "sstbc@users.noreply.github.com",
+            "publisher_name": "sstbc", "publisher_url": "https://github.com/sstbc/sstbc",
+            "publisher_email": "sstbc@users.noreply.github.com", "project": "sstbc SST forecast bias correction",
+            "contributor_name": "HYCOM consortium; NOAA NCEI", "contributor_role": "input data providers",
+            "acknowledgement": "HYCOM GOFS 3.1 / ESPC forecasts (HYCOM consortium, US Navy); NOAA OISST v2.1 (NOAA NCEI).",
+            "comment": "Land cells are _FillValue. sst_raw is the uncorrected HYCOM daily mean for comparison.",
+            "date_modified": now, "date_issued": now, "date_metadata_modified": now,
             "license": "Derived from public-domain NOAA OISST and HYCOM data; no restrictions.",
             "references": "Gao et al., ConvGRU and self-attention SST bias revision; Huang et al. 2021 doi:10.1175/JCLI-D-20-0166.1",
-            "standard_name_vocabulary": "CF Standard Name Table v79",
+            "standard_name_vocabulary": "CF Standard Name Table v93",
             "cdm_data_type": "Grid",
-            "time_coverage_start": str(bounds[0, 0]) + "Z",
-            "time_coverage_end": str(bounds[-1, 1]) + "Z",
+            "time_coverage_start": str(centres[0]) + "Z",
+            "time_coverage_end": str(centres[-1]) + "Z",
+            "time_coverage_duration": f"P{nlead - 1}D", "time_coverage_resolution": "P1D",
+            "geospatial_bounds": (f"POLYGON(({lon_min} {lat_min}, {lon_max} {lat_min}, {lon_max} {lat_max}, "
+                                  f"{lon_min} {lat_max}, {lon_min} {lat_min}))"),
+            "geospatial_bounds_crs": "EPSG:4326", "geospatial_bounds_vertical_crs": "EPSG:5831",
+            "geospatial_vertical_min": 0.0, "geospatial_vertical_max": 0.0,
+            "geospatial_vertical_units": "m", "geospatial_vertical_positive": "down",
             "geospatial_lat_min": lat_min, "geospatial_lat_max": lat_max,
             "geospatial_lon_min": lon_min, "geospatial_lon_max": lon_max,
             "geospatial_lat_units": "degrees_north", "geospatial_lon_units": "degrees_east",
@@ -141,7 +157,7 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
     enc: dict[str, dict[str, Any]] = {v: {**_SST_ENC, "chunksizes": (1, ny, nx)} for v in ("sst", "sst_raw")}
     enc["ocean_mask"] = {"dtype": "int8", "_FillValue": None}
-    for c in ("lat", "lon", "forecast_period"):
+    for c in ("lat", "lon", "forecast_period", "depth"):
         enc[c] = {"_FillValue": None, "dtype": "float64"}
     for c in ("time", "time_bnds", "forecast_reference_time"):
         enc[c] = {"_FillValue": None, "dtype": "float64", "units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}

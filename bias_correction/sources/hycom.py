@@ -94,6 +94,8 @@ class HycomSource:
     region: Region
     lead_days: int = 7
     margin: float = 0.25
+    #: NCSS output format: "netcdf4" (default) or "netcdf" (NetCDF-3 64-bit offset).
+    accept: str = "netcdf4"
 
     def _bbox(self) -> dict[str, str]:
         r, m = self.region, self.margin
@@ -121,14 +123,15 @@ class HycomSource:
             "timeStride": "1",
             "vertCoord": "0",
             "addLatLon": "true",
-            "accept": "netcdf4",
+            "accept": self.accept,
         }
         return product.run_url(self.ncss_base, run, query)
 
     def raw_key(self, run: dt.datetime) -> str:
         b = self._bbox()
         box = f"{b['south']}_{b['north']}_{b['west']}_{b['east']}".replace("-", "m")
-        return f"raw/hycom/GLBy0.08/expt_93.0/{run:%Y%m%d%H}/water_temp_0m_{box}.nc"
+        suffix = "" if self.accept == "netcdf4" else f"_{self.accept}"
+        return f"raw/hycom/GLBy0.08/expt_93.0/{run:%Y%m%d%H}/water_temp_0m_{box}{suffix}.nc"
 
     def cached(self, run: dt.datetime) -> Fetched | None:
         return cached(self.store, self.raw_key(run))

@@ -590,6 +590,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
         return
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._handle(head=False)
 

@@ -1,0 +1,72 @@
+"""Shared fixtures: the twin, loopback stand-ins of NCEI/HYCOM, settings pointing at them, Prefect."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Prefect reads its settings at import; keep tests quiet, offline and isolated.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+for _k in [k for k in os.environ if k.startswith("SSTBC_")]:
+    os.environ.pop(_k)
+
+from bias_correction.config import Settings, settings_from_dict  # noqa: E402
+from bias_correction.testing.server import StandInServer  # noqa: E402
+from bias_correction.testing.twin import Twin  # noqa: E402
+
+#: The stand-ins' clock: every day of early 2021 is published as final.
+TODAY = dt.date(2021, 5, 15)
+
+
+@pytest.fixture(scope="session")
+def twin() -> Twin:
+    return Twin()
+
+
+@pytest.fixture(scope="session")
+def upstream(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInServer]:
+    with StandInServer(twin, tmp_path_factory.mktemp("upstream"), TODAY) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "upstream" in request.fixturenames:
+        server = request.getfixturevalue("upstream")
+        server.faults.clear()
+        server.today = TODAY
+
+
+def settings_for(server: StandInServer, root: Path, **over: Any) -> Settings:
+    """Settings pointing at the stand-ins, with short timeouts and no real backoff."""
+    data: dict[str, Any] = {
+        "storage_root": str(root / "data"),
+        "model_store": str(root / "models"),
+        "upstream": {"oisst_https": server.oisst_https_base, "hycom_ncss": server.hycom_ncss_base},
+        "http": {"connect_timeout_s": 2, "read_timeout_s": 2, "retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.05},
+    }
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return settings_from_dict(data)
+
+
+@pytest.fixture
+def settings(upstream: StandInServer, tmp_path: Path) -> Settings:
+    return settings_for(upstream, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One real (temporary) Prefect API server for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
