@@ -27,6 +27,7 @@ from bias_correction.grid.mask import OceanMask, apply_mask, derive_mask, load_m
 from bias_correction.grid.regrid import Regridder
 from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
+from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key, write_product
 from bias_correction.sources.hycom import HycomSource, run_time
 from bias_correction.sources.oisst import OisstSource, _utc_today
@@ -139,7 +140,8 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     mask = require_mask(ctx)
     corrector.check_contract(ctx.grid, mask.sha256, seq_len)
     run_days = [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
-    entries = [archive_hycom_run(ctx, d) for d in run_days]
+    # The requested run first, so an unpublished or broken run names itself, not a predecessor.
+    entries = [archive_hycom_run(ctx, d) for d in reversed(run_days)][::-1]
     inputs = [{"run": f"{d:%Y-%m-%dT12Z}", "url": e.source["url"], "sha256": e.source["sha256"],
                "version": e.source["version"]} for d, e in zip(run_days, entries, strict=True)]
     model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
@@ -174,9 +176,10 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
 def verify_product(ctx: Context, key: str) -> dict[str, Any]:
     """Score a product's corrected and raw SST against OISST of its valid days (°C)."""
     mask = require_mask(ctx)
-    with ctx.store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
-        corrected, raw = ds["sst"].values, ds["sst_raw"].values
-        days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+    with ctx.store.local_path(key) as path:
+        ds = read_dataset(path, engine="netcdf4")
+    corrected, raw = ds["sst"].values, ds["sst_raw"].values
+    days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
     truth = np.stack([archive.read_field(ctx.store, archive_oisst_day(ctx, d).key).values for d in days])
     per_lead = []
     for k, d in enumerate(days):

@@ -1,0 +1,1 @@
+"""Correction runtime: verified model packages and ONNX Runtime sessions with explicit providers."""

@@ -17,6 +17,7 @@ import xarray as xr
 
 from bias_correction.errors import InputValidationError
 from bias_correction.grid.grids import RegularGrid
+from bias_correction.io.netcdf import read_dataset, write_dataset
 from bias_correction.storage import Store
 
 
@@ -58,9 +59,10 @@ def load_mask(store: Store, grid: RegularGrid) -> OceanMask | None:
     key = mask_key(grid)
     if not store.exists(key):
         return None
-    with store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
-        values = ds["ocean_mask"].values.astype(bool)
-        stored = str(ds.attrs.get("mask_sha256", ""))
+    with store.local_path(key) as path:
+        ds = read_dataset(path, engine="netcdf4")
+    values = ds["ocean_mask"].values.astype(bool)
+    stored = str(ds.attrs.get("mask_sha256", ""))
     actual = mask_sha256(values)
     if stored != actual:
         raise InputValidationError(f"ocean mask {key}: stored sha256 {stored[:12]} does not match its cells ({actual[:12]})")
@@ -81,7 +83,7 @@ def save_mask(store: Store, grid: RegularGrid, values: np.ndarray, sources: str)
         attrs={"mask_sha256": mask.sha256, "grid_id": grid.grid_id, "sources": sources},
     )
     with store.staged(mask_key(grid)) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        write_dataset(ds, tmp, engine="netcdf4")
     return mask
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from bias_correction.grid.grids import RegularGrid
+from bias_correction.io.netcdf import read_dataset, write_dataset
 from bias_correction.sources.http import Fetched
 from bias_correction.storage import Store
 
@@ -68,22 +69,23 @@ def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.Dat
 def _write(store: Store, key: str, ds: xr.Dataset) -> None:
     enc = {v: dict(ENCODING) for v in ds.data_vars}
     with store.staged(key) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=enc)
+        write_dataset(ds, tmp, engine="netcdf4", encoding=enc)
 
 
 def existing(store: Store, key: str) -> ArchiveEntry | None:
     """The archive entry at ``key`` if present (no re-processing needed)."""
     if not store.exists(key):
         return None
-    with store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
-        ledger = json.loads(ds.attrs["source_ledger"])
+    with store.local_path(key) as path:
+        ledger = json.loads(read_dataset(path, engine="netcdf4").attrs["source_ledger"])
     return ArchiveEntry(key, ledger, False)
 
 
 def read_field(store: Store, key: str) -> xr.DataArray:
-    with store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
-        da = ds["sst"].load()
-        da.attrs.update({k: v for k, v in ds.attrs.items() if k.startswith("source_")})
+    with store.local_path(key) as path:
+        ds = read_dataset(path, engine="netcdf4")
+    da = ds["sst"]
+    da.attrs.update({k: v for k, v in ds.attrs.items() if k.startswith("source_")})
     return da
 
 

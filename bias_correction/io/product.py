@@ -26,6 +26,7 @@ import bias_correction
 from bias_correction.errors import ProductError
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.grid.mask import OceanMask
+from bias_correction.io.netcdf import read_dataset, write_dataset
 from bias_correction.storage import Store
 
 FILL = np.float32(-999.0)
@@ -167,27 +168,26 @@ def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
 def validate_product(path: Path, mask: OceanMask) -> None:
     """Reopen a written product and check shape, NaN pattern == mask and physical range."""
     try:
-        ds = xr.open_dataset(path, engine="netcdf4")
+        ds = read_dataset(path, engine="netcdf4")
     except (OSError, ValueError) as exc:
         raise ProductError(f"product {path.name} does not reopen: {exc}") from None
-    with ds:
-        for var in ("sst", "sst_raw"):
-            data = ds[var].values
-            finite = np.isfinite(data)
-            if not (finite == mask.values[None]).all():
-                bad = int((finite != mask.values[None]).sum())
-                raise ProductError(f"product {path.name}: {var} has {bad} cells whose NaN pattern differs from the ocean mask")
-            lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
-            if lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]:
-                raise ProductError(f"product {path.name}: {var} range {lo:.2f}..{hi:.2f} °C outside {SST_RANGE_C}")
+    for var in ("sst", "sst_raw"):
+        data = ds[var].values
+        finite = np.isfinite(data)
+        if not (finite == mask.values[None]).all():
+            bad = int((finite != mask.values[None]).sum())
+            raise ProductError(f"product {path.name}: {var} has {bad} cells whose NaN pattern differs from the ocean mask")
+        lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+        if lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]:
+            raise ProductError(f"product {path.name}: {var} range {lo:.2f}..{hi:.2f} °C outside {SST_RANGE_C}")
 
 
 def existing_digest(store: Store, key: str) -> str | None:
     if not store.exists(key):
         return None
     try:
-        with store.local_path(key) as path, xr.open_dataset(path, engine="netcdf4") as ds:
-            return str(ds.attrs.get("sstbc_input_digest"))
+        with store.local_path(key) as path:
+            return str(read_dataset(path, engine="netcdf4").attrs.get("sstbc_input_digest"))
     except (OSError, ValueError):
         return None
 
@@ -195,5 +195,5 @@ def existing_digest(store: Store, key: str) -> str | None:
 def write_product(store: Store, key: str, ds: xr.Dataset, mask: OceanMask) -> None:
     """Write, validate, then atomically publish ``ds`` at ``key``."""
     with store.staged(key) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
+        write_dataset(ds, tmp, engine="netcdf4", format="NETCDF4", encoding=_encoding(ds))
         validate_product(tmp, mask)

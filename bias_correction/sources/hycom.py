@@ -31,6 +31,7 @@ import xarray as xr
 from bias_correction.config import Http, Region
 from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.lonlat import subset_box, wrap_lon
+from bias_correction.io.netcdf import read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch
 from bias_correction.storage import Store
 
@@ -158,11 +159,11 @@ class HycomSource:
 def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
     """water_temp at depth 0 as (time, lat, lon) float32 °C with decoded valid times."""
     # decode_times=False: ``tau`` has units "hours since analysis", which no decoder understands.
-    with xr.open_dataset(path, decode_times=False, mask_and_scale=True) as ds:
-        wt = ds["water_temp"]
-        surface = wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
-        hours = ds["time"].values.astype("float64")
-        out = surface.astype("float32").load()
+    ds = read_dataset(path, decode_times=False, mask_and_scale=True)
+    wt = ds["water_temp"]
+    surface = wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
+    hours = ds["time"].values.astype("float64")
+    out = surface.astype("float32")
     times = np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
     out = out.assign_coords(time=times, lon=wrap_lon(out["lon"].values, -180.0))
     out.attrs = {"units": "degC", "source_file": path.name, "run": run.isoformat()}
@@ -173,34 +174,33 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
     """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError."""
     what = what or f"HYCOM run {run:%Y-%m-%d %HZ} file {path.name}"
     try:
-        ds = xr.open_dataset(path, decode_times=False, mask_and_scale=True)
+        ds = read_dataset(path, decode_times=False, mask_and_scale=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
-    with ds:
-        if "water_temp" not in ds.variables:
-            raise InputValidationError(f"{what}: no variable water_temp (has {sorted(ds.data_vars)})")
-        wt = ds["water_temp"]
-        if wt.dims != ("time", "depth", "lat", "lon"):
-            raise InputValidationError(f"{what}: water_temp dims {wt.dims}, expected (time, depth, lat, lon)")
-        if float(ds["depth"].values[0]) != 0.0:
-            raise InputValidationError(f"{what}: first depth is {float(ds['depth'].values[0])} m, expected 0 m")
-        units = ds["time"].attrs.get("units", "")
-        if not units.startswith("hours since 2000-01-01"):
-            raise InputValidationError(f"{what}: time units {units!r}, expected 'hours since 2000-01-01 00:00:00'")
-        if "tau" in ds.variables:
-            origin = str(ds["tau"].attrs.get("time_origin", ""))
-            if origin and origin[:13] != f"{run:%Y-%m-%d %H}":
-                raise InputValidationError(f"{what}: tau time_origin {origin!r}, expected run {run:%Y-%m-%d %H}:00:00")
-        hours = ds["time"].values.astype("float64")
-        run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
-        taus = hours - run_h
-        need = np.arange(0, max_tau + 1, STEP_HOURS)
-        missing = sorted(set(need.tolist()) - set(np.round(taus).astype(int).tolist()))
-        if missing:
-            raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need 0..{max_tau} every {STEP_HOURS} h)")
-        if wt.attrs.get("units", "degC") not in ("degC", "Celsius", "degree_Celsius"):
-            raise InputValidationError(f"{what}: water_temp units {wt.attrs.get('units')!r}, expected degC")
-        values = wt.isel(depth=0).values
+    if "water_temp" not in ds.variables:
+        raise InputValidationError(f"{what}: no variable water_temp (has {sorted(ds.data_vars)})")
+    wt = ds["water_temp"]
+    if wt.dims != ("time", "depth", "lat", "lon"):
+        raise InputValidationError(f"{what}: water_temp dims {wt.dims}, expected (time, depth, lat, lon)")
+    if float(ds["depth"].values[0]) != 0.0:
+        raise InputValidationError(f"{what}: first depth is {float(ds['depth'].values[0])} m, expected 0 m")
+    units = ds["time"].attrs.get("units", "")
+    if not units.startswith("hours since 2000-01-01"):
+        raise InputValidationError(f"{what}: time units {units!r}, expected 'hours since 2000-01-01 00:00:00'")
+    if "tau" in ds.variables:
+        origin = str(ds["tau"].attrs.get("time_origin", ""))
+        if origin and origin[:13] != f"{run:%Y-%m-%d %H}":
+            raise InputValidationError(f"{what}: tau time_origin {origin!r}, expected run {run:%Y-%m-%d %H}:00:00")
+    hours = ds["time"].values.astype("float64")
+    run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
+    taus = hours - run_h
+    need = np.arange(0, max_tau + 1, STEP_HOURS)
+    missing = sorted(set(need.tolist()) - set(np.round(taus).astype(int).tolist()))
+    if missing:
+        raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need 0..{max_tau} every {STEP_HOURS} h)")
+    if wt.attrs.get("units", "degC") not in ("degC", "Celsius", "degree_Celsius"):
+        raise InputValidationError(f"{what}: water_temp units {wt.attrs.get('units')!r}, expected degC")
+    values = wt.isel(depth=0).values
     finite = np.isfinite(values)
     if not finite.any():
         raise InputValidationError(f"{what}: water_temp at 0 m has no valid value (all land or fill)")

@@ -23,6 +23,7 @@ import xarray as xr
 from bias_correction.config import Http, Region
 from bias_correction.errors import InputValidationError, NotYetPublishedError
 from bias_correction.grid.lonlat import subset_box
+from bias_correction.io.netcdf import read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch
 from bias_correction.storage import Store
 
@@ -100,10 +101,10 @@ class OisstSource:
 
 
 def read_oisst_sst(path: Path, region: Region, margin: float) -> xr.DataArray:
-    with xr.open_dataset(path, engine="netcdf4", mask_and_scale=True) as ds:
-        sst = ds["sst"].isel(time=0, zlev=0, drop=True)
-        sst = subset_box(sst, region.lat_min, region.lat_max, region.lon_min, region.lon_max, margin)
-        out = sst.astype("float32").load()
+    ds = read_dataset(path, engine="netcdf4", mask_and_scale=True, drop_variables=["anom", "err", "ice"])
+    sst = ds["sst"].isel(time=0, zlev=0, drop=True)
+    sst = subset_box(sst, region.lat_min, region.lat_max, region.lon_min, region.lon_max, margin)
+    out = sst.astype("float32")
     out.attrs = {"units": "degC", "source_file": path.name}
     return out
 
@@ -112,26 +113,25 @@ def validate_oisst_file(path: Path, day: dt.date, what: str | None = None) -> No
     """Open the file and check variables, dims, date and value range; raise InputValidationError."""
     what = what or f"OISST {day} file {path.name}"
     try:
-        ds = xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True)
+        ds = read_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
-    with ds:
-        missing = [v for v in REQUIRED_VARS if v not in ds.variables]
-        if missing:
-            raise InputValidationError(f"{what}: missing variable(s) {missing}; expected {list(REQUIRED_VARS)}")
-        dims = dict(ds["sst"].sizes)
-        if dims != GLOBAL_SHAPE or ds["sst"].dims != ("time", "zlev", "lat", "lon"):
-            raise InputValidationError(f"{what}: sst has dims {dims}, expected {GLOBAL_SHAPE}")
-        when = ds["time"].values[0].astype("datetime64[s]").astype(dt.datetime)
-        if when.date() != day:
-            raise InputValidationError(f"{what}: time is {when:%Y-%m-%d}, expected {day}")
-        lat = ds["lat"].values
-        if not (np.all(np.diff(lat) > 0) and abs(float(lat[0]) + 89.875) < 1e-3):
-            raise InputValidationError(f"{what}: lat is not the ascending 0.25° grid from -89.875")
-        units = ds["sst"].attrs.get("units", "")
-        if units not in ("Celsius", "degC", "degree_Celsius", "degrees_C"):
-            raise InputValidationError(f"{what}: sst units {units!r}, expected Celsius")
-        sst = ds["sst"].values
+    missing = [v for v in REQUIRED_VARS if v not in ds.variables]
+    if missing:
+        raise InputValidationError(f"{what}: missing variable(s) {missing}; expected {list(REQUIRED_VARS)}")
+    dims = dict(ds["sst"].sizes)
+    if dims != GLOBAL_SHAPE or ds["sst"].dims != ("time", "zlev", "lat", "lon"):
+        raise InputValidationError(f"{what}: sst has dims {dims}, expected {GLOBAL_SHAPE}")
+    when = ds["time"].values[0].astype("datetime64[s]").astype(dt.datetime)
+    if when.date() != day:
+        raise InputValidationError(f"{what}: time is {when:%Y-%m-%d}, expected {day}")
+    lat = ds["lat"].values
+    if not (np.all(np.diff(lat) > 0) and abs(float(lat[0]) + 89.875) < 1e-3):
+        raise InputValidationError(f"{what}: lat is not the ascending 0.25° grid from -89.875")
+    units = ds["sst"].attrs.get("units", "")
+    if units not in ("Celsius", "degC", "degree_Celsius", "degrees_C"):
+        raise InputValidationError(f"{what}: sst units {units!r}, expected Celsius")
+    sst = ds["sst"].values
     finite = np.isfinite(sst)
     frac = finite.mean()
     if frac < 0.4:

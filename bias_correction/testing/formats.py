@@ -13,8 +13,28 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import netCDF4
 import numpy as np
+
+from bias_correction.io.netcdf import NETCDF_LOCK
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _netcdf_locked(func: _F) -> _F:
+    """Serialise with sstbc's netCDF lock: the C libraries are not thread-safe, and the stand-in
+    server writes files in handler threads while clients read in others."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with NETCDF_LOCK:
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 # ---------------------------------------------------------------------------------------- OISST
 OISST_PREFIX = "oisst-avhrr-v02r01"
@@ -145,11 +165,13 @@ def _pack(values: np.ndarray, scale: float, offset: float, fill: np.generic) -> 
     return np.where(np.isfinite(v), raw, fill).astype(np.int16)
 
 
+@_netcdf_locked
 def write_oisst(path: str | Path, day: date, fields: Mapping[str, np.ndarray], preliminary: bool = False) -> Path:
     """Write one NCEI OISST v2.1 daily file (NetCDF-4, global 720x1440, packed int16) and return its path.
 
     ``fields`` maps sst/anom/err/ice to (720, 1440) arrays in degC (ice in %), NaN where the file has
-    _FillValue; a missing key is written all-fill.
+    _FillValue; a missing key is written all-fill. Like the real files, ``ice`` is stored as raw = percent
+    (valid_max 100) with scale 0.01, so it *decodes* to a fraction 0.15..1.0 despite ``units = "%"``.
     """
     path = Path(path)
     name = oisst_filename(day, preliminary)
@@ -189,7 +211,10 @@ def write_oisst(path: str | Path, day: date, fields: Mapping[str, np.ndarray], p
                 data = np.asarray(data)
                 if data.shape[-2:] != (OISST_NLAT, OISST_NLON):
                     raise ValueError(f"OISST field {var_name!r} has shape {data.shape}, expected (720, 1440)")
-                raw = _pack(data.reshape(OISST_NLAT, OISST_NLON), 0.01, 0.0, OISST_FILL)
+                values = data.reshape(OISST_NLAT, OISST_NLON)
+                if var_name == "ice":  # NCEI quirk: units "%" but stored raw = percent, so it decodes to 0..1
+                    values = values / 100.0
+                raw = _pack(values, 0.01, 0.0, OISST_FILL)
             var[0, 0, :, :] = raw
         t[0] = np.float32(oisst_time_value(day))
         z[:] = np.zeros(1, dtype=np.float32)
@@ -261,6 +286,7 @@ def _bottom_of(values: np.ndarray) -> np.ndarray:
     return np.where(finite.any(axis=1), bottom, np.nan)
 
 
+@_netcdf_locked
 def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                      depth: np.ndarray, water_temp_degC: np.ndarray, fmt: HycomFormat = "netcdf4", *,
                      water_temp_bottom_degC: np.ndarray | None = None,

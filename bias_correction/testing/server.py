@@ -232,7 +232,8 @@ class StandInServer:
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._rec_lock = threading.Lock()
+        self._rec_lock = threading.Condition()
+        self._in_flight = 0
         self._file_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._etags: dict[tuple[str, int, int], str] = {}
@@ -287,13 +288,26 @@ class StandInServer:
         return self.base_url + NCSS_PATH
 
     # ---- request log
+    def begin(self) -> None:
+        with self._rec_lock:
+            self._in_flight += 1
+
     def record(self, rec: RequestRecord) -> None:
         with self._rec_lock:
             self.requests.append(rec)
+            self._in_flight -= 1
+            self._rec_lock.notify_all()
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until every request received so far is recorded (clients may return before the
+        handler thread has logged the request it just answered)."""
+        with self._rec_lock:
+            self._rec_lock.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def count(self, path_regex: str) -> int:
         """How many recorded requests have a path matching ``path_regex`` (re.search)."""
         rx = re.compile(path_regex)
+        self.settle()
         with self._rec_lock:
             return sum(1 for r in self.requests if rx.search(r.path))
 
@@ -604,6 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         query = split.query
         target = path + ("?" + unquote(query) if query else "")
+        self.stand_in.begin()
         fault = self.stand_in.faults.take(target)
         kind, params = fault if fault is not None else (None, {})
         status, sent = 0, 0

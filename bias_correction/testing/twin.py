@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
-from global_land_mask import globe
 from scipy import ndimage
 
 EARTH_RADIUS_KM = 6371.0
@@ -47,6 +46,7 @@ _NAT_DLON = 0.08
 _NAT_NLON = 4500
 _TILE_J = 100  # 4 degrees of latitude
 _TILE_I = 50  # 4 degrees of longitude
+_BLAS_MIN_WORK = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,11 @@ def _wave_sum(lat: np.ndarray, lon: np.ndarray, waves: _Waves, coef: np.ndarray)
     lam = np.deg2rad(lon)
     e_lat = np.exp(1j * np.outer(phi, waves.l))  # (nlat, W)
     e_lon = np.exp(1j * np.outer(waves.m, lam))  # (W, nlon)
-    return np.real(np.matmul(e_lat[None, :, :] * coef[:, None, :], e_lon))
+    weighted = e_lat[None, :, :] * coef[:, None, :]  # (T, nlat, W)
+    if weighted.size * e_lon.shape[1] < _BLAS_MIN_WORK:
+        # small problems: numpy's own loop beats multi-threaded BLAS start-up on a busy machine
+        return np.real(np.einsum("taw,wb->tab", weighted, e_lon))
+    return np.real(np.matmul(weighted, e_lon))
 
 
 def _as_naive_utc(when: datetime) -> datetime:
@@ -161,6 +165,13 @@ def _grid_key(lat: np.ndarray, lon: np.ndarray) -> str:
     h.update(b"|")
     h.update(np.ascontiguousarray(lon, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+def _is_land(lat: np.ndarray, lon_pm180: np.ndarray) -> np.ndarray:
+    """global_land_mask lookup; imported lazily because loading its 1 km mask takes ~3 s."""
+    from global_land_mask import globe
+
+    return np.asarray(globe.is_land(lat, lon_pm180), dtype=bool)
 
 
 def _to_pm180(lon: np.ndarray) -> np.ndarray:
@@ -255,7 +266,7 @@ class Twin:
         hit = self._land_cache.get(key)
         if hit is None:
             la, lo = np.meshgrid(np.clip(lat, -90, 90), _to_pm180(lon), indexing="ij")
-            hit = np.asarray(globe.is_land(la, lo), dtype=bool)
+            hit = _is_land(la, lo)
             hit.setflags(write=False)
             with self._lock:
                 self._land_cache[key] = hit
@@ -278,7 +289,7 @@ class Twin:
         lat = np.clip(-80 + _NAT_DLAT * jj, -90, 90)
         lon = _to_pm180(_NAT_DLON * ii)
         la, lo = np.meshgrid(lat, lon, indexing="ij")
-        land = np.asarray(globe.is_land(la, lo), dtype=bool)
+        land = _is_land(la, lo)
         if land.any():
             dist = ndimage.distance_transform_edt(~land, sampling=(dy, dx))
         else:
@@ -392,7 +403,8 @@ class Twin:
         """The 8 taus (h) whose valid times are 00Z..21Z of run.date()+lead_day."""
         return 24.0 * lead_day - 12.0 + 3.0 * np.arange(8)
 
-    def hycom_daily_error(self, run: datetime, lead_day: int, lat: np.ndarray, lon: np.ndarray) -> dict[str, np.ndarray]:
+    def hycom_daily_error(self, run: datetime, lead_day: int, lat: np.ndarray,
+                          lon: np.ndarray) -> dict[str, np.ndarray]:
         """(daily-mean HYCOM - final OISST) of valid day run.date()+lead_day, split in predictable + unpredictable.
 
         Also returns 'total', 'hycom' (daily mean) and 'oisst' (sst); NaN on land.

@@ -159,6 +159,7 @@ def train_model(
     best_scores = scores
     since_best = 0
     epochs_run = 0
+    epoch_seconds: list[float] = []
     bar = tqdm(total=cfg.epochs * len(loader), disable=not progress, unit="batch", leave=True,
                desc=f"{cfg.model} epoch 1/{cfg.epochs}")
     bar.set_postfix(val_rmse_degC=f"{scores['rmse_corrected']:.3f}", raw_degC=f"{scores['rmse_raw']:.3f}")
@@ -166,6 +167,7 @@ def train_model(
         for epoch in range(1, cfg.epochs + 1):
             bar.set_description(f"{cfg.model} epoch {epoch}/{cfg.epochs}")
             model.train()
+            te = time.perf_counter()
             tot, cnt = 0.0, 0
             for x, lead, y in loader:
                 out = model(x, lead)
@@ -182,6 +184,7 @@ def train_model(
                                 val_rmse_degC=f"{scores['rmse_corrected']:.3f}")
             epochs_run = epoch
             scores = evaluate(model, samples_val)
+            epoch_seconds.append(round(time.perf_counter() - te, 2))
             bar.set_postfix(loss=f"{tot / max(cnt, 1) / SIGMA_DELTA_DEGC ** 2:.4f}",
                             val_rmse_degC=f"{scores['rmse_corrected']:.3f}", raw_degC=f"{scores['rmse_raw']:.3f}")
             if scores["rmse_corrected"] < best_rmse:
@@ -220,6 +223,7 @@ def train_model(
         "n_val": len(samples_val),
         "n_parameters": n_params,
         "train_seconds": seconds,
+        "epoch_seconds": epoch_seconds,
         "hyperparameters": {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size,
                             "epochs": cfg.epochs, "patience": cfg.patience, "seed": cfg.seed,
                             "loss": f"masked MSE / ({SIGMA_DELTA_DEGC} degC)^2", "grad_clip": 1.0},

@@ -92,7 +92,7 @@ def test_contract_mismatches(package: dict) -> None:
     with pytest.raises(ModelContractError, match="outside"):
         corr.correct(x, np.array([1, 9]))
     with pytest.raises(ModelContractError, match="floating"):
-        corr.correct(x.astype(np.int32), np.array([1, 2]))
+        corr.correct(np.zeros(x.shape, np.int32), np.array([1, 2]))
 
 
 def test_tampered_package_refused(package: dict, tmp_path: Path) -> None:

@@ -93,12 +93,15 @@ def test_persistently_truncated_body_never_reaches_the_cache(settings, upstream)
     assert ctx.store.list("raw") == []
 
 
-def test_stalled_server_hits_the_read_timeout(settings, upstream) -> None:
-    upstream.faults.add(OISST_FILE, "stall", times=None, seconds=6)
+def test_stalled_server_hits_the_read_timeout(upstream, tmp_path) -> None:
+    from tests.conftest import settings_for
+
+    settings = settings_for(upstream, tmp_path, http={"read_timeout_s": 1})
+    upstream.faults.add(OISST_FILE, "stall", times=None, seconds=4)
     t0 = time.monotonic()
-    with pytest.raises(TransientFetchError):
-        pipeline.make_context(settings, ).oisst.fetch(DAY)
-    assert time.monotonic() - t0 < 3 * (2 + 1)  # 3 attempts x (2 s timeout + slack)
+    with pytest.raises(TransientFetchError, match="Timeout"):
+        pipeline.make_context(settings).oisst.fetch(DAY)
+    assert time.monotonic() - t0 < 3 * (1 + 1)  # 3 attempts x (1 s timeout + slack), not 3 x 4 s
 
 
 def test_hycom_run_through_ncss(settings, upstream) -> None:
