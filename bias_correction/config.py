@@ -73,6 +73,13 @@ class Http(_Section):
     backoff_max_s: float = Field(60.0, ge=0)
 
 
+class Orchestration(_Section):
+    """How flows retry retryable failures (network trouble, data not yet published)."""
+
+    task_retries: int = Field(2, ge=0, le=20)
+    task_retry_delay_s: float = Field(30.0, ge=0)
+
+
 class Training(_Section):
     """Training defaults (models.md section 3.8 / 12), shared by every gridded model."""
 
@@ -117,6 +124,7 @@ class Settings(BaseSettings):
     lead_days: int = Field(7, ge=1, le=7)
     upstream: Upstream = Upstream()
     http: Http = Http()
+    orchestration: Orchestration = Orchestration()
     training: Training = Training()
 
     @field_validator("model_id")

@@ -17,11 +17,12 @@ from flows import tasks
 @flow(name="sstbc-daily-correction", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def daily_correction(settings: dict[str, Any], day: dt.date, verify: bool = True) -> dict[str, Any]:
     """Fetch the run and its predecessors, correct it, publish the product, verify if OISST exists."""
-    result = tasks.correct_run(settings, day)
+    result = tasks.configured(tasks.correct_run, settings)(settings, day)
     out: dict[str, Any] = {"product": result["product"], "model": {"id": result["model_id"], "version": result["model_version"]},
                            "provider": result["provider"], "metrics": None}
     if verify:
-        state = tasks.verify_product(settings, result["product"]["key"], return_state=True)
+        verify_task = tasks.configured(tasks.verify_product, settings)
+        state = verify_task(settings, result["product"]["key"], return_state=True)
         try:
             out["metrics"] = state.result()
         except NotYetPublishedError as exc:
@@ -34,9 +35,9 @@ def fill_archive(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict
     """Archive every HYCOM run and OISST day needed to train on runs ``start``..``end``."""
     s = settings_from_dict(settings)
     run_days, oisst_days = pipeline.archive_dates(start, end, s.training.seq_len, s.lead_days)
-    mask = tasks.ensure_mask(settings, oisst_days[0], run_days[0])
-    runs = tasks.archive_hycom_run.map(unmapped(settings), run_days, wait_for=[mask])
-    days = tasks.archive_oisst_day.map(unmapped(settings), oisst_days, wait_for=[mask])
+    mask = tasks.configured(tasks.ensure_mask, settings)(settings, oisst_days[0], run_days[0])
+    runs = tasks.configured(tasks.archive_hycom_run, settings).map(unmapped(settings), run_days, wait_for=[mask])
+    days = tasks.configured(tasks.archive_oisst_day, settings).map(unmapped(settings), oisst_days, wait_for=[mask])
     run_results, day_results = runs.result(), days.result()
     return {
         "mask": mask,

@@ -25,8 +25,14 @@ def retry_only_retryable(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-_RETRY = dict(retries=2, retry_delay_seconds=[5, 30], retry_jitter_factor=0.2,
+_RETRY = dict(retries=2, retry_delay_seconds=30, retry_jitter_factor=0.2,
               retry_condition_fn=retry_only_retryable, cache_policy=NONE)
+
+
+def configured(task_: Any, settings: dict[str, Any]) -> Any:
+    """The task with the retry policy of the run's settings (``orchestration`` section)."""
+    orch = settings_from_dict(settings).orchestration
+    return task_.with_options(retries=orch.task_retries, retry_delay_seconds=orch.task_retry_delay_s)
 
 
 def _ctx(settings: dict[str, Any]) -> pipeline.Context:

@@ -51,6 +51,7 @@ def settings_for(server: StandInServer, root: Path, **over: Any) -> Settings:
         "storage_root": str(root / "data"),
         "model_store": str(root / "models"),
         "upstream": {"oisst_https": server.oisst_https_base, "hycom_ncss": server.hycom_ncss_base},
+        "orchestration": {"task_retries": 1, "task_retry_delay_s": 0.1},
         "http": {"connect_timeout_s": 5, "read_timeout_s": 20, "retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.05},
     }
     for k, v in over.items():

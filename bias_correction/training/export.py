@@ -85,6 +85,8 @@ def _export_onnx(model: CorrectionModule, path: Path, t: int, h: int, w: int, vm
     last: Exception | None = None
     for dynamic_hw, args, shapes in attempts:
         try:
+            # The exporter warns about torchvision ops it cannot register; we use none of them.
+            logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, args, str(path), dynamo=True, external_data=False,

@@ -14,6 +14,7 @@ stride in (1, 2, 4, 8) that leaves at most MAX_ATTENTION_KEYS key positions (50x
 from __future__ import annotations
 
 import copy
+import logging
 import json
 import math
 import time
@@ -37,6 +38,8 @@ from bias_correction.training.architectures import (
     count_parameters,
 )
 from bias_correction.training.dataset import SampleSet, make_loader, normalisation
+
+LOG = logging.getLogger(__name__)
 
 #: Residual scale of the loss, degC (models.md 2.3).
 SIGMA_DELTA_DEGC = 0.5
@@ -160,7 +163,8 @@ def train_model(
     since_best = 0
     epochs_run = 0
     epoch_seconds: list[float] = []
-    bar = tqdm(total=cfg.epochs * len(loader), disable=not progress, unit="batch", leave=True,
+    # disable=None: the bar shows on a terminal and stays out of logs; epochs are also logged.
+    bar = tqdm(total=cfg.epochs * len(loader), disable=None if progress else True, unit="batch", leave=True,
                desc=f"{cfg.model} epoch 1/{cfg.epochs}")
     bar.set_postfix(val_rmse_degC=f"{scores['rmse_corrected']:.3f}", raw_degC=f"{scores['rmse_raw']:.3f}")
     try:
@@ -187,6 +191,9 @@ def train_model(
             epoch_seconds.append(round(time.perf_counter() - te, 2))
             bar.set_postfix(loss=f"{tot / max(cnt, 1) / SIGMA_DELTA_DEGC ** 2:.4f}",
                             val_rmse_degC=f"{scores['rmse_corrected']:.3f}", raw_degC=f"{scores['rmse_raw']:.3f}")
+            LOG.info("%s epoch %d/%d: train loss %.4f, validation RMSE %.3f °C (raw HYCOM %.3f °C), %.1f s",
+                     cfg.model, epoch, cfg.epochs, tot / max(cnt, 1) / SIGMA_DELTA_DEGC ** 2,
+                     scores["rmse_corrected"], scores["rmse_raw"], epoch_seconds[-1])
             if scores["rmse_corrected"] < best_rmse:
                 best_rmse, best_epoch, best_scores = scores["rmse_corrected"], epoch, scores
                 best_state = copy.deepcopy(model.state_dict())

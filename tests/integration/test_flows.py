@@ -38,6 +38,7 @@ def _toml(settings, path: Path) -> Path:
     path.write_text(
         f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\n'
         f'[upstream]\noisst_https = "{s.upstream.oisst_https}"\nhycom_ncss = "{s.upstream.hycom_ncss}"\n'
+        f'[orchestration]\ntask_retries = 1\ntask_retry_delay_s = 0.1\n'
         f'[http]\nconnect_timeout_s = 2\nread_timeout_s = 2\nretries = 1\nbackoff_s = 0.01\nbackoff_max_s = 0.01\n'
     )
     return path
