@@ -52,6 +52,11 @@ def _ncss(server: StandInServer, run: date, query: str, **kw: object) -> request
 
 
 # ------------------------------------------------------------------------------------------ OISST
+def _last(server: StandInServer):
+    server.settle()
+    return server.requests[-1]
+
+
 def test_urls(server: StandInServer) -> None:
     assert server.base_url.startswith("http://127.0.0.1:")
     assert server.oisst_https_base == server.base_url + \
@@ -214,7 +219,7 @@ def test_fault_truncate_with_length(server: StandInServer) -> None:
     server.faults.add(r"oisst", "truncate_length")
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         requests.get(server.oisst_url(date(2021, 2, 1)), timeout=30)
-    rec = server.requests[-1]
+    rec = _last(server)
     assert rec.fault == "truncate_length" and 0 < rec.bytes_sent < 1_000_000
 
 
@@ -222,7 +227,7 @@ def test_fault_reset(server: StandInServer) -> None:
     server.faults.add(r"oisst", "reset")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(server.oisst_url(date(2021, 2, 1)), timeout=10)
-    assert server.requests[-1].status == 0
+    assert _last(server).status == 0
     assert requests.head(server.oisst_url(date(2021, 2, 1)), timeout=10).status_code == 200
 
 
@@ -284,7 +289,7 @@ def test_request_log_and_count(server: StandInServer) -> None:
     for _ in range(3):
         requests.get(server.oisst_https_base + "/202102/?C=M;O=A", timeout=10)
     assert server.count(r"/202102/$") == before + 3
-    rec = server.requests[-1]
+    rec = _last(server)
     assert (rec.method, rec.status, rec.query) == ("GET", 200, "C=M;O=A") and rec.bytes_sent > 0
     assert len(server.requests) == n + 3
 
