@@ -50,17 +50,48 @@ class Region(_Section):
 
 
 class Upstream(_Section):
-    """Base URL of every upstream service. A mirror with the same path layout replaces the host."""
+    """Base URL of every upstream service and which access modes to use.
+
+    A mirror with the same path layout replaces the host (this is how tests and the demo point
+    at loopback stand-ins).
+    """
 
     oisst_https: str = "https://www.ncei.noaa.gov/data/sea-surface-temperature-optimum-interpolation/v2.1/access/avhrr"
+    #: Anonymous AWS open-data bucket (us-east-1) holding the same files.
+    oisst_s3: str = "s3://noaa-cdr-sea-surface-temp-optimum-interpolation-pds/data/v2.1/avhrr"
+    #: S3 endpoint override (an S3-compatible mirror); None = AWS.
+    oisst_s3_endpoint: str | None = None
+    oisst_opendap: str = "https://www.ncei.noaa.gov/thredds/dodsC/OisstBase/NetCDF/V2.1/AVHRR"
+    #: OISST access modes in order: the first is primary, the others are fallbacks.
+    oisst_access: tuple[Literal["https", "s3", "opendap"], ...] = ("https",)
     hycom_ncss: str = "https://ncss.hycom.org/thredds/ncss"
+    hycom_opendap: str = "https://tds.hycom.org/thredds/dodsC"
+    #: Root of the HYCOM file tree (``.../datasets``) for whole-file access.
+    hycom_files: str = "https://data.hycom.org/datasets"
+    hycom_access: Literal["ncss", "opendap", "files"] = "ncss"
 
-    @field_validator("*")
+    @field_validator("oisst_https", "oisst_opendap", "hycom_ncss", "hycom_opendap", "hycom_files", "oisst_s3_endpoint")
     @classmethod
-    def _strip(cls, v: str) -> str:
+    def _http(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"upstream base URL must start with http:// or https://, got {v!r}")
         return v.rstrip("/")
+
+    @field_validator("oisst_s3")
+    @classmethod
+    def _s3(cls, v: str) -> str:
+        if not v.startswith("s3://"):
+            raise ValueError(f"oisst_s3 must be an s3:// URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("oisst_access")
+    @classmethod
+    def _modes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"oisst_access must list distinct modes, primary first, got {list(v)}")
+        return v
 
 
 class Http(_Section):
@@ -118,8 +149,12 @@ class Settings(BaseSettings):
     model_store: str = "models"
     model_id: str = "convgru-sa"
     model_version: str = "latest"
-    #: ONNX Runtime providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda`` fails if it is not.
-    providers: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Execution providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda``/``tensorrt`` fail if not active.
+    providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    #: Inference runtime: ONNX Runtime, or TorchScript (torch.jit) for sites without ONNX Runtime.
+    runtime: Literal["onnx", "torchscript"] = "onnx"
+    #: Extra fsspec options of an s3:// storage_root (endpoint_url, key, secret, ...); not part of the fingerprint.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     #: Forecast lead days corrected per run (valid days run+1 .. run+lead_days).
     lead_days: int = Field(7, ge=1, le=7)
     upstream: Upstream = Upstream()
@@ -148,7 +183,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """Stable hash of the configuration, recorded in products."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        blob = json.dumps(self.model_dump(mode="json", exclude={"storage_options"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

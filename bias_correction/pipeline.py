@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 import bias_correction
 from bias_correction.config import Settings
@@ -30,7 +29,7 @@ from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key, write_product
 from bias_correction.sources.hycom import HycomSource, run_time
-from bias_correction.sources.oisst import OisstSource, _utc_today
+from bias_correction.sources.oisst import PRELIMINARY, OisstSource, _utc_today
 from bias_correction.storage import Store
 from bias_correction.verification.metrics import improvement_percent, scores
 
@@ -56,18 +55,29 @@ def make_context(settings: Settings, today: Callable[[], dt.date] | None = None)
         settings=settings,
         store=store,
         grid=grid,
-        oisst=OisstSource(settings.upstream.oisst_https, store, settings.http, today or _utc_today),
+        oisst=OisstSource(
+            settings.upstream.oisst_https, store, settings.http, today or _utc_today,
+            access=settings.upstream.oisst_access, s3_base=settings.upstream.oisst_s3,
+            s3_endpoint=settings.upstream.oisst_s3_endpoint, opendap_base=settings.upstream.oisst_opendap,
+            region=settings.region,
+        ),
         hycom=HycomSource(settings.upstream.hycom_ncss, store, settings.http, settings.region, settings.lead_days),
         regridder=Regridder(grid),
     )
 
 
 def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
-    """Regridded OISST of ``day`` in the archive (downloading the raw file only if needed)."""
+    """Regridded OISST of ``day`` in the archive (downloading the raw file only if needed).
+
+    A day archived from the preliminary file is upgraded once the final file is expected:
+    the final is fetched and the day re-archived; until it is published the preliminary stays.
+    """
     hit = archive.existing(ctx.store, archive.oisst_key(ctx.grid, day))
-    if hit is not None:
+    if hit is not None and (hit.source.get("version") != PRELIMINARY or not ctx.oisst.final_expected(day)):
         return hit
     fetched = ctx.oisst.fetch(day)
+    if hit is not None and fetched.version == PRELIMINARY:
+        return hit
     sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region))
     return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
 
@@ -198,6 +208,8 @@ def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, d
     mask = require_mask(ctx)
     hycom = archive.load_hycom_runs(ctx.store, ctx.grid, [run_time(d) for d in run_days])
     oisst, versions = archive.load_oisst_days(ctx.store, ctx.grid, oisst_days)
+    versions["preliminary_days"] = [str(t)[:10] for t, v in zip(oisst["time"].values, oisst.attrs["versions"], strict=True)
+                                    if v == PRELIMINARY]
     samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len)
     return samples, versions
 
@@ -216,7 +228,8 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
         raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
     result = train_model(
         train, val, cfg, grid=ctx.grid, mask_hash=mask.sha256, progress=progress,
-        data_info={"oisst_days": versions, "runs": [start.isoformat(), end.isoformat()],
+        data_info={"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
+                   "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
                    "samples": {"train": len(train), "val": len(val)}},
         out_dir=Path(out_dir),
     )
@@ -242,3 +255,38 @@ def train_and_export(ctx: Context, start: dt.date, end: dt.date, *, progress: bo
     trained = train_from_archive(ctx, start, end, progress=progress)
     exported = export_checkpoint(ctx.settings, Path(trained["checkpoint"]))
     return {"training": trained, "export": exported}
+
+
+def preliminary_days(ctx: Context) -> list[dt.date]:
+    """Archived OISST days that still hold the preliminary analysis."""
+    out = []
+    for key in ctx.store.list(f"archive/{ctx.grid.grid_id}/oisst"):
+        entry = archive.existing(ctx.store, key)
+        if entry is not None and entry.source.get("version") == PRELIMINARY:
+            out.append(dt.datetime.strptime(key.rsplit("/", 1)[-1], "oisst_%Y%m%d.nc").date())
+    return sorted(out)
+
+
+def derived_from_preliminary(ctx: Context) -> dict[str, Any]:
+    """What rests on preliminary OISST: archived days, and model packages trained with such days."""
+    from bias_correction.correction.package import list_versions, load_manifest
+
+    days = preliminary_days(ctx)
+    models = []
+    store = Path(ctx.settings.model_store)
+    for model_dir in sorted(p for p in store.glob("*") if p.is_dir()) if store.exists() else []:
+        for version in list_versions(store, model_dir.name):
+            raw = load_manifest(model_dir / version).raw
+            used = raw.get("training", {}).get("data", {}).get("preliminary_days", [])
+            if used:
+                models.append({"model_id": model_dir.name, "version": version, "preliminary_days": used})
+    return {"oisst_preliminary_days": [d.isoformat() for d in days], "models": models}
+
+
+def refresh_preliminary(ctx: Context) -> dict[str, Any]:
+    """Upgrade every archived preliminary day whose final file is published; report the rest."""
+    upgraded, pending = [], []
+    for day in preliminary_days(ctx):
+        entry = archive_oisst_day(ctx, day)
+        (upgraded if entry.written and entry.source.get("version") == "final" else pending).append(day.isoformat())
+    return {"upgraded": upgraded, "still_preliminary": pending, **derived_from_preliminary(ctx)}

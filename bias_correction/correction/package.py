@@ -16,7 +16,14 @@ from bias_correction.errors import ModelContractError
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
-SUPPORTED_SCHEMA = 1
+TORCHSCRIPT_FILE = "model.ts"
+CARD_FILE = "MODEL_CARD.md"
+#: Schema 1: ONNX only. Schema 2 adds the TorchScript artifact, input variables, tile, data versions,
+#: per-lead residual statistics (uncertainty) and CPU/CUDA/TorchScript parity figures.
+CURRENT_SCHEMA = 2
+SUPPORTED_SCHEMAS = (1, 2)
+#: Fields a schema-2 manifest must have (on top of the schema-1 ones parsed into :class:`Manifest`).
+SCHEMA2_FIELDS = ("input_variables", "tile", "training", "validation", "parity", "code_version", "artifacts")
 
 
 def _sha256(path: Path) -> str:
@@ -82,6 +89,37 @@ class Manifest:
     def model_path(self) -> Path:
         return self.package_dir / MODEL_FILE
 
+    @property
+    def schema_version(self) -> int:
+        return int(self.raw["schema_version"])
+
+    @property
+    def torchscript_path(self) -> Path | None:
+        """The TorchScript artifact, if the package has one (schema 2)."""
+        return self.package_dir / TORCHSCRIPT_FILE if TORCHSCRIPT_FILE in self.raw["artifacts"] else None
+
+    @property
+    def artifact_sha256(self) -> dict[str, str]:
+        return {name: str(a["sha256"]) for name, a in self.raw["artifacts"].items()}
+
+    @property
+    def domain_dependent(self) -> bool:
+        """True when outputs depend on the whole domain (attention): larger domains must be tiled."""
+        tile = self.raw.get("tile") or {}
+        return bool(tile.get("domain_dependent", self.architecture != "convgru"))
+
+    @property
+    def dynamic_hw(self) -> bool:
+        """True when the exported graph accepts any H and W (else exactly the tile)."""
+        tile = self.raw.get("tile") or {}
+        return bool(tile.get("dynamic_hw", (self.raw.get("parity") or {}).get("dynamic_hw", False)))
+
+    @property
+    def residual_rmse_per_lead(self) -> dict[int, float]:
+        """Calibrated validation RMS residual (corrected - OISST) per lead day, degC (may be empty)."""
+        unc = (self.raw.get("validation") or {}).get("residual_per_lead") or {}
+        return {int(k): float(v["rmse"]) for k, v in unc.items()}
+
 
 def load_manifest(path: Path) -> Manifest:
     """Read ``manifest.json`` (``path`` = package folder or the file) after verifying every artefact."""
@@ -113,9 +151,13 @@ def load_manifest(path: Path) -> Manifest:
         if digest != info.get("sha256"):
             raise ModelContractError(f"model package {pkg}: artifact {name} sha256 {digest} does not match "
                                      f"the manifest ({info.get('sha256')}); the file is corrupt or was changed")
-    if raw.get("schema_version") != SUPPORTED_SCHEMA:
+    if raw.get("schema_version") not in SUPPORTED_SCHEMAS:
         raise ModelContractError(f"{mpath}: schema_version {raw.get('schema_version')!r} is not supported "
-                                 f"(expected {SUPPORTED_SCHEMA})")
+                                 f"(expected one of {list(SUPPORTED_SCHEMAS)})")
+    if raw["schema_version"] >= 2:
+        missing = [k for k in SCHEMA2_FIELDS if k not in raw]
+        if missing:
+            raise ModelContractError(f"{mpath}: schema 2 manifest lacks {', '.join(missing)}")
     try:
         norm = raw["normalisation"]
         return Manifest(package_dir=pkg, model_id=str(raw["model_id"]), version=str(raw["version"]),

@@ -1,82 +1,142 @@
-"""Run an exported correction package with ONNX Runtime, with explicit, verified providers.
+"""Run a verified correction package: ONNX Runtime (default) or TorchScript, with checked providers.
 
-ORT silently falls back to the CPU when CUDA libraries fail to load, so the active provider is
-read back from the session and reported; ``providers="cuda"`` turns a silent fallback into
-:class:`ProviderUnavailableError`. TF32 is disabled on CUDA for parity with the fp32 reference.
+* ORT silently falls back to the CPU when CUDA/TensorRT libraries fail to load, so the active
+  provider is read back from the session and reported; a requested GPU provider (``cuda``,
+  ``tensorrt``) that is not active raises :class:`ProviderUnavailableError`.
+* TF32 is disabled on CUDA (ORT ``use_tf32=0``; torch cuDNN/matmul TF32 off) for parity with the
+  fp32 reference.
+* All leads of a run go through the model in one batch. On CUDA the inputs and outputs are bound on
+  the device with IO binding (one host->device copy per input, no per-run allocation by ``run()``).
+* Domains larger than the package's training tile: attention models (whose output depends on the
+  domain) run as overlapping tiles of the training size blended without seams (see ``tiling``);
+  purely convolutional models with dynamic H/W run on the whole domain at once.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import onnxruntime as ort
 
+from bias_correction.correction import tiling
 from bias_correction.correction.package import Manifest, load_manifest, resolve_package
 from bias_correction.errors import ConfigError, ModelContractError, ProviderUnavailableError
 from bias_correction.grid.grids import RegularGrid
 
-Providers = Literal["auto", "cpu", "cuda"]
+LOG = logging.getLogger(__name__)
+
+Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
+Runtime = Literal["onnx", "torchscript"]
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+TRT = "TensorrtExecutionProvider"
+TORCH_CPU = "torch-cpu"
+TORCH_CUDA = "torch-cuda"
+GPU_PROVIDERS = (CUDA, TRT, TORCH_CUDA)
 _CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}
 
 
-def create_session(onnx_path: Path, providers: Providers = "auto") -> tuple[ort.InferenceSession, str]:
-    """(session, active provider name). "auto": CUDA only if available *and* active, else CPU."""
-    if providers not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"providers must be 'auto', 'cpu' or 'cuda', got {providers!r}")
+def _trt_options(manifest: Manifest | None) -> dict[str, str]:
+    cache = Path(os.environ.get("SSTBC_TRT_CACHE", Path(tempfile.gettempdir()) / "sstbc-trt-cache"))
+    opts = {"trt_fp16_enable": "False", "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache)}
+    if manifest is not None:
+        t, (h, w) = manifest.seq_len, manifest.shape
+        opts.update({"trt_profile_min_shapes": f"sst:1x{t}x{h}x{w},lead_days:1",
+                     "trt_profile_opt_shapes": f"sst:7x{t}x{h}x{w},lead_days:7",
+                     "trt_profile_max_shapes": f"sst:64x{t}x{h}x{w},lead_days:64"})
+    return opts
+
+
+def _session(path: str, provider_list: list[Any]) -> Any:
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=so, providers=provider_list)
+
+
+def create_session(onnx_path: Path, providers: Providers = "auto",
+                   manifest: Manifest | None = None) -> tuple[Any, str]:
+    """(session, active provider name). "auto": CUDA only if available *and* active, else CPU."""
+    import onnxruntime as ort
+
+    if providers not in PROVIDER_CHOICES:
+        raise ConfigError(f"providers must be one of {', '.join(PROVIDER_CHOICES)}, got {providers!r}")
     path = str(onnx_path)
     if providers == "cpu":
-        return ort.InferenceSession(path, sess_options=so, providers=[CPU]), CPU
-    if providers == "cuda":
-        sess = ort.InferenceSession(path, sess_options=so, providers=[(CUDA, _CUDA_OPTIONS), CPU])
-        if CUDA not in sess.get_providers():
+        return _session(path, [CPU]), CPU
+    if providers in ("cuda", "tensorrt"):
+        want = CUDA if providers == "cuda" else TRT
+        chain: list[Any] = [(CUDA, _CUDA_OPTIONS), CPU]
+        if providers == "tensorrt":
+            chain.insert(0, (TRT, _trt_options(manifest)))
+        ort.set_default_logger_severity(4)
+        try:
+            sess = _session(path, chain)
+        except Exception as exc:  # provider libraries that fail hard at session creation
+            raise ProviderUnavailableError(f"{want} requested for {onnx_path} but the session could not "
+                                           f"start: {exc}") from None
+        finally:
+            ort.set_default_logger_severity(2)
+        if want not in sess.get_providers():
             raise ProviderUnavailableError(
-                f"CUDAExecutionProvider requested for {onnx_path} but not active (session providers: "
-                f"{sess.get_providers()}); check the CUDA/cuDNN libraries, or use providers='auto'/'cpu'")
-        return sess, CUDA
+                f"{want} requested for {onnx_path} but not active (session providers: "
+                f"{sess.get_providers()}); check the CUDA/cuDNN/TensorRT libraries, or use providers='auto'/'cpu'")
+        return sess, want
     if CUDA in ort.get_available_providers():
         # A failed CUDA load is expected on CPU hosts; keep ORT's default logger quiet while trying.
         ort.set_default_logger_severity(4)
         try:
-            sess = ort.InferenceSession(path, sess_options=so, providers=[(CUDA, _CUDA_OPTIONS), CPU])
+            sess = _session(path, [(CUDA, _CUDA_OPTIONS), CPU])
+        except Exception:
+            sess = None
         finally:
             ort.set_default_logger_severity(2)
-        if CUDA in sess.get_providers():
+        if sess is not None and CUDA in sess.get_providers():
             return sess, CUDA
-    return ort.InferenceSession(path, sess_options=so, providers=[CPU]), CPU
+    return _session(path, [CPU]), CPU
 
 
-class OnnxCorrector:
-    """A verified package plus its ORT session. Build with :meth:`load`; read-only afterwards."""
+def cuda_active() -> bool:
+    """True when ORT can actually run on CUDA here (not merely list the provider)."""
+    try:
+        import onnxruntime as ort
 
-    __slots__ = ("manifest", "package_dir", "active_provider", "_session", "_in_names", "_out_name")
+        if CUDA not in ort.get_available_providers():
+            return False
+        import torch
 
-    def __init__(self, manifest: Manifest, session: ort.InferenceSession, active_provider: str) -> None:
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+class Corrector:
+    """A verified package plus an inference backend. Build with :func:`load_corrector`; read-only."""
+
+    __slots__ = ("manifest", "package_dir", "active_provider", "runtime", "_backend")
+    runtime_name = "base"
+
+    def __init__(self, manifest: Manifest, backend: Any, active_provider: str) -> None:
         object.__setattr__(self, "manifest", manifest)
         object.__setattr__(self, "package_dir", manifest.package_dir)
         object.__setattr__(self, "active_provider", active_provider)
-        object.__setattr__(self, "_session", session)
-        names = [i.name for i in session.get_inputs()]
-        if sorted(names) != ["lead_days", "sst"] or len(session.get_outputs()) != 1:
-            raise ModelContractError(f"{manifest.model_path}: graph inputs {names} are not ['sst', 'lead_days']")
-        object.__setattr__(self, "_in_names", names)
-        object.__setattr__(self, "_out_name", session.get_outputs()[0].name)
+        object.__setattr__(self, "runtime", self.runtime_name)
+        object.__setattr__(self, "_backend", backend)
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"OnnxCorrector is read-only ({name})")
+        raise AttributeError(f"{type(self).__name__} is read-only ({name})")
 
-    @classmethod
-    def load(cls, model_store: Path, model_id: str, version: str = "latest",
-             providers: Providers = "auto") -> OnnxCorrector:
-        """Resolve, verify (sha256) and open a package."""
-        manifest = load_manifest(resolve_package(Path(model_store), model_id, version))
-        sess, active = create_session(manifest.model_path, providers)
-        return cls(manifest, sess, active)
+    @property
+    def on_gpu(self) -> bool:
+        return self.active_provider in GPU_PROVIDERS
 
     def check_contract(self, grid: RegularGrid, mask_hash: str, seq_len: int | None = None) -> None:
         """Refuse a run whose grid, ocean mask or T differ from what the model was trained on."""
@@ -91,14 +151,13 @@ class OnnxCorrector:
         if seq_len is not None and int(seq_len) != m.seq_len:
             raise ModelContractError(f"{who} expects T={m.seq_len} input runs, the run provides T={seq_len}")
 
-    def correct(self, sst: np.ndarray, lead_days: np.ndarray) -> np.ndarray:
-        """[B, T, H, W] degC (NaN on land) + [B] lead days -> [B, H, W] corrected degC (NaN on land)."""
+    def _validate(self, sst: np.ndarray, lead: np.ndarray, allow_larger: bool) -> None:
         m = self.manifest
-        sst = np.asarray(sst)
-        lead = np.asarray(lead_days)
         h, w = m.shape
-        if sst.ndim != 4 or sst.shape[1:] != (m.seq_len, h, w):
-            raise ModelContractError(f"sst must have shape [B, {m.seq_len}, {h}, {w}] (degC), got {list(sst.shape)}")
+        if sst.ndim != 4 or sst.shape[1] != m.seq_len or (not allow_larger and sst.shape[2:] != (h, w)) \
+                or sst.shape[2] < h or sst.shape[3] < w:
+            want = f"[B, {m.seq_len}, {h}, {w}]" + (f" or larger than {h}x{w}" if allow_larger else "")
+            raise ModelContractError(f"sst must have shape {want} (degC), got {list(sst.shape)}")
         if sst.shape[0] < 1:
             raise ModelContractError("sst batch is empty")
         if not np.issubdtype(sst.dtype, np.floating):
@@ -110,6 +169,127 @@ class OnnxCorrector:
         bad = sorted({int(k) for k in lead.tolist() if not float(k).is_integer() or int(k) not in m.lead_days})
         if bad:
             raise ModelContractError(f"lead_days {bad} outside the model's trained leads {list(m.lead_days)}")
-        feeds = {"sst": np.ascontiguousarray(sst, dtype=np.float32),
-                 "lead_days": np.ascontiguousarray(lead, dtype=np.float32)}
-        return self._session.run([self._out_name], feeds)[0]
+
+    def correct(self, sst: np.ndarray, lead_days: np.ndarray, *, allow_larger: bool = False,
+                tiles: Literal["auto", "always", "never"] = "auto", margin: int = tiling.DEFAULT_MARGIN,
+                ramp: int = tiling.DEFAULT_RAMP, max_batch: int = 64) -> np.ndarray:
+        """[B, T, H, W] degC (NaN on land) + [B] lead days -> [B, H, W] corrected degC (NaN on land).
+
+        All B samples (e.g. the 7 leads of a run) run as one batch. With ``allow_larger`` a domain
+        larger than the training tile is accepted: tiled when the model is domain-dependent
+        (attention) or its graph has fixed H/W (``tiles="auto"``), else run whole.
+        """
+        sst = np.asarray(sst)
+        lead = np.asarray(lead_days)
+        self._validate(sst, lead, allow_larger)
+        x = np.ascontiguousarray(sst, dtype=np.float32)
+        ld = np.ascontiguousarray(lead, dtype=np.float32)
+        m = self.manifest
+        larger = x.shape[2:] != m.shape
+        use_tiles = tiles == "always" or (larger and tiles == "auto" and (m.domain_dependent or not m.dynamic_hw))
+        if larger and not use_tiles and not m.dynamic_hw:
+            raise ModelContractError(f"model {m.model_id} {m.version} has a fixed {m.shape} graph; "
+                                     f"a {x.shape[2:]} domain must be tiled")
+        if use_tiles:
+            return tiling.run_tiled(self._run, x, ld, m.shape, margin=margin, ramp=ramp, max_batch=max_batch)
+        return self._run(x, ld)
+
+    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OnnxCorrector(Corrector):
+    """ONNX Runtime backend; IO binding on CUDA/TensorRT."""
+
+    __slots__ = ("_out_name",)
+    runtime_name = "onnx"
+
+    def __init__(self, manifest: Manifest, session: Any, active_provider: str) -> None:
+        super().__init__(manifest, session, active_provider)
+        names = [i.name for i in session.get_inputs()]
+        if sorted(names) != ["lead_days", "sst"] or len(session.get_outputs()) != 1:
+            raise ModelContractError(f"{manifest.model_path}: graph inputs {names} are not ['sst', 'lead_days']")
+        object.__setattr__(self, "_out_name", session.get_outputs()[0].name)
+
+    @property
+    def _session(self) -> Any:
+        return self._backend
+
+    @classmethod
+    def load(cls, model_store: Path, model_id: str, version: str = "latest",
+             providers: Providers = "auto") -> OnnxCorrector:
+        """Resolve, verify (sha256) and open a package."""
+        manifest = load_manifest(resolve_package(Path(model_store), model_id, version))
+        sess, active = create_session(manifest.model_path, providers, manifest)
+        return cls(manifest, sess, active)
+
+    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
+        if self.active_provider in (CUDA, TRT):
+            return self._run_iobinding(x, lead)
+        return self._backend.run([self._out_name], {"sst": x, "lead_days": lead})[0]
+
+    def _run_iobinding(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
+        """Inputs copied to the device once as OrtValues, output allocated on the device, then copied back."""
+        import onnxruntime as ort
+
+        binding = self._backend.io_binding()
+        binding.bind_ortvalue_input("sst", ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_ortvalue_input("lead_days", ort.OrtValue.ortvalue_from_numpy(lead, "cuda", 0))
+        binding.bind_output(self._out_name, "cuda", 0)
+        self._backend.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+class TorchScriptCorrector(Corrector):
+    """TorchScript backend (``torch.jit.load``) for sites without ONNX Runtime."""
+
+    __slots__ = ("_device",)
+    runtime_name = "torchscript"
+
+    def __init__(self, manifest: Manifest, module: Any, active_provider: str) -> None:
+        super().__init__(manifest, module, active_provider)
+        object.__setattr__(self, "_device", "cuda" if active_provider == TORCH_CUDA else "cpu")
+
+    @classmethod
+    def load(cls, model_store: Path, model_id: str, version: str = "latest",
+             providers: Providers = "auto") -> TorchScriptCorrector:
+        import torch
+
+        if providers not in PROVIDER_CHOICES:
+            raise ConfigError(f"providers must be one of {', '.join(PROVIDER_CHOICES)}, got {providers!r}")
+        manifest = load_manifest(resolve_package(Path(model_store), model_id, version))
+        path = manifest.torchscript_path
+        if path is None:
+            raise ModelContractError(f"model package {manifest.package_dir} has no TorchScript artifact "
+                                     f"(schema {manifest.schema_version}); re-export it or use runtime='onnx'")
+        if providers == "tensorrt":
+            raise ProviderUnavailableError("providers='tensorrt' needs runtime='onnx'")
+        gpu = torch.cuda.is_available()
+        if providers == "cuda" and not gpu:
+            raise ProviderUnavailableError("providers='cuda' requested with runtime='torchscript' but torch sees "
+                                           "no CUDA device")
+        device = "cuda" if gpu and providers in ("auto", "cuda") else "cpu"
+        if device == "cuda":
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=device).eval()
+        return cls(manifest, module, TORCH_CUDA if device == "cuda" else TORCH_CPU)
+
+    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self._backend(torch.from_numpy(x).to(self._device), torch.from_numpy(lead).to(self._device))
+        return out.cpu().numpy()
+
+
+def load_corrector(model_store: Path | str, model_id: str, version: str = "latest",
+                   providers: Providers = "auto", runtime: Runtime = "onnx") -> Corrector:
+    """Resolve, verify every artifact's sha256 and open the package with the requested runtime."""
+    if runtime == "onnx":
+        return OnnxCorrector.load(Path(model_store), model_id, version, providers)
+    if runtime == "torchscript":
+        return TorchScriptCorrector.load(Path(model_store), model_id, version, providers)
+    raise ConfigError(f"runtime must be 'onnx' or 'torchscript', got {runtime!r}")

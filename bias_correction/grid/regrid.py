@@ -1,127 +1,117 @@
-"""Mask-aware bilinear regridding between rectilinear lat/lon grids with precomputed sparse weights.
+"""Mask-aware regridding (bilinear or first-order conservative) between rectilinear lat/lon
+grids with precomputed sparse weights.
 
-Weights are a sparse (n_target x n_source) matrix built once per (source grid, target grid) and
-reused for every day. Applying them renormalises by the weight of valid (ocean) source cells,
-so a coastal target cell is never diluted by land values and no land value leaks into the ocean:
+Weights (see :mod:`bias_correction.grid.weights`) are built once per (source grid, target grid,
+method), cached in memory and optionally on disk, and reused for every day. Applying them
+renormalises by the weight of valid (ocean) source cells, so a coastal target cell is never
+diluted by land values and no land value leaks into the ocean:
 ``out = W @ (f * valid) / (W @ valid)``, NaN where no valid source cell contributes.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
 
 from bias_correction.errors import InputValidationError
 from bias_correction.grid.grids import RegularGrid
-from bias_correction.grid.lonlat import wrap_lon
+from bias_correction.grid.weights import (
+    METHODS,
+    BilinearWeights,
+    ConservativeWeights,
+    RegridWeights,
+    build_weights,
+    get_weights,
+)
 
-
-def _axis_weights(src: np.ndarray, dst: np.ndarray, periodic: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each dst coordinate: indices of the two bracketing src points and their weights.
-
-    Points outside the source range get index -1 (no contribution). ``periodic`` is the period
-    (360) for a source axis that wraps around the globe.
-    """
-    if np.any(np.diff(src) <= 0):
-        raise InputValidationError("regrid: source coordinates must be strictly ascending")
-    n = src.size
-    if periodic:
-        src_ext = np.concatenate([src[-1:] - periodic, src, src[:1] + periodic])
-        idx_map = np.concatenate([[n - 1], np.arange(n), [0]])
-        dst = wrap_lon(dst, float(src_ext[0]))
-    else:
-        src_ext, idx_map = src, np.arange(n)
-    hi = np.searchsorted(src_ext, dst, side="right")
-    lo = hi - 1
-    tol = 1e-6 * max(1.0, float(np.abs(src_ext).max()))
-    inside = (dst >= src_ext[0] - tol) & (dst <= src_ext[-1] + tol)
-    lo = np.clip(lo, 0, src_ext.size - 2)
-    hi = lo + 1
-    frac = np.clip((dst - src_ext[lo]) / (src_ext[hi] - src_ext[lo]), 0.0, 1.0)
-    i0 = np.where(inside, idx_map[lo], -1)
-    i1 = np.where(inside, idx_map[hi], -1)
-    return np.stack([i0, i1], axis=1), np.stack([1 - frac, frac], axis=1), inside
-
-
-@dataclass(frozen=True)
-class BilinearWeights:
-    """Sparse bilinear weights from a source grid to a target grid."""
-
-    matrix: sp.csr_matrix
-    src_shape: tuple[int, int]
-    dst_shape: tuple[int, int]
-    key: str
-
-    def apply(self, field: np.ndarray) -> np.ndarray:
-        """Regrid ``field`` (..., nlat_src, nlon_src); NaN marks invalid source cells."""
-        lead_shape = field.shape[:-2]
-        if field.shape[-2:] != self.src_shape:
-            raise InputValidationError(f"regrid: field shape {field.shape[-2:]} does not match weights {self.src_shape}")
-        flat = field.reshape(-1, self.src_shape[0] * self.src_shape[1]).T.astype(np.float64)
-        valid = np.isfinite(flat)
-        num = self.matrix @ np.where(valid, flat, 0.0)
-        den = self.matrix @ valid.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(den > 1e-9, num / den, np.nan)
-        return out.T.reshape(*lead_shape, *self.dst_shape).astype(np.float32)
+__all__ = ["BilinearWeights", "ConservativeWeights", "RegridWeights", "Regridder", "bilinear_weights",
+           "conservative_weights"]
 
 
 def bilinear_weights(src_lat: np.ndarray, src_lon: np.ndarray, grid: RegularGrid) -> BilinearWeights:
-    """Weights from a rectilinear source (ascending lat/lon) to ``grid``.
+    """Bilinear weights from a rectilinear source (lat/lon in any order and convention) to ``grid``.
 
-    The source longitude axis is treated as periodic when it spans the whole globe.
-    """
-    src_lat = np.asarray(src_lat, dtype=np.float64)
-    src_lon = np.asarray(src_lon, dtype=np.float64)
-    span = src_lon[-1] - src_lon[0] + (src_lon[1] - src_lon[0] if src_lon.size > 1 else 0)
-    periodic = 360.0 if abs(span - 360.0) < 1e-3 else None
-    jlat, wlat, _ = _axis_weights(src_lat, grid.lat, None)
-    ilon, wlon, _ = _axis_weights(src_lon, grid.lon, periodic)
-    nlon_src = src_lon.size
-    rows, cols, vals = [], [], []
-    dst_j, dst_i = np.meshgrid(np.arange(grid.nlat), np.arange(grid.nlon), indexing="ij")
-    for a in range(2):
-        for b in range(2):
-            js, is_ = jlat[dst_j, a], ilon[dst_i, b]
-            w = wlat[dst_j, a] * wlon[dst_i, b]
-            ok = (js >= 0) & (is_ >= 0) & (w > 0)
-            rows.append((dst_j * grid.nlon + dst_i)[ok])
-            cols.append((js * nlon_src + is_)[ok])
-            vals.append(w[ok])
-    matrix = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(grid.nlat * grid.nlon, src_lat.size * nlon_src),
-    )
-    h = hashlib.sha256()
-    for arr in (src_lat, src_lon, grid.lat, grid.lon):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return BilinearWeights(matrix, (src_lat.size, nlon_src), grid.shape, h.hexdigest()[:16])
+    The source longitude axis is treated as periodic when it spans the whole globe."""
+    w = build_weights(src_lat, src_lon, grid, "bilinear")
+    assert isinstance(w, BilinearWeights)
+    return w
+
+
+def conservative_weights(src_lat: np.ndarray, src_lon: np.ndarray, grid: RegularGrid) -> ConservativeWeights:
+    """First-order conservative (area-overlap) weights from a rectilinear source to ``grid``."""
+    w = build_weights(src_lat, src_lon, grid, "conservative")
+    assert isinstance(w, ConservativeWeights)
+    return w
 
 
 class Regridder:
-    """Caches weights per source grid, so every day after the first reuses them."""
+    """Regrids DataArrays with trailing dims (lat, lon) onto ``grid``.
 
-    def __init__(self, grid: RegularGrid) -> None:
+    Why a class: it holds the target grid, the default method and the weights cache location,
+    so every day after the first reuses the same weights (in memory, and across processes via
+    ``cache_dir``)."""
+
+    def __init__(self, grid: RegularGrid, method: str = "bilinear", cache_dir: Path | None = None) -> None:
+        if method not in METHODS:
+            raise InputValidationError(f"regrid: method must be one of {METHODS}, got {method!r}")
         self.grid = grid
-        self._cache: dict[bytes, BilinearWeights] = {}
+        self.method = method
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        # built once: creating the lat/lon indexes costs more than regridding a small region
+        self._recent: dict[tuple[bytes, bytes, str], RegridWeights] = {}
+        self._coords = xr.Coordinates({"lat": ("lat", grid.lat), "lon": ("lon", grid.lon)})
 
-    def weights_for(self, src_lat: np.ndarray, src_lon: np.ndarray) -> BilinearWeights:
-        key = np.ascontiguousarray(src_lat).tobytes() + b"|" + np.ascontiguousarray(src_lon).tobytes()
-        w = self._cache.get(key)
+    def weights_for(self, src_lat: np.ndarray, src_lon: np.ndarray, method: str | None = None) -> RegridWeights:
+        """The (cached) weights from this source grid to the target grid."""
+        return get_weights(src_lat, src_lon, self.grid, method or self.method, self.cache_dir)
+
+    def _weights_fast(self, lat: np.ndarray, lon: np.ndarray, method: str) -> RegridWeights:
+        """Per-instance lookup by raw coordinate bytes (skips hashing the target grid)."""
+        k = (lat.tobytes(), lon.tobytes(), method)
+        w = self._recent.get(k)
         if w is None:
-            w = self._cache[key] = bilinear_weights(src_lat, src_lon, self.grid)
+            w = self.weights_for(lat, lon, method)
+            if len(self._recent) >= 8:
+                self._recent.clear()
+            self._recent[k] = w
         return w
 
-    def __call__(self, da: xr.DataArray) -> xr.DataArray:
-        """Regrid a DataArray whose last two dims are (lat, lon) onto the target grid."""
-        if da.dims[-2:] != ("lat", "lon"):
+    def __call__(self, da: xr.DataArray, *, method: str | None = None) -> xr.DataArray:
+        """Regrid a DataArray whose last two dims are (lat, lon) onto the target grid.
+
+        NaN marks invalid (land) source cells. A dask-backed ``da`` gives a dask-backed result,
+        computed block by block along the leading dims (lat/lon are merged into one chunk)."""
+        if da.ndim < 2 or da.dims[-2:] != ("lat", "lon"):
             raise InputValidationError(f"regrid: expected trailing dims (lat, lon), got {da.dims}")
-        w = self.weights_for(da["lat"].values, da["lon"].values)
-        data = w.apply(np.asarray(da.values))
-        coords = {k: v for k, v in da.coords.items() if "lat" not in v.dims and "lon" not in v.dims}
-        coords.update(lat=self.grid.lat, lon=self.grid.lon)
-        return xr.DataArray(data, dims=da.dims, coords=coords, attrs=dict(da.attrs))
+        if "lat" not in da.coords or "lon" not in da.coords:
+            raise InputValidationError("regrid: expected 1-D 'lat' and 'lon' coordinates on the field")
+        variables = da.coords.variables  # Variables, not DataArrays: no per-call index copies
+        w = self._weights_fast(np.asarray(variables["lat"].values), np.asarray(variables["lon"].values),
+                               method or self.method)
+        coords = self._output_coords(da)
+        data = da.data
+        if _is_dask(data):
+            data = data.rechunk({da.ndim - 2: -1, da.ndim - 1: -1})
+            out = data.map_blocks(w.apply, dtype=np.float32,
+                                  chunks=(*data.chunks[:-2], (self.grid.nlat,), (self.grid.nlon,)))
+        else:
+            out = w.apply(np.asarray(data))
+        return xr.DataArray(out, dims=da.dims, coords=coords, attrs=dict(da.attrs), name=da.name)
+
+    def _output_coords(self, da: xr.DataArray) -> xr.Coordinates:
+        """The input's coordinates that do not depend on lat/lon, plus the target lat/lon."""
+        keep = {k: v for k, v in da.coords.variables.items() if not {"lat", "lon"} & set(v.dims)}
+        if not keep:
+            return self._coords
+        indexes = {k: i for k, i in da.xindexes.items() if k in keep}
+        return xr.Coordinates({**keep, **self._coords.variables}, indexes={**indexes, **self._coords.xindexes})
+
+
+def _is_dask(data: object) -> bool:
+    try:
+        import dask.array as dsa
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return isinstance(data, dsa.Array)

@@ -103,15 +103,17 @@ def load_hycom_runs(store: Store, grid: RegularGrid, runs: list[dt.datetime]) ->
 
 
 def load_oisst_days(store: Store, grid: RegularGrid, days: list[dt.date]) -> tuple[xr.DataArray, dict[str, int]]:
-    """Stack archived days into (time, lat, lon) and count preliminary/final days used."""
-    fields, times, versions = [], [], {"final": 0, "preliminary": 0}
+    """Stack archived days into (time, lat, lon) (``attrs["versions"]`` per day) and count preliminary/final."""
+    fields, times, versions = [], [], []
     for day in days:
         key = oisst_key(grid, day)
         if store.exists(key):
             da = read_field(store, key)
-            versions[str(da.attrs.get("source_version", "final"))] = versions.get(str(da.attrs.get("source_version")), 0) + 1
+            versions.append(str(da.attrs.get("source_version", "final")))
             fields.append(da)
             times.append(np.datetime64(day, "ns"))
     if not fields:
         raise FileNotFoundError(f"no archived OISST day among {days[0]}..{days[-1]} for grid {grid.grid_id}")
-    return xr.concat(fields, dim="time").assign_coords(time=np.array(times)), versions
+    out = xr.concat(fields, dim="time").assign_coords(time=np.array(times))
+    out.attrs["versions"] = versions  # preliminary/final per day, in time order
+    return out, {"final": versions.count("final"), "preliminary": versions.count("preliminary")}

@@ -1,14 +1,20 @@
-"""Corrected-SST products: one CF-1.8 / ACDD-1.3 NetCDF per forecast run.
+"""Corrected-SST products: one CF-1.10 / ACDD-1.3 NetCDF per forecast run, in the spirit of GHRSST L4.
 
 Naming (documented in README)::
 
-    products/{region}/{YYYY}/{MM}/sstbc_{region}_{YYYYMMDD}T{HH}Z_{model_id}.nc
+    products/{region}/{YYYY}/{MM}/sstbc_{region}_{YYYYMMDD}T{HH}Z_{model_id}.nc       (current)
+    products/{region}/{YYYY}/{MM}/{DD}/sstbc_..._{model_id}_v{product_version}.nc      (immutable versions)
 
 Each file holds, per valid day (lead days 1..N of the run): ``sst`` (corrected, °C), ``sst_raw``
-(HYCOM daily mean, °C) and the ``ocean_mask``; land is ``_FillValue``. The file is written under
-a temporary name, reopened and validated, and only then renamed into place, so no partial or
-invalid product is ever visible. ``sstbc_input_digest`` identifies inputs + model + code, so a
-re-run with the same digest rewrites nothing.
+(HYCOM daily mean, °C), ``sst_correction`` (sst - sst_raw, K), ``sst_uncertainty`` (K, one standard
+deviation-like figure per pixel; its ``uncertainty_method`` attribute says where it comes from),
+``quality_flag`` (bit flags) and the ``ocean_mask``; land is ``_FillValue``. Coordinates: ``time``
+(valid-day centre), ``forecast_period`` and ``lead_day`` (lead time), scalar
+``forecast_reference_time``. Provenance is in the global attributes (``sstbc_*``) and in a sidecar
+JSON (see ``io.provenance``). The file is written under a temporary name, reopened and validated,
+and only then published (``io.publish``), so no partial or invalid product is ever visible.
+``sstbc_input_digest`` identifies inputs + model + code, so a re-run with the same digest rewrites
+nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ from bias_correction.storage import Store
 
 FILL = np.float32(-999.0)
 SST_RANGE_C = (-2.5, 40.0)
+CONVENTIONS = "CF-1.10, ACDD-1.3"
+#: quality_flag bits.
+QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK = 1, 2, 4
+#: |sst_correction| above this many sst_uncertainty flags the cell (large_correction).
+LARGE_CORRECTION_SIGMAS = 3.0
+DATA_VARS = ("sst", "sst_raw", "sst_correction", "sst_uncertainty")
 _SST_ENC = {"dtype": "float32", "_FillValue": FILL, "zlib": True, "complevel": 4, "shuffle": True}
 
 
@@ -57,8 +69,16 @@ def build_product(
     valid_dates: np.ndarray,
     provenance: dict[str, Any],
     input_digest: str,
+    sst_uncertainty: np.ndarray | None = None,
+    uncertainty_method: str = "calibrated validation residual statistics",
+    uncertainty_fallback: bool = False,
 ) -> xr.Dataset:
-    """Assemble the product dataset with CF and ACDD metadata (no I/O)."""
+    """Assemble the product dataset with CF and ACDD metadata (no I/O).
+
+    ``sst_uncertainty``: [lead] (one value per lead day, broadcast over ocean) or [lead, lat, lon], K.
+    When None the per-lead RMS correction is used as a crude stand-in and flagged
+    (``uncertainty_fallback``).
+    """
     nlead = sst_corrected.shape[0]
     centres = np.array(valid_dates, dtype="datetime64[D]").astype("datetime64[s]") + np.timedelta64(12, "h")
     bounds = np.stack([centres - np.timedelta64(12, "h"), centres + np.timedelta64(12, "h")], axis=1)
@@ -70,6 +90,21 @@ def build_product(
     land = ~mask.values
     corrected = np.where(land, np.nan, sst_corrected).astype(np.float32)
     raw = np.where(land, np.nan, sst_raw).astype(np.float32)
+    correction = (corrected - raw).astype(np.float32)
+    if sst_uncertainty is None:
+        per = np.sqrt(np.nanmean(correction.astype(np.float64) ** 2, axis=(1, 2)))
+        sst_uncertainty, uncertainty_fallback = per, True
+        uncertainty_method = "fallback: RMS of the applied correction per lead (no calibrated statistics)"
+    unc = np.asarray(sst_uncertainty, np.float64)
+    if unc.ndim == 1:
+        unc = np.broadcast_to(unc[:, None, None], corrected.shape)
+    uncertainty = np.where(land, np.nan, unc).astype(np.float32)
+    qf = np.where(land, QF_LAND, 0).astype(np.int8)[None].repeat(nlead, axis=0)
+    large = np.isfinite(correction) & (np.abs(correction) > LARGE_CORRECTION_SIGMAS * uncertainty)
+    qf = qf | np.where(large, QF_LARGE_CORRECTION, 0).astype(np.int8)
+    if uncertainty_fallback:
+        qf = qf | np.where(land, 0, QF_UNCERTAINTY_FALLBACK).astype(np.int8)[None]
+    lead_day = np.round(lead_hours / 24.0 + 0.5).astype(np.int32)  # valid-day centre run+k-0.5 d -> k
     ds = xr.Dataset(
         {
             "sst": (("time", "lat", "lon"), corrected, {
@@ -84,6 +119,25 @@ def build_product(
                 "long_name": "uncorrected HYCOM daily mean sea surface temperature forecast (water_temp at 0 m)",
                 "units": "degree_Celsius", "cell_methods": "time: mean",
                 "coverage_content_type": "modelResult",
+            }),
+            "sst_correction": (("time", "lat", "lon"), correction, {
+                "long_name": "correction applied to the HYCOM forecast (sst - sst_raw)",
+                "units": "K", "cell_methods": "time: mean", "coverage_content_type": "modelResult",
+                "comment": "a temperature difference: 1 K = 1 degree_Celsius difference",
+            }),
+            "sst_uncertainty": (("time", "lat", "lon"), uncertainty, {
+                "long_name": "uncertainty of the corrected sea surface temperature (RMS error estimate)",
+                "units": "K", "cell_methods": "time: mean", "coverage_content_type": "qualityInformation",
+                "uncertainty_method": uncertainty_method,
+                "comment": ("root-mean-square residual of the corrected forecast against OISST on the model's "
+                            "validation period, per lead day; see the model card"),
+            }),
+            "quality_flag": (("time", "lat", "lon"), qf, {
+                "long_name": "quality flags of the corrected sea surface temperature",
+                "flag_masks": np.array([QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK], np.int8),
+                "flag_meanings": "land large_correction uncertainty_not_calibrated",
+                "coverage_content_type": "qualityInformation",
+                "comment": f"large_correction: |sst_correction| > {LARGE_CORRECTION_SIGMAS:g} sst_uncertainty",
             }),
             "ocean_mask": (("lat", "lon"), mask.values.astype(np.int8), {
                 "long_name": "ocean mask (ocean in both OISST and HYCOM)", "flag_values": np.array([0, 1], np.int8),
@@ -101,13 +155,15 @@ def build_product(
                                                          "units": "degrees_east", "axis": "X"}),
             "forecast_period": ("time", lead_hours, {"standard_name": "forecast_period", "long_name": "lead time of the valid-day centre",
                                                      "units": "hours"}),
+            "lead_day": ("time", lead_day, {"long_name": "forecast lead day k (valid day = run day + k)",
+                                            "units": "1"}),
             "depth": ((), 0.0, {"standard_name": "depth", "long_name": "depth of the SST (HYCOM level 0 m)",
                                  "units": "m", "positive": "down", "axis": "Z"}),
             "forecast_reference_time": ((), run64, {"standard_name": "forecast_reference_time",
                                                    "long_name": "HYCOM run (analysis) time"}),
         },
         attrs={
-            "Conventions": "CF-1.8, ACDD-1.3",
+            "Conventions": CONVENTIONS,
             "title": f"Bias-corrected HYCOM SST forecast, run {run:%Y-%m-%d %HZ}, region {region_name}",
             "summary": ("HYCOM sea-surface-temperature forecast (daily means of water_temp at 0 m) corrected "
                         "towards NOAA OISST v2.1 by a learned model; one field per lead day."),
@@ -127,7 +183,8 @@ def build_product(
             "publisher_email": "sstbc@users.noreply.github.com", "project": "sstbc SST forecast bias correction",
             "contributor_name": "HYCOM consortium; NOAA NCEI", "contributor_role": "input data providers",
             "acknowledgement": "HYCOM GOFS 3.1 / ESPC forecasts (HYCOM consortium, US Navy); NOAA OISST v2.1 (NOAA NCEI).",
-            "comment": "Land cells are _FillValue. sst_raw is the uncorrected HYCOM daily mean for comparison.",
+            "comment": ("Land cells are _FillValue. sst_raw is the uncorrected HYCOM daily mean for comparison; "
+                        f"sst_uncertainty: {uncertainty_method}."),
             "date_modified": now, "date_issued": now, "date_metadata_modified": now,
             "license": "Derived from public-domain NOAA OISST and HYCOM data; no restrictions.",
             "references": "Gao et al., ConvGRU and self-attention SST bias revision; Huang et al. 2021 doi:10.1175/JCLI-D-20-0166.1",
@@ -149,15 +206,36 @@ def build_product(
             "sstbc_grid_id": grid.grid_id,
             "sstbc_input_digest": input_digest,
             "sstbc_provenance": json.dumps(provenance, sort_keys=True),
+            **provenance_attrs(provenance),
         },
     )
     return ds
 
 
+def provenance_attrs(prov: dict[str, Any]) -> dict[str, str]:
+    """Flat, human-readable provenance global attributes (the full record is ``sstbc_provenance``)."""
+    shas = prov.get("model_sha256") or {}
+    out = {
+        "sstbc_model_id": str(prov.get("model_id", "")), "sstbc_model_version": str(prov.get("model_version", "")),
+        "sstbc_model_sha256": " ".join(f"{k}:{v}" for k, v in sorted(shas.items())),
+        "sstbc_code_version": str(prov.get("code_version", "")),
+        "sstbc_config_hash": str(prov.get("config_fingerprint", "")),
+        "sstbc_active_provider": str(prov.get("onnxruntime_provider", prov.get("active_provider", ""))),
+        "sstbc_runtime": str(prov.get("runtime", "")),
+        "sstbc_inputs": "; ".join(f"{i.get('url')} sha256:{i.get('sha256')} version:{i.get('version')}"
+                                  for i in prov.get("inputs", [])),
+    }
+    return {k: v for k, v in out.items() if v}
+
+
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
-    enc: dict[str, dict[str, Any]] = {v: {**_SST_ENC, "chunksizes": (1, ny, nx)} for v in ("sst", "sst_raw")}
+    enc: dict[str, dict[str, Any]] = {v: {**_SST_ENC, "chunksizes": (1, ny, nx)} for v in DATA_VARS if v in ds}
     enc["ocean_mask"] = {"dtype": "int8", "_FillValue": None}
+    if "quality_flag" in ds:
+        enc["quality_flag"] = {"dtype": "int8", "_FillValue": None, "zlib": True, "complevel": 4}
+    if "lead_day" in ds.coords:
+        enc["lead_day"] = {"dtype": "int32", "_FillValue": None}
     for c in ("lat", "lon", "forecast_period", "depth"):
         enc[c] = {"_FillValue": None, "dtype": "float64"}
     for c in ("time", "time_bnds", "forecast_reference_time"):
@@ -171,14 +249,16 @@ def validate_product(path: Path, mask: OceanMask) -> None:
         ds = read_dataset(path, engine="netcdf4")
     except (OSError, ValueError) as exc:
         raise ProductError(f"product {path.name} does not reopen: {exc}") from None
-    for var in ("sst", "sst_raw"):
+    for var in (v for v in DATA_VARS if v in ds):
         data = ds[var].values
         finite = np.isfinite(data)
         if not (finite == mask.values[None]).all():
             bad = int((finite != mask.values[None]).sum())
             raise ProductError(f"product {path.name}: {var} has {bad} cells whose NaN pattern differs from the ocean mask")
         lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
-        if lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]:
+        if var == "sst_uncertainty" and (lo < 0 or hi > 10):
+            raise ProductError(f"product {path.name}: sst_uncertainty range {lo:.3f}..{hi:.3f} K outside 0..10 K")
+        if var in ("sst", "sst_raw") and (lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]):
             raise ProductError(f"product {path.name}: {var} range {lo:.2f}..{hi:.2f} °C outside {SST_RANGE_C}")
 
 

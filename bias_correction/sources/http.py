@@ -1,9 +1,5 @@
-"""The only module that talks HTTP: downloads with explicit timeouts, bounded backoff and validation.
-
-A download is streamed to a staged temporary file, checked (status, content type, length,
-NetCDF completeness, then the caller's content validator) and only then renamed into the raw
-cache, with a ledger sidecar (``<key>.json``: URL, size, sha256, ETag/Last-Modified, version,
-time fetched). A valid cached file is never downloaded again.
+"""The only module that talks HTTP (requests): downloads with explicit timeouts, checked status,
+content type and length; the cache, retries and ledger are in :mod:`bias_correction.sources.cache`.
 
 Failure classes: 404 -> :class:`NotYetPublishedError`; 5xx/429, timeouts, resets and bodies cut
 short -> :class:`TransientFetchError` (retried here with backoff); 400/401/403 ->
@@ -12,14 +8,7 @@ short -> :class:`TransientFetchError` (retried here with backoff); 400/401/403 -
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
-import logging
-import random
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
@@ -32,64 +21,18 @@ from bias_correction.errors import (
     TruncatedDownloadError,
     UpstreamRejectedError,
 )
-from bias_correction.sources.validate import check_complete
+from bias_correction.sources.cache import (  # noqa: F401  (re-exported: the ledger API lives in cache)
+    Fetched,
+    Validator,
+    acquire,
+    backoff_delays,
+    cached,
+    ledger_key,
+    sha256_file,
+)
 from bias_correction.storage import Store
 
-LOG = logging.getLogger(__name__)
 USER_AGENT = "sstbc/0.1 (+https://github.com/sstbc)"
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A raw file in the cache and where it came from (the ledger entry)."""
-
-    key: str
-    url: str
-    size: int
-    sha256: str
-    version: str
-    fetched_at: str
-    etag: str | None = None
-    last_modified: str | None = None
-    downloaded: bool = False  # True when this call downloaded it, False when served from cache
-
-    def ledger_json(self) -> str:
-        d = asdict(self)
-        d.pop("downloaded")
-        return json.dumps(d, indent=1, sort_keys=True)
-
-
-def ledger_key(key: str) -> str:
-    return key + ".json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def cached(store: Store, key: str) -> Fetched | None:
-    """The ledger entry of ``key`` if the cached file is present and matches it, else None."""
-    lkey = ledger_key(key)
-    if not (store.exists(key) and store.exists(lkey)):
-        return None
-    try:
-        entry = json.loads(store.read_bytes(lkey))
-        fetched = Fetched(**entry)
-    except (ValueError, TypeError):
-        LOG.warning("ledger %s is unreadable; the file will be fetched again", lkey)
-        return None
-    if store.size(key) != fetched.size:
-        LOG.warning("cached %s has %d bytes, ledger says %d; fetching again", key, store.size(key), fetched.size)
-        return None
-    with store.local_path(key) as local:
-        if sha256_file(local) != fetched.sha256:
-            LOG.warning("cached %s does not match its ledger sha256; fetching again", key)
-            return None
-    return fetched
 
 
 def _classify_status(resp: requests.Response, what: str) -> None:
@@ -128,12 +71,6 @@ def _download_once(session: requests.Session, url: str, dest: Path, http: Http, 
         raise TruncatedDownloadError(f"{what}: body cut short: {exc}") from None
 
 
-def backoff_delays(http: Http, rng: random.Random | None = None) -> list[float]:
-    """Exponential backoff with jitter, each delay capped at ``backoff_max_s``."""
-    rng = rng or random.Random()
-    return [min(http.backoff_max_s, http.backoff_s * 2**i) * (1 + 0.25 * rng.random()) for i in range(http.retries)]
-
-
 def fetch(
     url: str,
     store: Store,
@@ -142,7 +79,7 @@ def fetch(
     http: Http,
     what: str,
     version: str,
-    validate: Callable[[Path, str], None] | None = None,
+    validate: Validator | None = None,
     session: requests.Session | None = None,
 ) -> Fetched:
     """Return the cached file at ``key`` or download ``url`` into it, validated, with retries.
@@ -151,37 +88,24 @@ def fetch(
     label)`` checks the content (variables, dims, dates, values) and raises a CorruptInputError
     subclass whose message starts with ``label`` (names the data, the file and the URL).
     """
-    hit = cached(store, key)
-    if hit is not None:
-        return hit
     session = session or requests.Session()
     session.headers.setdefault("User-Agent", USER_AGENT)
-    delays = backoff_delays(http)
-    label = f"{what}: file {key.rsplit('/', 1)[-1]} from {url}"
-    for attempt in range(http.retries + 1):
-        try:
-            with store.staged(key) as tmp:
-                resp = _download_once(session, url, tmp, http, label)
-                check_complete(tmp, label)
-                if validate is not None:
-                    validate(tmp, label)
-                fetched = Fetched(
-                    key=key,
-                    url=url,
-                    size=tmp.stat().st_size,
-                    sha256=sha256_file(tmp),
-                    version=version,
-                    fetched_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    etag=resp.headers.get("ETag"),
-                    last_modified=resp.headers.get("Last-Modified"),
-                    downloaded=True,
-                )
-            store.write_bytes(ledger_key(key), fetched.ledger_json().encode())
-            LOG.info("downloaded %s (%d bytes) -> %s", url, fetched.size, key)
-            return fetched
-        except TransientFetchError as exc:
-            if attempt >= http.retries:
-                raise
-            LOG.warning("%s (attempt %d/%d); retrying in %.1f s", exc, attempt + 1, http.retries + 1, delays[attempt])
-            time.sleep(delays[attempt])
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def download(tmp: Path, label: str) -> Mapping[str, str | None]:
+        resp = _download_once(session, url, tmp, http, label)
+        return {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+
+    return acquire(url, store, key, http=http, what=what, version=version, download=download, validate=validate)
+
+
+def head_size(url: str, http: Http, session: requests.Session | None = None) -> int | None:
+    """Content-Length of ``url`` from a HEAD request; None when unpublished or unknown."""
+    session = session or requests.Session()
+    try:
+        resp = session.head(url, timeout=(http.connect_timeout_s, http.read_timeout_s), allow_redirects=True)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientFetchError(f"HEAD {url}: network failure: {type(exc).__name__}") from None
+    if resp.status_code != 200:
+        return None
+    length = resp.headers.get("Content-Length")
+    return int(length) if length is not None else None

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 import functools
+import struct
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -290,7 +292,7 @@ def _bottom_of(values: np.ndarray) -> np.ndarray:
 def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                      depth: np.ndarray, water_temp_degC: np.ndarray, fmt: HycomFormat = "netcdf4", *,
                      water_temp_bottom_degC: np.ndarray | None = None,
-                     salinity_psu: np.ndarray | None = None) -> Path:
+                     salinity_psu: np.ndarray | None = None, calendar: str = "gregorian") -> Path:
     """Write what THREDDS NCSS returns for a GLBy0.08/expt_93.0 run subset (NAVO layout) and return its path.
 
     ``water_temp_degC`` is (ntau, ndepth, nlat, nlon), NaN = fill. The longitudes keep the given convention
@@ -298,6 +300,7 @@ def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat
     its ``units = "hours since analysis"``, which makes a plain ``xarray.open_dataset`` fail as on the real
     service. ``fmt`` "netcdf3" gives NetCDF-3 64-bit offset (``CDF\\x02``), "netcdf4" NetCDF-4 (deflate 5 +
     shuffle, as TDS writes it). ``salinity_psu`` (same shape) adds ``salinity`` and ``salinity_bottom``.
+    ``calendar`` is "gregorian" for GOFS 3.1 and "standard" for ESPC-D-V02 (data_formats.md 3.3, [ONE-SRC]).
     """
     if fmt not in ("netcdf4", "netcdf3"):
         raise ValueError(f"fmt must be 'netcdf4' or 'netcdf3', not {fmt!r}")
@@ -324,7 +327,7 @@ def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat
         ds.createDimension("time", None)
         specs: list[tuple[str, tuple[str, ...], list[tuple[str, object]]]] = [
             ("time", ("time",), [("long_name", "Valid Time"), ("units", "hours since 2000-01-01 00:00:00"),
-                                 ("time_origin", "2000-01-01 00:00:00"), ("calendar", "gregorian"),
+                                 ("time_origin", "2000-01-01 00:00:00"), ("calendar", calendar),
                                  ("axis", "T"), ("NAVO_code", np.int32(13))]),
             ("tau", ("time",), [("long_name", "Tau"), ("units", "hours since analysis"),
                                 ("time_origin", f"{run:%Y-%m-%d %H:%M:%S}"), ("NAVO_code", np.int32(56))]),
@@ -370,3 +373,205 @@ def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat
     finally:
         ds.close()
     return path
+
+
+# ---------------------------------------------------------------------------------------- HYCOM attribute tables
+def hycom_coord_attrs(run: datetime, calendar: str = "gregorian") -> dict[str, list[tuple[str, object]]]:
+    """Attributes (in file order) of time, tau, depth, lat, lon of a NAVO HYCOM file (data_formats.md 2.4)."""
+    return {
+        "time": [("long_name", "Valid Time"), ("units", "hours since 2000-01-01 00:00:00"),
+                 ("time_origin", "2000-01-01 00:00:00"), ("calendar", calendar), ("axis", "T"),
+                 ("NAVO_code", np.int32(13))],
+        "tau": [("long_name", "Tau"), ("units", "hours since analysis"),
+                ("time_origin", f"{run:%Y-%m-%d %H:%M:%S}"), ("NAVO_code", np.int32(56))],
+        "depth": [("long_name", "Depth"), ("standard_name", "depth"), ("units", "m"), ("positive", "down"),
+                  ("axis", "Z"), ("NAVO_code", np.int32(5))],
+        "lat": [("long_name", "Latitude"), ("standard_name", "latitude"), ("units", "degrees_north"),
+                ("point_spacing", "even"), ("axis", "Y"), ("NAVO_code", np.int32(1))],
+        "lon": [("long_name", "Longitude"), ("standard_name", "longitude"), ("units", "degrees_east"),
+                ("modulo", "360 degrees"), ("axis", "X"), ("NAVO_code", np.int32(2))],
+    }
+
+
+def navo_packed_attrs(long_name: str, standard_name: str, units: str, navo_code: int,
+                      comment: str | None = None, offset: float = 20.0) -> list[tuple[str, object]]:
+    """Attributes (in file order) of a packed NAVO variable such as water_temp."""
+    attrs: list[tuple[str, object]] = [
+        ("long_name", long_name), ("standard_name", standard_name), ("units", units),
+        ("_FillValue", HYCOM_FILL), ("missing_value", HYCOM_FILL), ("scale_factor", HYCOM_SCALE),
+        ("add_offset", np.float32(offset)), ("NAVO_code", np.int32(navo_code))]
+    if comment is not None:
+        attrs.append(("comment", comment))
+    return attrs
+
+
+HYCOM_GLOBAL_ATTRS = _HYCOM_GLOBAL_ATTRS
+WATER_TEMP_ATTRS = navo_packed_attrs("Water Temperature", "sea_water_temperature", "degC", 15, "in-situ temperature")
+WATER_TEMP_BOTTOM_ATTRS = navo_packed_attrs("Water Temperature", "sea_water_temperature_at_bottom", "degC", 15,
+                                            "in-situ temperature")
+
+
+def pack_hycom(values_degC: np.ndarray) -> np.ndarray:
+    """degC (NaN = fill) -> NAVO int16 (scale 0.001, offset 20, fill -30000)."""
+    return _pack(values_degC, 0.001, 20.0, HYCOM_FILL)
+
+
+def pack_oisst(values: np.ndarray, name: str) -> np.ndarray:
+    """OISST values as write_oisst packs them (ice: percent stored raw, so /100 first)."""
+    v = np.asarray(values, dtype=np.float64)
+    if name == "ice":
+        v = v / 100.0
+    return _pack(v, 0.01, 0.0, OISST_FILL)
+
+
+OISST_VAR_ATTRS: dict[str, list[tuple[str, object]]] = {
+    name: [("long_name", ln), ("units", un), ("_FillValue", OISST_FILL), ("add_offset", np.float32(0.0)),
+           ("scale_factor", OISST_SCALE), ("valid_min", np.int16(vmin)), ("valid_max", np.int16(vmax))]
+    for name, (ln, un, vmin, vmax) in _OISST_VARS.items()
+}
+OISST_COORD_ATTRS: dict[str, list[tuple[str, object]]] = {
+    "time": [("long_name", "Center time of the day"), ("units", "days since 1978-01-01 12:00:00")],
+    "zlev": [("long_name", "Sea surface height"), ("units", "meters"), ("positive", "down"),
+             ("actual_range", "0, 0")],
+    "lat": [("long_name", "Latitude"), ("units", "degrees_north"),
+            ("grids", "Uniform grid from -89.875 to 89.875 by 0.25")],
+    "lon": [("long_name", "Longitude"), ("units", "degrees_east"),
+            ("grids", "Uniform grid from 0.125 to 359.875 by 0.25")],
+}
+
+
+# ---------------------------------------------------------------------------------------- NetCDF-3 headers
+_NC3_TYPE = {"i1": 1, "S1": 2, "i2": 3, "i4": 4, "f4": 5, "f8": 6}
+
+
+@dataclass(frozen=True)
+class Nc3Var:
+    """One variable of a NetCDF-3 layout: where its bytes are and what they are."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str  # big-endian numpy dtype, e.g. ">i2"
+    shape: tuple[int, ...]  # record vars: shape of ONE record (without the record dim)
+    is_record: bool
+    vsize: int
+    begin: int
+
+
+@dataclass(frozen=True)
+class Nc3Layout:
+    """A NetCDF-3 64-bit offset file described without its data: the header bytes and each variable's place."""
+
+    header: bytes
+    variables: dict[str, Nc3Var]
+    numrecs: int
+    recsize: int
+    size: int
+
+
+def _nc3_pad(b: bytes) -> bytes:
+    return b + b"\0" * (-len(b) % 4)
+
+
+def _nc3_name(name: str) -> bytes:
+    raw = name.encode()
+    return struct.pack(">I", len(raw)) + _nc3_pad(raw)
+
+
+def _nc3_attrs(attrs: list[tuple[str, object]]) -> bytes:
+    if not attrs:
+        return struct.pack(">II", 0, 0)
+    out = struct.pack(">II", 0x0C, len(attrs))
+    for key, value in attrs:
+        out += _nc3_name(key)
+        if isinstance(value, str):
+            raw = value.encode()
+            out += struct.pack(">II", 2, len(raw)) + _nc3_pad(raw)
+        else:
+            arr = np.atleast_1d(np.asarray(value))
+            code = _NC3_TYPE[f"{arr.dtype.kind}{arr.dtype.itemsize}"]
+            out += struct.pack(">II", code, arr.size) + _nc3_pad(arr.astype(arr.dtype.newbyteorder(">")).tobytes())
+    return out
+
+
+def nc3_layout(dims: list[tuple[str, int | None]], global_attrs: list[tuple[str, object]],
+               variables: list[tuple[str, tuple[str, ...], str, list[tuple[str, object]]]],
+               numrecs: int = 1) -> Nc3Layout:
+    """Encode the header of a NetCDF-3 64-bit offset (``CDF\\x02``) file and place every variable.
+
+    ``dims``: (name, size) with size None for the record (UNLIMITED) dimension; ``variables``:
+    (name, dims, numpy dtype, attrs) in file order. Non-record data follow the header in variable
+    order, then ``numrecs`` records each holding every record variable (padded to 4 bytes), as the
+    netCDF-C library lays them out.
+    """
+    dim_ids = {name: k for k, (name, _) in enumerate(dims)}
+    sizes = {name: size for name, size in dims}
+    specs = []
+    for name, vdims, dtype, attrs in variables:
+        dt_ = np.dtype(dtype).newbyteorder(">")
+        is_rec = bool(vdims) and sizes[vdims[0]] is None
+        shape = tuple(int(sizes[d]) for d in (vdims[1:] if is_rec else vdims))  # type: ignore[arg-type]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt_.itemsize
+        specs.append((name, vdims, dt_, attrs, is_rec, shape, nbytes + (-nbytes % 4)))
+
+    def encode(begins: list[int]) -> bytes:
+        out = b"CDF\x02" + struct.pack(">I", numrecs)
+        out += struct.pack(">II", 0x0A, len(dims))
+        for name, size in dims:
+            out += _nc3_name(name) + struct.pack(">I", 0 if size is None else size)
+        out += _nc3_attrs(global_attrs)
+        out += struct.pack(">II", 0x0B, len(specs))
+        for (name, vdims, dt_, attrs, _rec, _shape, vsize), begin in zip(specs, begins):
+            out += _nc3_name(name) + struct.pack(">I", len(vdims))
+            out += b"".join(struct.pack(">I", dim_ids[d]) for d in vdims)
+            out += _nc3_attrs(attrs)
+            out += struct.pack(">II", _NC3_TYPE[f"{dt_.kind}{dt_.itemsize}"], min(vsize, 0xFFFFFFFF))
+            out += struct.pack(">Q", begin)
+        return out
+
+    header_len = len(encode([0] * len(specs)))
+    pos, begins = header_len, []
+    for spec in specs:
+        if not spec[4]:
+            begins.append(pos)
+            pos += spec[6]
+        else:
+            begins.append(-1)
+    rec_start, recsize = pos, 0
+    for k, spec in enumerate(specs):
+        if spec[4]:
+            begins[k] = rec_start + recsize
+            recsize += spec[6]
+    header = encode(begins)
+    assert len(header) == header_len
+    out_vars = {name: Nc3Var(name, vdims, dt_.str, shape, rec, vsize, b)
+                for (name, vdims, dt_, _a, rec, shape, vsize), b in zip(specs, begins)}
+    return Nc3Layout(header, out_vars, numrecs, recsize, rec_start + numrecs * recsize)
+
+
+def glby_forecast_layout(run: datetime, calendar: str = "gregorian", salinity: bool = True) -> Nc3Layout:
+    """Layout of a full-size GLBy0.08 forecast file (``ts3z``; ``t3z`` without salinity), NetCDF-3 64-bit offset.
+
+    Dimensions, variables and attributes follow data_formats.md 2.4 (GOFS 3.1 ``hycom_glby_930_*_ts3z.nc``).
+    ESPC-D-V02 ``t3z`` files are assumed to be the same kind of file without salinity [INFERRED: their format
+    is unconfirmed, data_formats.md 3.2/7].
+    """
+    coords = hycom_coord_attrs(run, calendar)
+    variables: list[tuple[str, tuple[str, ...], str, list[tuple[str, object]]]] = [
+        ("time", ("time",), "f8", coords["time"]),
+        ("tau", ("time",), "f8", coords["tau"]),
+        ("depth", ("depth",), "f8", coords["depth"]),
+        ("lat", ("lat",), "f8", coords["lat"]),
+        ("lon", ("lon",), "f8", coords["lon"]),
+        ("water_temp", ("time", "depth", "lat", "lon"), "i2", WATER_TEMP_ATTRS),
+        ("water_temp_bottom", ("time", "lat", "lon"), "i2", WATER_TEMP_BOTTOM_ATTRS),
+    ]
+    if salinity:
+        variables += [
+            ("salinity", ("time", "depth", "lat", "lon"), "i2",
+             navo_packed_attrs("Salinity", "sea_water_salinity", "psu", 16)),
+            ("salinity_bottom", ("time", "lat", "lon"), "i2",
+             navo_packed_attrs("Salinity", "sea_water_salinity_at_bottom", "psu", 16)),
+        ]
+    dims: list[tuple[str, int | None]] = [("lat", GLBY_NLAT), ("lon", GLBY_NLON), ("depth", len(HYCOM_DEPTHS)),
+                                          ("time", None)]
+    return nc3_layout(dims, list(_HYCOM_GLOBAL_ATTRS), variables, numrecs=1)

@@ -1,8 +1,14 @@
-"""Export a checkpoint to a self-describing ONNX model package (models.md 13).
+"""Export a checkpoint to a self-describing model package (models.md 13).
 
-Package layout ``model_store/model_id/version/``: ``model.onnx``, ``manifest.json``, ``MODEL_CARD.md``.
-It is built in a hidden temporary sibling folder and renamed into place only after the export,
-the checker and the CPU parity test pass, so a reader never sees a half-written package.
+Package layout ``model_store/model_id/version/``: ``model.onnx``, ``model.ts`` (TorchScript),
+``manifest.json`` (schema 2), ``MODEL_CARD.md``. It is built in a hidden temporary sibling folder and
+renamed into place only after the export, the checker and the parity gate pass (torch eager vs ORT
+CPU, vs ORT CUDA where CUDA is active with TF32 off on both sides, and vs the TorchScript reload), so
+a reader never sees a half-written package and a model that fails the gate gets no package.
+
+Parity gate (degC, over ocean cells of fixed inputs, batches 1 and 7, the tile shape and -- when
+H/W are dynamic -- an odd non-square shape): max |diff| <= 0.01 and RMSE of the difference <= 0.001
+(which also bounds the change of any RMSE against OISST by the triangle inequality).
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from bias_correction.training.architectures import CorrectionModule
 from bias_correction.training.train import FRAMING, load_checkpoint
 
 MODEL_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.ts"
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "MODEL_CARD.md"
-SCHEMA_VERSION = 1
-#: Export-time parity gate, torch CPU fp32 vs ORT CPU fp32, degC over ocean.
+SCHEMA_VERSION = 2
+#: Export-time parity gate, torch fp32 vs ORT fp32 (CPU; CUDA with TF32 off), degC over ocean.
 PARITY_MAX_ABS_DEGC = 0.01
+PARITY_RMSE_DEGC = 0.001
 INPUT_NAMES = ["sst", "lead_days"]
 OUTPUT_NAMES = ["sst_corrected"]
 
@@ -124,43 +132,183 @@ def _write_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def _compare(ref: np.ndarray, got: np.ndarray, what: str) -> tuple[float, float, int]:
+    """(max |diff|, sum of squared diffs, n) over ocean; shapes and NaN patterns must agree."""
+    if got.shape != ref.shape:
+        raise ModelContractError(f"parity ({what}): output shape {got.shape} != torch {ref.shape}")
+    if not np.array_equal(np.isnan(got), np.isnan(ref)):
+        raise ModelContractError(f"parity ({what}): NaN (land) pattern differs from torch")
+    ocean = ~np.isnan(ref)
+    d = got[ocean].astype(np.float64) - ref[ocean].astype(np.float64)
+    if not d.size:
+        return 0.0, 0.0, 0
+    return float(np.abs(d).max()), float((d * d).sum()), int(d.size)
+
+
+def parity_shapes(t: int, h: int, w: int, dynamic_hw: bool) -> list[tuple[int, int, int]]:
+    """The tile shape, plus an odd non-square one when H/W are dynamic (models.md 13.5)."""
+    shapes = [(t, h, w)]
+    if dynamic_hw:
+        shapes.append((t, h + 3 if (h + 3) % 2 else h + 4, w + 5 if (w + 5) % 2 else w + 6))
+    return shapes
+
+
+def _gate(name: str, max_abs: float, rmse: float, max_tol: float = PARITY_MAX_ABS_DEGC,
+          rmse_tol: float = PARITY_RMSE_DEGC) -> None:
+    if not max_abs <= max_tol:
+        raise ModelContractError(f"parity failed ({name}): max |diff| = {max_abs:.3g} degC over ocean "
+                                 f"> {max_tol} degC")
+    if not rmse <= rmse_tol:
+        raise ModelContractError(f"parity failed ({name}): RMSE of the difference = {rmse:.3g} degC over "
+                                 f"ocean > {rmse_tol} degC")
+
+
+def _parity_figures(model: CorrectionModule, run: Any, name: str, shapes: list[tuple[int, int, int]],
+                    vmin: float, vmax: float, device: str = "cpu") -> dict[str, Any]:
+    """Run torch eager (on ``device``) and ``run(sst, lead)`` on fixed inputs; gate and return the figures."""
+    max_abs, sq, n = 0.0, 0.0, 0
+    for t, h, w in shapes:
+        for batch in (1, 7):
+            sst, lead = _example_inputs(batch, t, h, w, vmin, vmax, seed=99 + batch + h)
+            with torch.no_grad():
+                ref = model.to(device)(sst.to(device), lead.to(device)).cpu().numpy()
+            got = np.asarray(run(sst.numpy(), lead.numpy()))
+            m, s2, k = _compare(ref, got, f"{name}, batch {batch}, {h}x{w}")
+            max_abs, sq, n = max(max_abs, m), sq + s2, n + k
+    model.to("cpu")
+    rmse = float(np.sqrt(sq / n)) if n else 0.0
+    _gate(name, max_abs, rmse)
+    return {"max_abs_diff_degC": max_abs, "rmse_diff_degC": rmse, "batches": [1, 7],
+            "shapes": [list(s) for s in shapes], "n_ocean_values": n}
+
+
 def parity_check(model: CorrectionModule, onnx_path: Path, t: int, h: int, w: int,
-                 vmin: float, vmax: float) -> dict[str, Any]:
+                 vmin: float, vmax: float, dynamic_hw: bool = False) -> dict[str, Any]:
     """torch CPU vs ORT CPU in degC on fixed inputs (batch 1 and 7, NaN land); raises over the gate."""
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    max_abs, sq, n = 0.0, 0.0, 0
-    for batch in (1, 7):
-        sst, lead = _example_inputs(batch, t, h, w, vmin, vmax, seed=99 + batch)
+    fig = _parity_figures(model, lambda s, ld: sess.run(None, {"sst": s, "lead_days": ld})[0],
+                          "ONNX Runtime CPU vs torch CPU", parity_shapes(t, h, w, dynamic_hw), vmin, vmax)
+    return {"provider": "CPUExecutionProvider", **fig, "shape": [t, h, w],
+            "tolerance_degC": PARITY_MAX_ABS_DEGC, "tolerance_rmse_degC": PARITY_RMSE_DEGC}
+
+
+def parity_check_cuda(model: CorrectionModule, onnx_path: Path, t: int, h: int, w: int,
+                      vmin: float, vmax: float, dynamic_hw: bool = False) -> dict[str, Any]:
+    """torch CUDA vs ORT CUDA, TF32 off on both sides; {"skipped": why} where CUDA is not active."""
+    from bias_correction.correction.runtime import CUDA, create_session
+    from bias_correction.errors import ProviderUnavailableError
+
+    if not torch.cuda.is_available():
+        return {"provider": CUDA, "skipped": "no CUDA device visible to torch"}
+    try:
+        sess, _ = create_session(onnx_path, "cuda")
+    except ProviderUnavailableError as exc:
+        return {"provider": CUDA, "skipped": str(exc)}
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        fig = _parity_figures(model, lambda s, ld: sess.run(None, {"sst": s, "lead_days": ld})[0],
+                              "ONNX Runtime CUDA vs torch CUDA (TF32 off)", parity_shapes(t, h, w, dynamic_hw),
+                              vmin, vmax, device="cuda")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    return {"provider": CUDA, "tf32": False, "device": torch.cuda.get_device_name(0), **fig}
+
+
+def export_torchscript(model: CorrectionModule, path: Path, t: int, h: int, w: int,
+                       vmin: float, vmax: float) -> str:
+    """``torch.jit.script`` (fallback ``torch.jit.trace`` at fixed T) -> ``path``; returns the method."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(model.eval())
+        method = "script"
+    except Exception as exc:
+        log.warning("torch.jit.script failed (%s); tracing at T=%d instead", exc, t)
+        example = _example_inputs(2, t, h, w, vmin, vmax)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.trace(model.eval(), example)
+        method = "trace"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, str(path))
+    return method
+
+
+def parity_check_torchscript(model: CorrectionModule, ts_path: Path, t: int, h: int, w: int,
+                             vmin: float, vmax: float, dynamic_hw: bool = False) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(ts_path), map_location="cpu").eval()
+
+    def run(s: np.ndarray, ld: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            ref = model(sst, lead).numpy()
-        got = sess.run(None, {"sst": sst.numpy(), "lead_days": lead.numpy()})[0]
-        if got.shape != ref.shape:
-            raise ModelContractError(f"parity: ONNX output shape {got.shape} != torch {ref.shape}")
-        if not np.array_equal(np.isnan(got), np.isnan(ref)):
-            raise ModelContractError(f"parity: NaN (land) pattern differs between ONNX and torch (batch {batch})")
-        ocean = ~np.isnan(ref)
-        d = (got[ocean].astype(np.float64) - ref[ocean].astype(np.float64))
-        if d.size:
-            max_abs = max(max_abs, float(np.abs(d).max()))
-            sq += float((d * d).sum())
-            n += d.size
-    rmse = float(np.sqrt(sq / n)) if n else 0.0
-    result = {"provider": "CPUExecutionProvider", "max_abs_diff_degC": max_abs, "rmse_diff_degC": rmse,
-              "batches": [1, 7], "shape": [t, h, w], "tolerance_degC": PARITY_MAX_ABS_DEGC}
-    if not max_abs <= PARITY_MAX_ABS_DEGC:
-        raise ModelContractError(f"parity failed: ONNX vs torch max |diff| = {max_abs:.3g} degC over ocean "
-                                 f"> {PARITY_MAX_ABS_DEGC} degC")
-    return result
+            return loaded(torch.from_numpy(s), torch.from_numpy(ld)).numpy()
+
+    fig = _parity_figures(model, run, "TorchScript vs torch eager", parity_shapes(t, h, w, dynamic_hw), vmin, vmax)
+    return {"runtime": "torchscript", **fig}
+
+
+def code_version() -> dict[str, Any]:
+    """sstbc version plus the git commit of the source tree when it is a checkout (else None)."""
+    import subprocess
+
+    commit, dirty = None, None
+    src = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"sstbc": bias_correction.__version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def _data_versions(data_info: dict[str, Any] | None) -> dict[str, Any]:
+    """OISST final/preliminary day counts and the preliminary share of the training data."""
+    days = dict((data_info or {}).get("oisst_days") or {})
+    final, prelim = int(days.get("final", 0)), int(days.get("preliminary", 0))
+    total = final + prelim
+    return {"oisst_final_days": final, "oisst_preliminary_days": prelim,
+            "oisst_preliminary_share": (prelim / total) if total else None,
+            "oisst_product": "NOAA OISST v2.1 AVHRR", "hycom": "GOFS 3.1 GLBy0.08 expt_93.0 FMRC runs"}
+
+
+def _residual_stats(val: dict[str, Any] | None, leads: list[int]) -> dict[str, Any]:
+    """Per-lead validation RMS residual (uncertainty source); the overall RMSE where not recorded."""
+    val = val or {}
+    per = val.get("residual_per_lead") or {}
+    out = {}
+    for k in leads:
+        if str(k) in per:
+            out[str(k)] = {"rmse": float(per[str(k)]["rmse"]), "bias": float(per[str(k)]["bias"]),
+                           "n": int(per[str(k)]["n"]), "source": "per-lead validation residuals"}
+        elif "rmse_corrected" in val:
+            out[str(k)] = {"rmse": float(val["rmse_corrected"]), "bias": None, "n": val.get("n_cells"),
+                           "source": "all-lead validation RMSE (per-lead statistics not recorded)"}
+    return out
+
+
+def _fmt_parity(par: dict[str, Any]) -> str:
+    if "skipped" in par:
+        return f"not run ({par['skipped']})"
+    return f"max |diff| {par['max_abs_diff_degC']:.2e} degC, RMSE diff {par['rmse_diff_degC']:.2e} degC"
 
 
 def _model_card(man: dict[str, Any]) -> str:
-    tr, val, par, norm = man["training"], man["training"]["val"] or {}, man["parity"], man["normalisation"]
-    g = man["grid"]
+    tr, val, par, norm = man["training"], man["validation"] or {}, man["parity"], man["normalisation"]
+    g, tile = man["grid"], man["tile"]
+    dv = tr["data_versions"]
+    share = dv["oisst_preliminary_share"]
+    unc = man["uncertainty"]["per_lead_rmse_degC"]
+    code = man["code_version"]
     lines = [
         f"# Model card: {man['model_id']} {man['version']}",
         "",
         f"Bias correction of HYCOM daily-mean SST forecasts against NOAA OISST v2.1, architecture "
-        f"**{man['architecture']}** ({json.dumps(man['arch_kwargs'])}).",
+        f"**{man['architecture']}** ({json.dumps(man['arch_kwargs'])}). Manifest schema {man['schema_version']}.",
         "",
         "## Contract",
         f"- Input `sst`: [batch, {man['seq_len']}, {g['nlat']}, {g['nlon']}] HYCOM SST in degC for runs R-T+1..R "
@@ -171,11 +319,15 @@ def _model_card(man: dict[str, Any]) -> str:
         f"- Framing: {man['framing']}.",
         f"- Grid: `{g['grid_id']}` (lat0 {g['lat0']}, lon0 {g['lon0']}, step {g['step']} deg).",
         f"- Ocean mask sha256: `{man['mask_sha256']}`.",
+        f"- Tile {tile['nlat']}x{tile['nlon']}; domain-dependent (attention): {tile['domain_dependent']}; "
+        f"dynamic H/W in the graph: {tile['dynamic_hw']}. Larger domains run as blended overlapping tiles.",
         f"- Normalisation: Min-Max, vmin {norm['vmin']:.4f} degC, vmax {norm['vmax']:.4f} degC (training data only).",
         "",
         "## Training",
         f"- Period (valid days): {tr['period_start']} to {tr['period_end']}; epochs run {tr['epochs']}, "
-        f"best epoch {tr.get('best_epoch')}, {tr['seconds']:.1f} s.",
+        f"best epoch {tr.get('best_epoch')}, {float(tr['seconds'] or 0):.1f} s.",
+        f"- OISST days: {dv['oisst_final_days']} final, {dv['oisst_preliminary_days']} preliminary "
+        f"(preliminary share {'n/a' if share is None else f'{100 * share:.1f} %'}).",
         f"- Data: {json.dumps(tr['data'])}.",
         "",
         "## Validation (degC, ocean cells)",
@@ -183,12 +335,17 @@ def _model_card(man: dict[str, Any]) -> str:
         f"{val.get('rmse_corrected', float('nan')):.4f} (improvement {val.get('improvement_pct', float('nan')):.1f} %).",
         f"- MAE raw {val.get('mae_raw', float('nan')):.4f}, corrected {val.get('mae_corrected', float('nan')):.4f}; "
         f"{val.get('n_samples')} samples.",
+        "- Uncertainty (RMS residual corrected - OISST per lead day, used as `sst_uncertainty`): "
+        + ", ".join(f"{k}: {v:.3f}" for k, v in unc.items()) + ".",
         "",
-        "## Export",
-        f"- ONNX opset {man['onnx_opset']}, torch {man['torch_version']}, sstbc {man['code_version']}.",
-        f"- Parity torch vs ONNX Runtime ({par['provider']}): max |diff| {par['max_abs_diff_degC']:.2e} degC, "
-        f"RMSE diff {par['rmse_diff_degC']:.2e} degC.",
-        f"- `model.onnx` sha256 `{man['artifacts'][MODEL_FILE]['sha256']}`.",
+        "## Export and parity (gate: max |diff| <= "
+        f"{par['tolerance_degC']} degC, RMSE diff <= {par['tolerance_rmse_degC']} degC)",
+        f"- ONNX opset {man['onnx_opset']}, torch {man['torch_version']}, sstbc {code['sstbc']} "
+        f"(git {code.get('git_commit') or 'unknown'}{' dirty' if code.get('git_dirty') else ''}).",
+        f"- ONNX Runtime CPU vs torch CPU: {_fmt_parity(par['cpu'])}.",
+        f"- ONNX Runtime CUDA vs torch CUDA (TF32 off): {_fmt_parity(par['cuda'])}.",
+        f"- TorchScript ({par['torchscript'].get('method')}) vs torch eager: {_fmt_parity(par['torchscript'])}.",
+        *[f"- `{name}` sha256 `{a['sha256']}` ({a['bytes']} bytes)" for name, a in man["artifacts"].items()],
         "",
     ]
     return "\n".join(lines)
@@ -230,8 +387,14 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "code_version": bias_correction.__version__, "torch_version": torch.__version__,
             "model_id": model_id, "version": version,
         })
-        parity = parity_check(model, onnx_path, t, h, w, vmin, vmax)
+        parity = parity_check(model, onnx_path, t, h, w, vmin, vmax, dynamic_hw)
         parity["dynamic_hw"] = dynamic_hw
+        ts_path = tmp / TORCHSCRIPT_FILE
+        ts_method = export_torchscript(model, ts_path, t, h, w, vmin, vmax)
+        ts_parity = {"method": ts_method, **parity_check_torchscript(model, ts_path, t, h, w, vmin, vmax, dynamic_hw)}
+        cuda_parity = parity_check_cuda(model, onnx_path, t, h, w, vmin, vmax, dynamic_hw)
+        leads = [int(k) for k in (meta.get("lead_days") or range(1, 8))]
+        residuals = _residual_stats(meta.get("val_scores"), leads)
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "model_id": model_id,
@@ -243,20 +406,32 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "inputs": [{"name": "sst", "units": "degC", "shape": ["batch", t, h, w]},
                        {"name": "lead_days", "units": "days", "shape": ["batch"]}],
             "outputs": [{"name": "sst_corrected", "units": "degC", "shape": ["batch", h, w]}],
-            "lead_days": meta.get("lead_days") or list(range(1, 8)),
+            "input_variables": [
+                {"name": "sst", "source": "HYCOM water_temp at 0 m, daily mean of lead day k", "units": "degC",
+                 "steps": f"runs R-{t - 1}..R", "land": "NaN"},
+                {"name": "lead_days", "source": "forecast lead day k", "units": "days"},
+            ],
+            "lead_days": leads,
             "grid": g,
+            "tile": {"nlat": h, "nlon": w, "domain_dependent": meta["architecture"] != "convgru",
+                     "dynamic_hw": dynamic_hw},
             "mask_sha256": meta["mask_hash"],
             "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC"},
             "training": {"period_start": period.get("start"), "period_end": period.get("end"),
-                         "data": meta.get("data_info"), "val": meta.get("val_scores"),
+                         "validation_period": meta.get("validation_period"),
+                         "data": meta.get("data_info"), "data_versions": _data_versions(meta.get("data_info")),
                          "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
                          "seconds": meta.get("train_seconds"),
                          "hyperparameters": meta.get("hyperparameters")},
-            "parity": parity,
-            "code_version": bias_correction.__version__,
+            "validation": {**(meta.get("val_scores") or {}), "residual_per_lead": residuals},
+            "uncertainty": {"method": "calibrated validation residual statistics",
+                            "per_lead_rmse_degC": {k: v["rmse"] for k, v in residuals.items()}},
+            "parity": {**parity, "cpu": dict(parity), "cuda": cuda_parity, "torchscript": ts_parity},
+            "code_version": code_version(),
             "torch_version": torch.__version__,
             "onnx_opset": opset,
-            "artifacts": {MODEL_FILE: {"sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size}},
+            "artifacts": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                          for name in (MODEL_FILE, TORCHSCRIPT_FILE)},
             "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "export_seconds": round(time.perf_counter() - t0, 2),
         }

@@ -95,11 +95,17 @@ def evaluate(model: CorrectionModule, samples: SampleSet) -> dict[str, float]:
     model.eval()
     sq_raw = sq_cor = ab_raw = ab_cor = 0.0
     n = 0
+    per_lead: dict[int, list[float]] = {}  # lead -> [sum d, sum d^2, count] of corrected - OISST
     loader = make_loader(samples, EVAL_BATCH, shuffle=False)
     for x, lead, y in loader:
         out = model(x, lead)
         raw = x[:, -1]
         ok = torch.isfinite(out) & torch.isfinite(y) & torch.isfinite(raw)
+        for k in torch.unique(lead).tolist():
+            sel = ok & (lead == k).reshape(-1, 1, 1)
+            dk = (out - y)[sel].double()
+            acc = per_lead.setdefault(int(k), [0.0, 0.0, 0])
+            acc[0] += float(dk.sum()); acc[1] += float((dk * dk).sum()); acc[2] += int(dk.numel())
         dc = (out - y)[ok].double()
         dr = (raw - y)[ok].double()
         sq_cor += float((dc * dc).sum())
@@ -113,7 +119,9 @@ def evaluate(model: CorrectionModule, samples: SampleSet) -> dict[str, float]:
     return {"rmse_raw": rmse_raw, "rmse_corrected": rmse_cor, "mae_raw": ab_raw / n,
             "mae_corrected": ab_cor / n,
             "improvement_pct": 100.0 * (rmse_raw - rmse_cor) / rmse_raw if rmse_raw > 0 else 0.0,
-            "n_samples": len(samples), "n_cells": n}
+            "n_samples": len(samples), "n_cells": n,
+            "residual_per_lead": {str(k): {"bias": a[0] / a[2], "rmse": math.sqrt(a[1] / a[2]), "n": a[2]}
+                                  for k, a in sorted(per_lead.items()) if a[2]}}
 
 
 def _jsonable(obj: Any) -> Any:
