@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 import bias_correction
 from bias_correction.config import Settings
-from bias_correction.errors import InputValidationError
+from bias_correction.errors import InputValidationError, NotYetPublishedError
 from bias_correction.grid.grids import RegularGrid, target_grid
 from bias_correction.grid.mask import OceanMask, apply_mask, derive_mask, load_mask, save_mask
 from bias_correction.grid.regrid import Regridder
@@ -290,3 +291,56 @@ def refresh_preliminary(ctx: Context) -> dict[str, Any]:
         entry = archive_oisst_day(ctx, day)
         (upgraded if entry.written and entry.source.get("version") == "final" else pending).append(day.isoformat())
     return {"upgraded": upgraded, "still_preliminary": pending, **derived_from_preliminary(ctx)}
+
+
+def wait_until_published(
+    fetch_once: Callable[[], Any], what: str, *, wait_s: float, poll_s: float,
+    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """Call ``fetch_once`` until it stops raising NotYetPublishedError or ``wait_s`` has passed.
+
+    A late upstream then delays the job instead of failing it; past the deadline the error says
+    how long was waited.
+    """
+    deadline = clock() + wait_s
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return fetch_once()
+        except NotYetPublishedError as exc:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise NotYetPublishedError(
+                    f"{what}: still not published after waiting {wait_s / 60:.0f} min ({attempts} attempts): {exc}"
+                ) from None
+            LOG.info("%s not published yet; next check in %.0f s", what, min(poll_s, remaining))
+            sleep(min(poll_s, remaining))
+
+
+def plan_fetch(ctx: Context, run_days: list[dt.date], oisst_days: list[dt.date]) -> list[dict[str, Any]]:
+    """What an archive fill would download: per item its state and size (HEAD requests only)."""
+    from bias_correction.sources.http import head_size
+
+    plan: list[dict[str, Any]] = []
+    for day in run_days:
+        run = run_time(day)
+        if ctx.store.exists(archive.hycom_key(ctx.grid, run)):
+            state, size = "archived", 0
+        elif ctx.hycom.cached(run) is not None:
+            state, size = "cached", 0
+        else:
+            size = head_size(ctx.hycom.url(run), ctx.settings.http)
+            state = "missing" if size is not None else "unpublished"
+        plan.append({"kind": "hycom", "date": day.isoformat(), "state": state, "bytes": size})
+    for day in oisst_days:
+        entry = archive.existing(ctx.store, archive.oisst_key(ctx.grid, day))
+        if entry is not None and not (entry.source.get("version") == PRELIMINARY and ctx.oisst.final_expected(day)):
+            state, size = "archived", 0
+        elif ctx.oisst.cached(day, versions=("final",)) is not None:
+            state, size = "cached", 0
+        else:
+            size = ctx.oisst.available_size(day)
+            state = ("stale-preliminary" if entry is not None else "missing") if size is not None else "unpublished"
+        plan.append({"kind": "oisst", "date": day.isoformat(), "state": state, "bytes": size})
+    return plan

@@ -74,12 +74,58 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.daily import fill_archive
+    from bias_correction import pipeline
 
-    out = fill_archive(settings.model_dump(mode="json"), args.start, args.end)
-    human = (f"archive: {out['hycom_runs']} HYCOM runs ({out['hycom_written']} new), "
-             f"{out['oisst_days']} OISST days ({out['oisst_written']} new); mask {out['mask']['sha256'][:12]}")
-    _emit(args, {"command": "fetch", **out}, human)
+    ctx = pipeline.make_context(settings)
+    if args.date is not None:
+        run_days, oisst_days = [args.date], [args.date]
+    else:
+        if args.end is None:
+            raise ConfigError("--start needs --end")
+        run_days, oisst_days = pipeline.archive_dates(args.start, args.end, settings.training.seq_len, settings.lead_days)
+    if args.dry_run:
+        plan = pipeline.plan_fetch(ctx, run_days, oisst_days)
+        todo = [p for p in plan if p["state"] not in ("archived", "cached")]
+        total = sum(p["bytes"] or 0 for p in todo)
+        lines = [f"{p['kind']:5s} {p['date']}  {p['state']:17s} {'' if p['bytes'] is None else format(p['bytes'], ',') + ' B'}"
+                 for p in plan]
+        lines.append(f"{len(todo)} of {len(plan)} item(s) to download, {total:,} bytes (unknown sizes not counted)")
+        _emit(args, {"command": "fetch", "dry_run": True, "items": plan, "bytes": total}, "\n".join(lines))
+        return 0
+    if args.date is None and not args.wait:
+        from flows.daily import fill_archive
+
+        out = fill_archive(settings.model_dump(mode="json"), args.start, args.end)
+        human = (f"archive: {out['hycom_runs']} HYCOM runs ({out['hycom_written']} new), "
+                 f"{out['oisst_days']} OISST days ({out['oisst_written']} new); mask {out['mask']['sha256'][:12]}")
+        _emit(args, {"command": "fetch", **out}, human)
+        return 0
+    wait_s = args.wait_hours * 3600 if args.wait else 0.0
+    done = []
+    for kind, days, step in (("hycom", run_days, pipeline.archive_hycom_run), ("oisst", oisst_days, pipeline.archive_oisst_day)):
+        for day in days:
+            entry = pipeline.wait_until_published(
+                lambda s=step, d=day: s(ctx, d), f"{kind} {day}", wait_s=wait_s, poll_s=args.poll_minutes * 60)
+            done.append({"kind": kind, "date": day.isoformat(), "key": entry.key, "written": entry.written,
+                         "version": entry.source.get("version")})
+    human = "\n".join(f"{d['kind']:5s} {d['date']}  {'archived' if d['written'] else 'already archived'}  {d['key']}"
+                       for d in done)
+    _emit(args, {"command": "fetch", "items": done}, human)
+    return 0
+
+
+def cmd_preliminary(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from bias_correction import pipeline
+
+    ctx = pipeline.make_context(settings)
+    out = pipeline.refresh_preliminary(ctx) if args.refresh else pipeline.derived_from_preliminary(ctx)
+    lines = [f"archived OISST days still preliminary: {', '.join(out['oisst_preliminary_days']) or 'none'}"]
+    if args.refresh:
+        lines.insert(0, f"upgraded to final: {', '.join(out['upgraded']) or 'none'}")
+    for m in out["models"]:
+        lines.append(f"model {m['model_id']} {m['version']} was trained with {len(m['preliminary_days'])} preliminary day(s)")
+    _emit(args, {"command": "preliminary", **out}, "\n".join(lines))
     return 0
 
 
@@ -131,11 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("fetch", help="fill the archive (HYCOM runs, OISST days, mask) for a run period")
-    p.add_argument("--start", type=parse_date, required=True)
-    p.add_argument("--end", type=parse_date, required=True)
+    p = sub.add_parser("fetch", help="archive HYCOM runs and OISST days: one date (optionally waiting for it) or a period")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=parse_date, help="the HYCOM run and the OISST day of this date")
+    when.add_argument("--start", type=parse_date, help="first training run of a period (with --end)")
+    p.add_argument("--end", type=parse_date)
+    p.add_argument("--dry-run", action="store_true", help="list what would be downloaded and its size; download nothing")
+    p.add_argument("--wait", action="store_true", help="poll until published instead of failing on not-yet-published")
+    p.add_argument("--wait-hours", type=float, default=6.0, help="deadline for --wait (default 6 h)")
+    p.add_argument("--poll-minutes", type=float, default=10.0, help="polling interval for --wait (default 10 min)")
     common(p)
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("preliminary", help="list what rests on preliminary OISST days; --refresh upgrades them to final")
+    p.add_argument("--refresh", action="store_true")
+    common(p)
+    p.set_defaults(func=cmd_preliminary)
 
     p = sub.add_parser("train", help="train the configured model from the archive and write a checkpoint")
     p.add_argument("--start", type=parse_date, help="first training run (default: training.start)")

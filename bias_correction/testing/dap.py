@@ -96,6 +96,11 @@ def dap_type(dtype: str | np.dtype) -> str:
 
 
 # ------------------------------------------------------------------------------------ DDS / DAS
+def dap_name(name: str) -> str:
+    """A DDS identifier: characters outside the DAP2 word set are %-escaped (``:`` -> ``%3a``, as TDS does)."""
+    return "".join(c if (c.isalnum() or c in "_-+.!~*'") else f"%{ord(c):02x}" for c in name)
+
+
 def _decl(var: DapVariable, sizes: Sequence[int], indent: str) -> str:
     dims = "".join(f"[{d} = {n}]" for d, n in zip(var.dims, sizes))
     return f"{indent}{dap_type(var.dtype)} {var.name}{dims};\n"
@@ -115,7 +120,7 @@ def dds_text(ds: DapDataset) -> str:
     for var in ds.variables.values():
         sizes = ds.shape(var)
         body += _grid_text(ds, var, sizes, "    ") if ds.is_grid(var) else _decl(var, sizes, "    ")
-    return f"Dataset {{\n{body}}} {ds.name};\n"
+    return f"Dataset {{\n{body}}} {dap_name(ds.name)};\n"
 
 
 def _fmt_attr(value: Any) -> tuple[str, str]:
@@ -264,7 +269,7 @@ def dods_response(ds: DapDataset, ce: str) -> bytes:
             target = p.var if p.member == p.var.name else ds.variables[p.member]
             dds += f"    Structure {{\n{_decl(target, sizes, '        ')}    }} {p.var.name};\n"
             data.append(_xdr_array(_read(target, p.index), target.dtype))
-    text = f"Dataset {{\n{dds}}} {ds.name};\n"
+    text = f"Dataset {{\n{dds}}} {dap_name(ds.name)};\n"
     return text.encode() + b"\nData:\n" + b"".join(data)
 
 

@@ -1,10 +1,15 @@
-"""Loopback stand-in of the upstream services (NCEI OISST HTTPS tree, HYCOM THREDDS NCSS), with faults.
+"""Loopback stand-in of the upstream services (NCEI OISST HTTPS tree and THREDDS OPeNDAP, HYCOM THREDDS
+NCSS and OPeNDAP FMRC runs of GOFS 3.1 and ESPC-D-V02, HYCOM whole forecast files with Range support), with faults.
 
 Why: downloaders, retry logic and the whole pipeline must be exercised against real HTTP, with the
 publication lifecycle (preliminary -> final OISST, HYCOM runs appearing the next day) and with the
 failures the real services show (5xx, HTML error pages with status 200, truncated bodies, resets,
 stalls, slow links), all deterministic and offline. Files are generated on demand from a
 :class:`~bias_correction.testing.twin.Twin` in the exact upstream formats.
+
+Global datasets are never materialised: the OPeNDAP FMRC runs (``/thredds/dodsC/...``, see
+:mod:`bias_correction.testing.dap`) and the ~3 GB whole forecast files (``/datasets/...``, NetCDF-3
+64-bit offset, served only by HTTP Range requests) generate just the requested bytes from the twin.
 
 Run it by hand: ``python -m bias_correction.testing.server --workdir DIR --today YYYY-MM-DD [--port N]``.
 """
@@ -35,6 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
+from bias_correction.testing import dap
 from bias_correction.testing.formats import (
     GLBY_NLAT,
     GLBY_NLON,
@@ -42,8 +48,11 @@ from bias_correction.testing.formats import (
     OISST_LAT,
     OISST_LON,
     glby_lat,
+    glby_forecast_layout,
     glby_lon,
+    hycom_hours,
     oisst_filename,
+    pack_hycom,
     write_hycom_ncss,
     write_oisst,
 )
@@ -60,13 +69,55 @@ HYCOM_TAUS = np.arange(0.0, 181.0, 3.0)
 NCSS_MAX_VALUES = 60_000_000
 NETCDF_TYPE = "application/x-netcdf"
 
-FAULT_KINDS = ("status", "html200", "truncate", "truncate_length", "stall", "reset", "slow")
+#: ``ignore_range``: answer a Range request with 200 and the whole body (as servers without Range support do).
+FAULT_KINDS = ("status", "html200", "truncate", "truncate_length", "stall", "reset", "slow", "ignore_range")
+DAP_PATH = "/thredds/dodsC"
+FILES_PATH = "/datasets"
+OISST_DAP_PATH = "/thredds/dodsC/OisstBase/NetCDF/V2.1/AVHRR"
+
+
+@dataclass(frozen=True)
+class StandInProduct:
+    """A HYCOM forecast system as the stand-in serves it (runs first..last, 3-hourly taus)."""
+
+    key: str
+    first_run: date
+    last_run: date | None
+    taus: np.ndarray
+    calendar: str
+    run_name: str  # FMRC run dataset name, formatted with run=date
+    file_name: str  # whole forecast file name, formatted with run=date, tau=int
+    salinity: bool
+
+    def serves(self, run_day: date, today: date) -> bool:
+        return self.first_run <= run_day and (self.last_run is None or run_day <= self.last_run) and run_day < today
+
+
+GOFS31_STANDIN = StandInProduct("gofs31", GOFS31_FIRST_RUN, GOFS31_LAST_RUN, np.arange(0.0, 181.0, 3.0), "gregorian",
+                                "GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+                                "hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ts3z.nc", True)
+#: ESPC-D-V02 is on THREDDS from 2024-08-10 12Z; its forecasts go to t0192 (data_formats.md 3.1).
+ESPC_STANDIN = StandInProduct("espc-d-v02", date(2024, 8, 10), None, np.arange(0.0, 193.0, 3.0), "standard",
+                              "FMRC_ESPC-D-V02_t3z_RUN_{run:%Y-%m-%d}T12:00:00Z",
+                              "US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_{run:%Y%m%d}12_t{tau:04d}_t3z.nc", False)
 
 _RE_OISST_ROOT = re.compile(rf"^{re.escape(OISST_PATH)}/?$")
 _RE_OISST_MONTH = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/?$")
 _RE_OISST_FILE = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/oisst-avhrr-v02r01\.(\d{{8}})(_preliminary)?\.nc$")
 _RE_NCSS_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?GLBy0\.08/expt_93\.0/FMRC/runs/"
                           r"GLBy0\.08_930_FMRC_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
+_RE_NCSS_ESPC_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?FMRC_ESPC-D-V02_t3z/runs/"
+                               r"FMRC_ESPC-D-V02_t3z_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
+_RE_DAP_GOFS_RUN = re.compile(r"^/thredds/dodsC/GLBy0\.08/expt_93\.0/FMRC/runs/"
+                              r"GLBy0\.08_930_FMRC_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z\.(dds|das|dods|ascii)$")
+_RE_DAP_ESPC_RUN = re.compile(r"^/thredds/dodsC/FMRC_ESPC-D-V02_t3z/runs/"
+                              r"FMRC_ESPC-D-V02_t3z_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z\.(dds|das|dods|ascii)$")
+_RE_DAP_OISST = re.compile(rf"^{re.escape(OISST_DAP_PATH)}/(\d{{6}})/oisst-avhrr-v02r01\.(\d{{8}})(_preliminary)?"
+                           r"\.nc\.(dds|das|dods|ascii)$")
+_RE_FILE_GOFS = re.compile(r"^/datasets/GLBy0\.08/expt_93\.0/data/forecasts/hycom_glby_930_(\d{8})12_t(\d{3})_ts3z\.nc$")
+_RE_FILE_ESPC = re.compile(r"^/datasets/ESPC-D-V02/data/forecasts/US058GCOM-OPSnce\.espc-d-031-hycom_fcst_glby008_"
+                           r"(\d{8})12_t(\d{4})_t3z\.nc$")
+_RE_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -186,6 +237,8 @@ class _Response:
     body: bytes
     content_type: str = "text/html; charset=iso-8859-1"
     headers: dict[str, str] = field(default_factory=dict)
+    #: A body made lazily, piece by piece (a virtual multi-GB file); ``body`` is then empty.
+    stream: Iterable[bytes] | None = None
 
 
 class _HttpError(Exception):
@@ -237,6 +290,7 @@ class StandInServer:
         self._file_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._etags: dict[tuple[str, int, int], str] = {}
+        self._bands: dict[tuple[Any, ...], np.ndarray] = {}
 
     # ---- lifecycle
     def start(self) -> StandInServer:
@@ -316,6 +370,18 @@ class StandInServer:
 
     def hycom_run_url(self, run: date | datetime) -> str:
         return self.base_url + HYCOM_RUN_PATH.format(run=run)
+
+    @property
+    def hycom_opendap_base(self) -> str:
+        return self.base_url + DAP_PATH
+
+    @property
+    def hycom_files_base(self) -> str:
+        return self.base_url + FILES_PATH
+
+    @property
+    def oisst_opendap_base(self) -> str:
+        return self.base_url + OISST_DAP_PATH
 
     # ---- OISST lifecycle
     def oisst_published(self, day: date, preliminary: bool) -> bool:
@@ -422,13 +488,14 @@ class StandInServer:
         return _Response(200, _apache_index(f"{OISST_PATH}/", rows).encode())
 
     # ---- HYCOM NCSS
-    def _ncss(self, run_text: str, query: str, head: bool) -> _Response:
+    def _ncss(self, run_text: str, query: str, head: bool, product: StandInProduct = GOFS31_STANDIN) -> _Response:
         try:
             run_day = date.fromisoformat(run_text)
         except ValueError:
             raise _HttpError(404, "Not Found") from None
-        if not GOFS31_FIRST_RUN <= run_day <= GOFS31_LAST_RUN or run_day >= self.today:
-            raise _HttpError(404, f"Dataset GLBy0.08_930_FMRC_RUN_{run_text}T12:00:00Z not found")
+        run_name = product.run_name.format(run=run_day)
+        if not product.serves(run_day, self.today):
+            raise _HttpError(404, f"Dataset {run_name} not found")
         run = datetime(run_day.year, run_day.month, run_day.day, 12)
         q = parse_qs(query, keep_blank_values=True)
 
@@ -470,7 +537,7 @@ class StandInServer:
             raise _HttpError(400, f"Unsupported accept={accept}; use netcdf or netcdf4", plain=True)
 
         # time
-        times = [run + timedelta(hours=float(t)) for t in HYCOM_TAUS]
+        times = [run + timedelta(hours=float(t)) for t in product.taus]
         t_first, t_last = times[0], times[-1]
         try:
             ts, te, tsingle = one("time_start"), one("time_end"), one("time")
@@ -492,7 +559,7 @@ class StandInServer:
         except ValueError as exc:
             raise _HttpError(400, f"Invalid time parameter: {exc}", plain=True) from None
         keep = keep[::tstride]
-        taus = HYCOM_TAUS[keep]
+        taus = product.taus[keep]
 
         # depth
         vc = one("vertCoord")
@@ -533,25 +600,189 @@ class StandInServer:
         if neg:
             lon = np.where(lon >= 180.0, lon - 360.0, lon)
 
-        key = hashlib.sha1(repr((run_text, taus.tolist(), depth.tolist(), rows.tolist(), cols.tolist(), neg, fmt))
-                           .encode()).hexdigest()[:20]
+        key = hashlib.sha1(repr((run_text, taus.tolist(), depth.tolist(), rows.tolist(), cols.tolist(), neg, fmt,
+                                 product.key)).encode()).hexdigest()[:20]
         path = self.workdir / "ncss" / f"{run_day:%Y%m%d}" / f"{key}.nc"
 
         def write(tmp: Path) -> None:
             temp = self.twin.hycom(run, taus, lat, lon, depth)
-            write_hycom_ncss(tmp, run, taus, lat, lon, depth, temp, fmt)  # type: ignore[arg-type]
+            write_hycom_ncss(tmp, run, taus, lat, lon, depth, temp, fmt, calendar=product.calendar)  # type: ignore[arg-type]
 
         self._materialise(path, write)
-        headers = {"Content-Disposition": f'attachment; filename="GLBy0.08_930_FMRC_RUN_{run_text}T12:00:00Z.nc"'}
+        headers = {"Content-Disposition": f'attachment; filename="{run_name}.nc"'}
         if head:
             headers["Content-Length"] = str(path.stat().st_size)
             return _Response(200, b"", NETCDF_TYPE, headers)
         return _Response(200, path.read_bytes(), NETCDF_TYPE, headers)
 
-    # ---- routing
-    def respond(self, path: str, query: str, head: bool, if_none_match: str | None) -> _Response:
-        """The normal (fault-free) response to a GET/HEAD."""
+    # ---- OPeNDAP (DAP2)
+    def dap_dataset(self, path: str) -> tuple[dap.DapDataset, str]:
+        """The virtual dataset behind a ``/thredds/dodsC/...`` URL path and the requested suffix."""
+        m = _RE_DAP_GOFS_RUN.match(path) or _RE_DAP_ESPC_RUN.match(path)
+        if m:
+            product = GOFS31_STANDIN if "/GLBy0.08/" in path else ESPC_STANDIN
+            try:
+                run_day = date.fromisoformat(m.group(1))
+            except ValueError:
+                raise dap.DapError(404, "Not Found") from None
+            name = product.run_name.format(run=run_day)
+            if not product.serves(run_day, self.today):
+                raise dap.DapError(404, f"Dataset {name} not found")
+            run = datetime(run_day.year, run_day.month, run_day.day, 12)
+            return dap.hycom_run_dataset(self.twin, run, product.taus, name, product.calendar), m.group(2)
+        m = _RE_DAP_OISST.match(path)
+        if m:
+            try:
+                day = datetime.strptime(m.group(2), "%Y%m%d").date()
+            except ValueError:
+                raise dap.DapError(404, "Not Found") from None
+            prelim = bool(m.group(3))
+            if m.group(1) != f"{day:%Y%m}" or not self.oisst_published(day, prelim):
+                raise dap.DapError(404, f"{oisst_filename(day, prelim)}: file not found")
+            return dap.oisst_dataset(self.twin, day, prelim, oisst_filename(day, prelim)), m.group(4)
+        raise dap.DapError(404, f"{path}: no such dataset")
+
+    def _dap(self, path: str, query: str, head: bool) -> _Response:
+        hdrs = {"XDODS-Server": "opendap/3.7", "XOPeNDAP-Server": "stand-in-dap2/1.0", "XDAP": "2.0"}
         try:
+            ds, suffix = self.dap_dataset(path)
+            if suffix == "dds":
+                if query:
+                    body = dap.dods_response(ds, query).split(b"\nData:\n", 1)[0]
+                else:
+                    body = dap.dds_text(ds).encode()
+                return _Response(200, body, "text/plain; charset=UTF-8", {**hdrs, "Content-Description": "dods-dds"})
+            if suffix == "das":
+                return _Response(200, dap.das_text(ds).encode(), "text/plain; charset=UTF-8",
+                                 {**hdrs, "Content-Description": "dods-das"})
+            if suffix == "ascii":
+                return _Response(200, dap.ascii_response(ds, query), "text/plain; charset=UTF-8", hdrs)
+            body = b"" if head else dap.dods_response(ds, query)
+            return _Response(200, body, "application/octet-stream", {**hdrs, "Content-Description": "dods-data"})
+        except dap.DapError as err:
+            return _Response(err.status, dap.dap_error_body(err.status, err.message), "text/plain; charset=UTF-8",
+                             {**hdrs, "Content-Description": "dods-error"})
+
+    # ---- HYCOM whole forecast files (virtual, Range requests)
+    def forecast_layout(self, product: StandInProduct, run: datetime) -> Any:
+        return glby_forecast_layout(run, product.calendar, salinity=product.salinity)
+
+    def _band(self, product: StandInProduct, run: datetime, level: int, j0: int, j1: int) -> np.ndarray:
+        """Packed water_temp of rows j0..j1 (all columns) at depth ``level`` for every tau of the run, cached."""
+        key = (product.key, run, level, j0, j1)
+        with self._lock_for(repr(key)):
+            hit = self._bands.get(key)
+            if hit is None:
+                lat, lon = glby_lat(np.arange(j0, j1 + 1)), glby_lon(np.arange(GLBY_NLON))
+                parts = [pack_hycom(self.twin.hycom(run, product.taus[k:k + 8], lat, lon,
+                                                    HYCOM_DEPTHS[[level]])[:, 0])
+                         for k in range(0, len(product.taus), 8)]
+                hit = np.concatenate(parts, axis=0)
+                with self._locks_lock:
+                    if len(self._bands) >= 4:
+                        self._bands.pop(next(iter(self._bands)))
+                    self._bands[key] = hit
+            return hit
+
+    def _record_values(self, product: StandInProduct, run: datetime, tau: int, name: str,
+                       e0: int, e1: int) -> np.ndarray:
+        """Flat elements e0..e1-1 (of one record / one non-record variable) of the virtual file."""
+        if name == "time":
+            return np.array([hycom_hours(run) + tau], dtype=np.float64)[e0:e1]
+        if name == "tau":
+            return np.array([float(tau)], dtype=np.float64)[e0:e1]
+        if name == "depth":
+            return HYCOM_DEPTHS[e0:e1]
+        if name == "lat":
+            return glby_lat(np.arange(e0, e1))
+        if name == "lon":
+            return glby_lon(np.arange(e0, e1))
+        per_level = GLBY_NLAT * GLBY_NLON
+        if name in ("water_temp", "salinity"):
+            out = []
+            pos = e0
+            while pos < e1:
+                level, rem = divmod(pos, per_level)
+                stop = min(e1, (level + 1) * per_level)
+                j0, j1 = rem // GLBY_NLON, (stop - 1 - level * per_level) // GLBY_NLON
+                if name == "water_temp":
+                    t_ix = int(np.flatnonzero(product.taus == tau)[0])
+                    rows = self._band(product, run, level, j0, j1)[t_ix].reshape(-1)
+                else:  # salinity: a plausible constant 34.5 psu (never read by sstbc)
+                    rows = np.full((j1 - j0 + 1) * GLBY_NLON, 14500, dtype=np.int16)
+                first = j0 * GLBY_NLON + level * per_level
+                out.append(rows[pos - first: stop - first])
+                pos = stop
+            return np.concatenate(out)
+        # *_bottom: a constant cold bottom (never read by sstbc)
+        return np.full(e1 - e0, pack_hycom(np.array([2.0]))[0], dtype=np.int16)
+
+    def forecast_bytes(self, product: StandInProduct, run: datetime, tau: int, start: int, stop: int) -> bytes:
+        """Bytes [start, stop) of a virtual whole forecast file, generated on the fly."""
+        layout = self.forecast_layout(product, run)
+        out = bytearray(stop - start)
+        hdr = layout.header
+        if start < len(hdr):
+            piece = hdr[start:min(stop, len(hdr))]
+            out[:len(piece)] = piece
+        for var in layout.variables.values():
+            itemsize = np.dtype(var.dtype).itemsize
+            nbytes = int(np.prod(var.shape, dtype=np.int64)) * itemsize
+            a, b = max(start, var.begin), min(stop, var.begin + nbytes)
+            if a >= b:
+                continue
+            e0, e1 = (a - var.begin) // itemsize, -(-(b - var.begin) // itemsize)
+            raw = np.asarray(self._record_values(product, run, tau, var.name, e0, e1)).astype(var.dtype).tobytes()
+            off = a - (var.begin + e0 * itemsize)
+            out[a - start:b - start] = raw[off:off + (b - a)]
+        return bytes(out)
+
+    def _forecast_file(self, product: StandInProduct, ymd: str, tau: int, head: bool,
+                       range_header: str | None) -> _Response:
+        try:
+            run_day = datetime.strptime(ymd, "%Y%m%d").date()
+        except ValueError:
+            raise _HttpError(404, "Not Found") from None
+        if not product.serves(run_day, self.today) or float(tau) not in product.taus.tolist():
+            raise _HttpError(404, "Not Found")
+        run = datetime(run_day.year, run_day.month, run_day.day, 12)
+        size = self.forecast_layout(product, run).size
+        published = run + timedelta(hours=20)
+        headers = {"Accept-Ranges": "bytes", "Last-Modified": _http_date(published),
+                   "ETag": f'"{hashlib.sha1(f"{product.key}{ymd}{tau}".encode()).hexdigest()[:16]}-{size:x}"'}
+        if head:
+            return _Response(200, b"", NETCDF_TYPE, {**headers, "Content-Length": str(size)})
+        m = _RE_RANGE.match(range_header.strip()) if range_header else None
+        if range_header and not m:
+            raise _HttpError(416, f"Unsupported Range {range_header!r} (one bytes=a-b range only)")
+        if m is None:
+            def whole() -> Iterable[bytes]:
+                for pos in range(0, size, 1 << 20):
+                    yield self.forecast_bytes(product, run, tau, pos, min(size, pos + (1 << 20)))
+            return _Response(200, b"", NETCDF_TYPE, {**headers, "Content-Length": str(size)}, stream=whole())
+        first = int(m.group(1))
+        last = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+        if first >= size or last < first:
+            return _Response(416, b"", "text/plain", {**headers, "Content-Range": f"bytes */{size}"})
+        if last - first + 1 > 256 << 20:
+            raise _HttpError(416, "Range larger than 256 MiB refused by the stand-in")
+        body = self.forecast_bytes(product, run, tau, first, last + 1)
+        return _Response(206, body, NETCDF_TYPE, {**headers, "Content-Range": f"bytes {first}-{last}/{size}"})
+
+    # ---- routing
+    def respond(self, path: str, query: str, head: bool, if_none_match: str | None,
+                range_header: str | None = None) -> _Response:
+        """The normal (fault-free) response to a GET/HEAD (``range_header``: the request's Range, if any)."""
+        if path.startswith(DAP_PATH + "/"):
+            return self._dap(path, query, head)
+        try:
+            m = _RE_FILE_GOFS.match(path) or _RE_FILE_ESPC.match(path)
+            if m:
+                product = GOFS31_STANDIN if path.startswith("/datasets/GLBy0.08/") else ESPC_STANDIN
+                return self._forecast_file(product, m.group(1), int(m.group(2)), head, range_header)
+            m = _RE_NCSS_ESPC_RUN.match(path)
+            if m:
+                return self._ncss(m.group(1), query, head, ESPC_STANDIN)
             m = _RE_OISST_FILE.match(path)
             if m:
                 return self._serve_oisst_file(m.group(1), m.group(2), bool(m.group(3)), head, if_none_match)
@@ -651,7 +882,8 @@ class _Handler(BaseHTTPRequestHandler):
                                         "text/html; charset=UTF-8"), head)
         if kind == "stall":
             time.sleep(float(params["seconds"]))
-        resp = self.stand_in.respond(path, query, head, self.headers.get("If-None-Match"))
+        range_header = None if kind == "ignore_range" else self.headers.get("Range")
+        resp = self.stand_in.respond(path, query, head, self.headers.get("If-None-Match"), range_header)
         if kind == "truncate":
             return self._send(resp, head, cut=True, http10=True)
         if kind == "truncate_length":
@@ -681,6 +913,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         if head or resp.status == 304:
             return resp.status, 0
+        if resp.stream is not None:
+            sent = 0
+            for piece in resp.stream:
+                self.wfile.write(piece)
+                sent += len(piece)
+            return resp.status, sent
         if cut:
             body = body[: len(body) // 2]
         if bytes_per_s is None:
