@@ -184,21 +184,47 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest), provider=corrector.active_provider, **info_kwargs)
 
 
-def verify_product(ctx: Context, key: str) -> dict[str, Any]:
-    """Score a product's corrected and raw SST against OISST of its valid days (°C)."""
+def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict[str, Any]:
+    """Score a product against OISST of its valid days (and persistence of the day-before analysis).
+
+    Rows go to the score table (re-scored rows replace older ones, e.g. preliminary -> final).
+    Raises NotYetPublishedError when an OISST valid day is not published yet.
+    """
+    from bias_correction.verification.verify import ScoreTable, lead_scores, summary
+
     mask = require_mask(ctx)
     with ctx.store.local_path(key) as path:
         ds = read_dataset(path, engine="netcdf4")
     corrected, raw = ds["sst"].values, ds["sst_raw"].values
     days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
-    truth = np.stack([archive.read_field(ctx.store, archive_oisst_day(ctx, d).key).values for d in days])
-    per_lead = []
-    for k, d in enumerate(days):
-        r, c = scores(raw[k], truth[k], mask.values), scores(corrected[k], truth[k], mask.values)
-        per_lead.append({"lead_day": k + 1, "valid_date": d.isoformat(), "rmse_raw": r["rmse"], "rmse_corrected": c["rmse"]})
+    run = dt.datetime.fromisoformat(str(ds["forecast_reference_time"].values)[:19])
+    prov = json.loads(ds.attrs.get("sstbc_provenance", "{}"))
+    entries = [archive_oisst_day(ctx, d) for d in days]
+    truth = np.stack([archive.read_field(ctx.store, e.key).values for e in entries])
+    try:
+        pers_entry = archive_oisst_day(ctx, run.date() - dt.timedelta(days=1))
+        persistence = archive.read_field(ctx.store, pers_entry.key).values
+    except NotYetPublishedError:
+        persistence = None
+    rows = lead_scores(
+        run=run, model_id=str(prov.get("model_id", "")), model_version=str(prov.get("model_version", "")),
+        product_key=key, corrected=corrected, raw=raw, truth=truth,
+        truth_versions=[str(e.source.get("version")) for e in entries], valid_dates=days,
+        persistence=persistence, mask=mask.values,
+    )
+    if store_scores:
+        ScoreTable(ctx.store).upsert(rows)
+    pooled = summary(rows)
     r, c = scores(raw, truth, mask.values), scores(corrected, truth, mask.values)
-    return {"raw": r, "corrected": c, "improvement_percent": improvement_percent(r["rmse"], c["rmse"]), "per_lead": per_lead}
-
+    return {
+        "raw": r, "corrected": c, "improvement_percent": improvement_percent(r["rmse"], c["rmse"]),
+        "rmse_persistence": pooled.get("rmse_persistence"),
+        "oisst_versions": sorted({row.oisst_version for row in rows}),
+        "per_lead": [{"lead_day": row.lead, "valid_date": row.valid_date, "rmse_raw": row.rmse_raw,
+                      "rmse_corrected": row.rmse_corrected, "rmse_corrected_ci": [row.rmse_corrected_lo, row.rmse_corrected_hi],
+                      "rmse_persistence": row.rmse_persistence, "skill_vs_raw": row.skill_vs_raw,
+                      "skill_vs_persistence": row.skill_vs_persistence} for row in rows],
+    }
 
 def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, dict[str, int]]:
     """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts."""

@@ -119,7 +119,7 @@ def bilinear_axis(src: np.ndarray, dst: np.ndarray, *, lon: bool) -> sp.csr_matr
         lo_lim, hi_lim = s[0], s[-1]
         if not lon:
             south, north = _reaches_pole(s)
-            lo_lim = lo_lim
+            lo_lim = -90.0 if south else lo_lim
             hi_lim = 90.0 if north else hi_lim
     inside = (d >= lo_lim - tol) & (d <= hi_lim + tol)
     lo = np.clip(np.searchsorted(ext, d, side="right") - 1, 0, ext.size - 2)

@@ -104,7 +104,7 @@ def build_product(
     qf = qf | np.where(large, QF_LARGE_CORRECTION, 0).astype(np.int8)
     if uncertainty_fallback:
         qf = qf | np.where(land, 0, QF_UNCERTAINTY_FALLBACK).astype(np.int8)[None]
-    lead_day = np.round(lead_hours / 24.0 + 0.5).astype(np.int32)  # valid-day centre run+k-0.5 d -> k
+    lead_day = np.round(lead_hours / 24.0).astype(np.int32)  # 12Z run, valid-day centre 12Z of day k
     ds = xr.Dataset(
         {
             "sst": (("time", "lat", "lon"), corrected, {
@@ -123,9 +123,11 @@ def build_product(
             "sst_correction": (("time", "lat", "lon"), correction, {
                 "long_name": "correction applied to the HYCOM forecast (sst - sst_raw)",
                 "units": "K", "cell_methods": "time: mean", "coverage_content_type": "modelResult",
-                "comment": "a temperature difference: 1 K = 1 degree_Celsius difference",
+                "comment": ("a temperature difference: 1 K = 1 degree_Celsius difference. No CF standard name "
+                            "exists for a forecast correction, so none is given (as GHRSST does for sses_bias)"),
             }),
             "sst_uncertainty": (("time", "lat", "lon"), uncertainty, {
+                "standard_name": "sea_surface_temperature standard_error",
                 "long_name": "uncertainty of the corrected sea surface temperature (RMS error estimate)",
                 "units": "K", "cell_methods": "time: mean", "coverage_content_type": "qualityInformation",
                 "uncertainty_method": uncertainty_method,

@@ -79,8 +79,13 @@ class DapDataset:
         self.variables[var.name] = var
 
     def is_grid(self, var: DapVariable) -> bool:
-        """Data variables whose every dimension has a coordinate variable are DAP Grids."""
-        return bool(var.dims) and var.name not in var.dims and all(d in self.variables for d in var.dims)
+        """Multi-dimensional variables whose every dimension has a coordinate variable are DAP Grids.
+
+        (THREDDS also wraps 1-D auxiliary variables such as ``tau(time)`` in Grids; the netCDF-C client's
+        prefetch of small variables then mis-reads the member answer from this server, so they stay
+        plain arrays here. Clients see the same netCDF variables either way.)
+        """
+        return len(var.dims) > 1 and var.name not in var.dims and all(d in self.variables for d in var.dims)
 
     def shape(self, var: DapVariable) -> tuple[int, ...]:
         return tuple(self.dims[d] for d in var.dims)

@@ -32,6 +32,7 @@ import torch
 
 import bias_correction
 from bias_correction.errors import ConfigError, ModelContractError
+from bias_correction.io.provenance import code_version
 from bias_correction.training.architectures import CorrectionModule
 from bias_correction.training.train import FRAMING, load_checkpoint
 
@@ -248,22 +249,6 @@ def parity_check_torchscript(model: CorrectionModule, ts_path: Path, t: int, h: 
 
     fig = _parity_figures(model, run, "TorchScript vs torch eager", parity_shapes(t, h, w, dynamic_hw), vmin, vmax)
     return {"runtime": "torchscript", **fig}
-
-
-def code_version() -> dict[str, Any]:
-    """sstbc version plus the git commit of the source tree when it is a checkout (else None)."""
-    import subprocess
-
-    commit, dirty = None, None
-    src = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"sstbc": bias_correction.__version__, "git_commit": commit, "git_dirty": dirty}
 
 
 def _data_versions(data_info: dict[str, Any] | None) -> dict[str, Any]:

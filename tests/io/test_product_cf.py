@@ -82,5 +82,9 @@ def test_product_passes_cf_1_10_and_acdd_1_3_without_high_priority_failures(tmp_
     failed = {(name, prio, m["name"], "; ".join(m.get("msgs", []))) for name, res in result.items()
               for prio in ("high_priorities", "medium_priorities")
               for m in res[prio] if m["value"][0] < m["value"][1]}
-    assert failed == set()
+    # The only accepted item: ACDD asks every data variable for a standard_name, and CF has none for a
+    # forecast *correction* (inventing one fails CF). GHRSST omits it for sses_bias likewise.
+    allowed = {("acdd:1.3", "high_priorities", 'variable "sst_correction" missing the following attributes:',
+                "standard_name")}
+    assert failed - allowed == set()
     assert result[CF]["scored_points"] == result[CF]["possible_points"] > 100
