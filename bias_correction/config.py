@@ -109,6 +109,17 @@ class Orchestration(_Section):
 
     task_retries: int = Field(2, ge=0, le=20)
     task_retry_delay_s: float = Field(30.0, ge=0)
+    #: dask.distributed scheduler for backfills (``tcp://host:8786``); None starts a LocalCluster.
+    dask_scheduler: str | None = None
+    #: Worker processes of the local cluster: the bound on concurrent backfill dates.
+    backfill_workers: int = Field(2, ge=1, le=64)
+    #: Cron (UTC) of the daily correction: after the HYCOM 12Z run is usually published.
+    daily_cron: str = "30 9 * * *"
+    verification_cron: str = "0 18 * * *"
+    retraining_cron: str = "0 3 1 * *"
+    #: How long the scheduled daily run waits for a late upstream run before failing.
+    wait_hours: float = Field(12.0, ge=0)
+    poll_minutes: float = Field(15.0, gt=0)
 
 
 class Training(_Section):

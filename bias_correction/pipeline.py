@@ -28,7 +28,7 @@ from bias_correction.grid.regrid import Regridder
 from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.netcdf import read_dataset
-from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key, write_product
+from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
 from bias_correction.sources.hycom import HycomSource, run_time
 from bias_correction.sources.oisst import PRELIMINARY, OisstSource, _utc_today
 from bias_correction.storage import Store
@@ -50,7 +50,7 @@ class Context:
 
 
 def make_context(settings: Settings, today: Callable[[], dt.date] | None = None) -> Context:
-    store = Store(settings.storage_root)
+    store = Store(settings.storage_root, settings.storage_options or None)
     grid = target_grid(settings.region, settings.grid_step)
     return Context(
         settings=settings,
@@ -62,7 +62,9 @@ def make_context(settings: Settings, today: Callable[[], dt.date] | None = None)
             s3_endpoint=settings.upstream.oisst_s3_endpoint, opendap_base=settings.upstream.oisst_opendap,
             region=settings.region,
         ),
-        hycom=HycomSource(settings.upstream.hycom_ncss, store, settings.http, settings.region, settings.lead_days),
+        hycom=HycomSource(settings.upstream.hycom_ncss, store, settings.http, settings.region, settings.lead_days,
+                          access=settings.upstream.hycom_access, opendap_base=settings.upstream.hycom_opendap,
+                          files_base=settings.upstream.hycom_files),
         regridder=Regridder(grid),
     )
 
@@ -124,9 +126,10 @@ def archive_dates(start: dt.date, end: dt.date, seq_len: int, lead_days: int) ->
 
 
 def load_corrector(settings: Settings) -> Any:
-    from bias_correction.correction.runtime import OnnxCorrector
+    """The configured model package, verified (sha256 of every artifact), on the configured runtime/provider."""
+    from bias_correction.correction.runtime import load_corrector as _load
 
-    return OnnxCorrector.load(settings.model_store, settings.model_id, settings.model_version, settings.providers)
+    return _load(settings.model_store, settings.model_id, settings.model_version, settings.providers, settings.runtime)
 
 
 @dataclass(frozen=True)
@@ -143,45 +146,143 @@ def _digest(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
-    """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date)."""
-    run = run_time(day)
-    manifest = corrector.manifest
-    seq_len = int(manifest.seq_len)
-    mask = require_mask(ctx)
-    corrector.check_contract(ctx.grid, mask.sha256, seq_len)
+#: Replay tolerance: a regenerated product must match the published one within the parity gate.
+REPLAY_TOLERANCE_DEGC = 0.01
+
+
+def _run_inputs(ctx: Context, day: dt.date, seq_len: int) -> tuple[list[dt.date], list[ArchiveEntry], list[dict[str, Any]]]:
     run_days = [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
     # The requested run first, so an unpublished or broken run names itself, not a predecessor.
     entries = [archive_hycom_run(ctx, d) for d in reversed(run_days)][::-1]
     inputs = [{"run": f"{d:%Y-%m-%dT12Z}", "url": e.source["url"], "sha256": e.source["sha256"],
-               "version": e.source["version"]} for d, e in zip(run_days, entries, strict=True)]
-    model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
-    digest = _digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
-                      "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
-    key = product_key(ctx.settings.region.name, run, ctx.settings.model_id)
-    info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
-    if existing_digest(ctx.store, key) == digest:
-        LOG.info("product %s is up to date; nothing to do", key)
-        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
+               "version": e.source["version"], "archive_key": e.key} for d, e in zip(run_days, entries, strict=True)]
+    return run_days, entries, inputs
+
+
+def _infer(ctx: Context, corrector: Any, mask: OceanMask, entries: list[ArchiveEntry],
+           run_days: list[dt.date]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch."""
     fields = [archive.read_field(ctx.store, e.key) for e in entries]
     stack = np.stack([f.values for f in fields], axis=1)  # (lead, T, lat, lon)
     x = apply_mask(stack, mask, f"HYCOM runs {run_days[0]}..{run_days[-1]}")
     leads = fields[-1]["lead"].values
     corrected = corrector.correct(x, leads.astype(np.float32))
+    return corrected, x[:, -1], fields[-1]["valid_date"].values
+
+
+def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
+    """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
+
+    Publication (``io.publish``): immutable versioned file + sidecar, per-day index last, then the
+    alias ``product_key``. A day re-published with another model or inputs gets a new version; the
+    previous one stays addressable.
+    """
+    from bias_correction.io import publish
+    from bias_correction.io.provenance import code_version
+
+    run = run_time(day)
+    manifest = corrector.manifest
+    seq_len = int(manifest.seq_len)
+    mask = require_mask(ctx)
+    corrector.check_contract(ctx.grid, mask.sha256, seq_len)
+    run_days, entries, inputs = _run_inputs(ctx, day, seq_len)
+    model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
+    digest = _digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
+                      "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
+    region, model_id = ctx.settings.region.name, ctx.settings.model_id
+    key = product_key(region, run, model_id)
+    info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
+    current = publish.current_entry(ctx.store, region, run, model_id)
+    if current is not None and current.get("input_digest") == digest:
+        if not publish.alias_matches(ctx.store, key, current):  # a crash after the index: repair the alias
+            publish.refresh_alias(ctx.store, current["key"], key, {"input_digest": digest, "repaired": True})
+        LOG.info("product %s is up to date; nothing to do", key)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest, current["key"], current["sha256"]),
+                         provider="(not run)", **info_kwargs)
+    if current is None and existing_digest(ctx.store, key) == digest:  # published before the index existed
+        LOG.info("product %s is up to date; nothing to do", key)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
+    corrected, raw, valid_dates = _infer(ctx, corrector, mask, entries, run_days)
+    leads = list(range(1, corrected.shape[0] + 1))
+    per_lead = manifest.residual_rmse_per_lead
+    calibrated = all(k in per_lead for k in leads)
+    uncertainty = np.array([per_lead[k] for k in leads]) if calibrated else None
     provenance = {
         "inputs": inputs, "model_id": manifest.model_id, "model_version": manifest.version,
-        "model_sha256": model_sha, "code_version": bias_correction.__version__,
+        "model_sha256": model_sha, "code_version": code_version(),
         "config_fingerprint": ctx.settings.fingerprint(), "onnxruntime_provider": corrector.active_provider,
-        "mask_sha256": mask.sha256,
+        "runtime": getattr(corrector, "runtime", "onnx"), "mask_sha256": mask.sha256, "grid_id": ctx.grid.grid_id,
+        "region": region, "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "input_digest": digest,
+        "uncertainty_method": ("calibrated validation residual statistics (per-lead RMS of corrected - OISST, "
+                               "model validation period)") if calibrated else "fallback: RMS of the applied correction",
+        "training_data_versions": (manifest.raw.get("training") or {}).get("data_versions"),
+        "parity": {k: {kk: v.get(kk) for kk in ("max_abs_diff_degC", "rmse_diff_degC", "skipped") if kk in v}
+                   for k, v in (manifest.raw.get("parity") or {}).items() if isinstance(v, dict)},
     }
     ds = build_product(
-        run=run, grid=ctx.grid, mask=mask, region_name=ctx.settings.region.name,
-        sst_corrected=corrected, sst_raw=x[:, -1], valid_dates=fields[-1]["valid_date"].values,
-        provenance=provenance, input_digest=digest,
+        run=run, grid=ctx.grid, mask=mask, region_name=region,
+        sst_corrected=corrected, sst_raw=raw, valid_dates=valid_dates,
+        provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
+        uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
     )
-    write_product(ctx.store, key, ds, mask)
-    LOG.info("published %s", key)
-    return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest), provider=corrector.active_provider, **info_kwargs)
+    pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
+                                  product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
+    LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)
+    return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
+                     provider=corrector.active_provider, **info_kwargs)
+
+
+def replay_product(ctx: Context, product: str | Path, *, providers: str | None = None) -> dict[str, Any]:
+    """Regenerate a product from its recorded inputs (archive, sha256-checked) and model (sha256-checked).
+
+    ``product`` is a local path or a key in the storage root. Returns the max |difference| of ``sst``
+    over ocean against the published file; ``ok`` when within :data:`REPLAY_TOLERANCE_DEGC`.
+    """
+    from bias_correction.correction.runtime import load_corrector as _load
+    from bias_correction.errors import ModelContractError
+    from bias_correction.io.provenance import read_provenance
+
+    local = Path(product)
+    if local.is_file():
+        prov, ds = read_provenance(local), read_dataset(local, engine="netcdf4")
+    else:
+        with ctx.store.local_path(str(product)) as path:
+            prov, ds = read_provenance(path), read_dataset(path, engine="netcdf4")
+    corrector = _load(ctx.settings.model_store, prov["model_id"], prov["model_version"],
+                      providers or ctx.settings.providers, prov.get("runtime", "onnx"))
+    have = corrector.manifest.artifact_sha256
+    for name, sha in (prov.get("model_sha256") or {}).items():
+        if have.get(name) != sha:
+            raise ModelContractError(f"model {prov['model_id']} {prov['model_version']}: artifact {name} sha256 "
+                                     f"{have.get(name)} differs from the product's record {sha}")
+    mask = require_mask(ctx)
+    if prov.get("mask_sha256") and prov["mask_sha256"] != mask.sha256:
+        raise InputValidationError(f"ocean mask sha256 {mask.sha256} differs from the product's {prov['mask_sha256']}")
+    corrector.check_contract(ctx.grid, mask.sha256, corrector.manifest.seq_len)
+    entries, run_days = [], []
+    for rec in prov["inputs"]:
+        run_day = dt.date.fromisoformat(rec["run"][:10])
+        key = rec.get("archive_key") or archive.hycom_key(ctx.grid, run_time(run_day))
+        entry = archive.existing(ctx.store, key)
+        if entry is None:
+            raise InputValidationError(f"replay: archived input {key} (run {rec['run']}) is missing")
+        if entry.source.get("sha256") != rec["sha256"]:
+            raise InputValidationError(f"replay: archived input {key} comes from raw sha256 "
+                                       f"{entry.source.get('sha256')}, the product used {rec['sha256']}")
+        entries.append(entry)
+        run_days.append(run_day)
+    corrected, _, _ = _infer(ctx, corrector, mask, entries, run_days)
+    published = ds["sst"].values
+    ocean = np.isfinite(published)
+    if not np.array_equal(ocean, np.isfinite(corrected)):
+        raise InputValidationError("replay: the regenerated land/ocean pattern differs from the product")
+    d = corrected[ocean].astype(np.float64) - published[ocean].astype(np.float64)
+    max_abs = float(np.abs(d).max()) if d.size else 0.0
+    return {"product": str(product), "model_id": prov["model_id"], "model_version": prov["model_version"],
+            "runtime": corrector.runtime, "provider": corrector.active_provider,
+            "recorded_provider": prov.get("onnxruntime_provider"), "inputs_verified": len(entries),
+            "max_abs_diff_degC": max_abs, "rmse_diff_degC": float(np.sqrt((d * d).mean())) if d.size else 0.0,
+            "tolerance_degC": REPLAY_TOLERANCE_DEGC, "ok": max_abs <= REPLAY_TOLERANCE_DEGC}
 
 
 def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict[str, Any]:
@@ -370,3 +471,60 @@ def plan_fetch(ctx: Context, run_days: list[dt.date], oisst_days: list[dt.date])
             state = ("stale-preliminary" if entry is not None else "missing") if size is not None else "unpublished"
         plan.append({"kind": "oisst", "date": day.isoformat(), "state": state, "bytes": size})
     return plan
+
+
+def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Score the products of runs ``start``..``end`` that are unscored, or scored against a
+    preliminary OISST day whose final analysis is now due. Days without OISST yet are pending."""
+    from bias_correction.verification.verify import ScoreTable, markdown_table
+
+    table = ScoreTable(ctx.store)
+    scored_rows = table.rows(model_id=ctx.settings.model_id)
+    by_product: dict[str, list[Any]] = {}
+    for r in scored_rows:
+        by_product.setdefault(r.product_key, []).append(r)
+    scored, pending, skipped = [], [], []
+    day = start
+    while day <= end:
+        key = product_key(ctx.settings.region.name, run_time(day), ctx.settings.model_id)
+        rows = by_product.get(key, [])
+        due = not rows or any(r.oisst_version == PRELIMINARY and ctx.oisst.final_expected(dt.date.fromisoformat(r.valid_date))
+                              for r in rows)
+        if not ctx.store.exists(key):
+            skipped.append(day.isoformat())
+        elif due:
+            try:
+                verify_product(ctx, key)
+                scored.append(day.isoformat())
+            except NotYetPublishedError as exc:
+                pending.append({"run": day.isoformat(), "reason": str(exc)})
+        day += dt.timedelta(days=1)
+    rows = [r for r in table.rows(model_id=ctx.settings.model_id) if start.isoformat() <= r.run[:10] <= end.isoformat()]
+    return {"scored": scored, "pending": pending, "no_product": skipped, "rows": len(rows),
+            "markdown": markdown_table(rows) if rows else "no verified product in this period"}
+
+
+def verification_plots(ctx: Context, start: dt.date, end: dt.date, out_dir: Path) -> list[str]:
+    """PNG plots of the period: RMSE by lead over time, and maps of mean correction and mean error."""
+    from bias_correction.verification.verify import ScoreTable, plot_maps, plot_rmse_by_lead
+
+    rows = [r for r in ScoreTable(ctx.store).rows(model_id=ctx.settings.model_id)
+            if start.isoformat() <= r.run[:10] <= end.isoformat()]
+    if not rows:
+        return []
+    paths = [plot_rmse_by_lead(rows, out_dir / f"rmse_by_lead_{start:%Y%m%d}_{end:%Y%m%d}.png")]
+    corr_sum = err_sum = None
+    count = 0
+    for key in sorted({r.product_key for r in rows}):
+        with ctx.store.local_path(key) as path:
+            ds = read_dataset(path, engine="netcdf4")
+        days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+        truth = np.stack([archive.read_field(ctx.store, archive.oisst_key(ctx.grid, d)).values for d in days])
+        corr = (ds["sst"].values - ds["sst_raw"].values).mean(axis=0)
+        err = (ds["sst"].values - truth).mean(axis=0)
+        corr_sum = corr if corr_sum is None else corr_sum + corr
+        err_sum = err if err_sum is None else err_sum + err
+        count += 1
+    paths.append(plot_maps(ctx.grid.lat, ctx.grid.lon, corr_sum / count, err_sum / count,
+                           out_dir / f"mean_correction_error_{start:%Y%m%d}_{end:%Y%m%d}.png"))
+    return [str(p) for p in paths]

@@ -152,6 +152,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    models = [m for m in (args.models or settings.model_id).split(",") if m]
+    from bias_correction import backfill as backfill_lib
+
+    if args.dry_run:
+        states = backfill_lib.plan(settings, args.start, args.end, models)
+        lines = [f"{s.date} {s.model_id:12s} {s.state:8s} {s.reason}"
+                 + ("" if not s.bytes_to_download else f" ({s.bytes_to_download:,} B to download)") for s in states]
+        todo = [s for s in states if s.state != "done"]
+        total = sum(s.bytes_to_download or 0 for s in todo)
+        lines.append(f"{len(todo)} of {len(states)} date(s) to process, {total:,} bytes to download")
+        _emit(args, {"command": "backfill", "dry_run": True, "dates": backfill_lib.as_dicts(states), "bytes": total},
+              "\n".join(lines))
+        return 0
+    from flows.operations import run_backfill
+
+    out = run_backfill(settings, args.start, args.end, models)
+    _emit(args, {"command": "backfill", **out},
+          f"backfill {args.start}..{args.end}: {out['done']} of {out['dates']} date(s) done, {out['written']} product(s) written")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.operations import verification
+
+    out = verification(settings.model_dump(mode="json"), args.start, args.end)
+    human = (f"scored {len(out['scored'])} run(s), {len(out['pending'])} pending OISST, table rows {out['rows']}"
+             + "".join(f"\nplot: {p}" for p in out.get("plots", [])))
+    _emit(args, {"command": "verify", **out}, human)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:  # pragma: no cover - runs until stopped
+    settings = _settings(args)
+    from flows.operations import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from bias_correction.doctor import run_checks
+
+    checks = run_checks(settings, network=not args.offline)
+    width = max(len(c.name) for c in checks)
+    human = "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name:{width}s}  {c.detail}" for c in checks)
+    _emit(args, {"command": "doctor", "ok": all(c.ok for c in checks),
+                 "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}, human)
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import demo
 
@@ -159,6 +213,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bias_correction.demo import format_summary
 
     _emit(args, {"command": "demo", **out}, format_summary(out))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """A model package folder (card + key manifest fields) or a product .nc / sidecar .json (provenance)."""
+    from bias_correction.errors import ProductError
+
+    path = Path(args.path)
+    if path.is_dir() or path.name == "manifest.json":
+        from bias_correction.correction.package import CARD_FILE, load_manifest
+
+        man = load_manifest(path)  # verifies every artifact's sha256 first
+        card_path = man.package_dir / CARD_FILE
+        card = card_path.read_text() if card_path.is_file() else f"(no {CARD_FILE})"
+        raw = man.raw
+        par = raw.get("parity") or {}
+        keys = [f"package: {man.package_dir} (schema {raw.get('schema_version')}, all artifact sha256 verified)",
+                f"  architecture {man.architecture}, T={man.seq_len}, grid {man.grid_id}, mask {man.mask_sha256[:16]}",
+                *[f"  parity {k}: " + (v.get("skipped") or f"max |diff| {v.get('max_abs_diff_degC'):.2e} degC, "
+                                                         f"RMSE diff {v.get('rmse_diff_degC'):.2e} degC")
+                  for k, v in par.items() if isinstance(v, dict)],
+                *[f"  {name}: sha256 {sha}" for name, sha in sorted(man.artifact_sha256.items())]]
+        _emit(args, {"command": "inspect", "kind": "model", "path": str(man.package_dir), "manifest": raw},
+              card.rstrip() + "\n\n" + "\n".join(keys))
+        return 0
+    if path.is_file():
+        from bias_correction.io.provenance import format_provenance, read_provenance
+
+        prov = read_provenance(path)
+        _emit(args, {"command": "inspect", "kind": "product", "path": str(path), "provenance": prov},
+              format_provenance(prov))
+        return 0
+    raise ProductError(f"{path}: neither a model package folder nor a product file")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from bias_correction import pipeline
+    from bias_correction.errors import ProductError
+
+    out = pipeline.replay_product(pipeline.make_context(settings), args.product)
+    human = (f"replayed {out['product']} with {out['model_id']} {out['model_version']} on {out['provider']} "
+             f"({out['inputs_verified']} inputs sha256-verified)\n"
+             f"  max |regenerated - published| over ocean: {out['max_abs_diff_degC']:.2e} degC "
+             f"(tolerance {out['tolerance_degC']} degC): {'OK' if out['ok'] else 'MISMATCH'}")
+    _emit(args, {"command": "replay", **out}, human)
+    if not out["ok"]:
+        raise ProductError(f"replay of {out['product']} differs by {out['max_abs_diff_degC']:.3g} degC "
+                           f"> {out['tolerance_degC']} degC")
     return 0
 
 
@@ -205,17 +308,51 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("backfill", help="correct (and verify) every run of a date range; --dry-run lists states")
+    p.add_argument("--start", type=parse_date, required=True)
+    p.add_argument("--end", type=parse_date, required=True)
+    p.add_argument("--models", help="comma-separated model ids (default: model_id of the config)")
+    p.add_argument("--dry-run", action="store_true", help="list each date's state and bytes to download; change nothing")
+    common(p)
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("verify", help="score the products of a run range against OISST (table, artifacts, plots)")
+    p.add_argument("--start", type=parse_date, required=True)
+    p.add_argument("--end", type=parse_date, required=True)
+    common(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("serve", help="serve the scheduled deployments (daily correction, verification, retraining)")
+    common(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("doctor", help="check providers, storage, credentials and upstream reachability")
+    p.add_argument("--offline", action="store_true", help="skip the upstream reachability checks")
+    common(p)
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("demo", help="the whole offline demo on bundled stand-in servers and twin data")
     p.add_argument("--workdir", default="sstbc-demo", help="where the demo keeps its data, models and products")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("inspect", help="print a model package's card or a product's provenance")
+    p.add_argument("path", help="model package folder (models/<id>/<version>) or product .nc / sidecar .json")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("replay", help="regenerate a product from its recorded inputs and model; report the difference")
+    p.add_argument("product", help="product .nc path, or its key in the storage root")
+    common(p)
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) in ("fetch", "train") and getattr(args, "start", None) and getattr(args, "end", None):
+    if getattr(args, "command", None) in ("fetch", "train", "backfill", "verify") and getattr(args, "start", None) \
+            and getattr(args, "end", None):
         if args.end < args.start:
             parser.error(f"--end {args.end} is before --start {args.start}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

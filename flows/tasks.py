@@ -74,3 +74,23 @@ def verify_product(settings: dict[str, Any], key: str) -> dict[str, Any]:
 @task(name="train-and-export", cache_policy=NONE)
 def train_and_export(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
     return pipeline.train_and_export(_ctx(settings), start, end)
+
+
+@task(name="verify-range", cache_policy=NONE)
+def verify_range(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
+    return pipeline.verify_range(_ctx(settings), start, end)
+
+
+@task(name="verification-plots", cache_policy=NONE)
+def verification_plots(settings: dict[str, Any], start: dt.date, end: dt.date, out_dir: str) -> list[str]:
+    from pathlib import Path
+
+    return pipeline.verification_plots(_ctx(settings), start, end, Path(out_dir))
+
+
+@task(name="wait-for-run", cache_policy=NONE)
+def wait_for_run(settings: dict[str, Any], day: dt.date, wait_s: float, poll_s: float) -> dict[str, Any]:
+    ctx = _ctx(settings)
+    entry = pipeline.wait_until_published(lambda: pipeline.archive_hycom_run(ctx, day), f"HYCOM run {day} 12Z",
+                                          wait_s=wait_s, poll_s=poll_s)
+    return {"key": entry.key, "written": entry.written}

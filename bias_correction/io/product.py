@@ -56,6 +56,8 @@ class ProductInfo:
     url: str
     written: bool
     input_digest: str
+    version_key: str | None = None  # the immutable versioned copy listed in the per-day index
+    sha256: str | None = None
 
 
 def build_product(

@@ -109,3 +109,13 @@ def head_size(url: str, http: Http, session: requests.Session | None = None) -> 
         return None
     length = resp.headers.get("Content-Length")
     return int(length) if length is not None else None
+
+
+def probe(url: str, http: Http, method: str = "HEAD") -> int:
+    """HTTP status of a HEAD (or GET) of ``url``; TransientFetchError when nothing answers."""
+    try:
+        resp = requests.request(method, url, timeout=(http.connect_timeout_s, min(http.read_timeout_s, 10.0)),
+                                allow_redirects=True)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientFetchError(f"{url} unreachable: {type(exc).__name__}") from None
+    return resp.status_code

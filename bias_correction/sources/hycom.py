@@ -1,11 +1,23 @@
-"""HYCOM forecast runs (GOFS 3.1 GLBy0.08/expt_93.0) through the THREDDS NetCDF Subset Service.
+"""HYCOM forecast runs: GOFS 3.1 (GLBy0.08/expt_93.0) and ESPC-D-V02, three access modes.
 
-One request per 12Z run: variable ``water_temp`` at the surface level (``vertCoord=0``), the
-region plus a margin, every 3-hourly lead of the run (tau 0..180 h)::
+The product is chosen from the run date (:func:`product_for`): GOFS 3.1 for runs 2018-12-04 ..
+2024-09-04, ESPC-D-V02 after (GOFS wins the short overlap). The access mode (``Upstream.hycom_access``):
+
+* ``ncss`` (default): one THREDDS NetCDF Subset Service request per 12Z run: ``water_temp`` at the
+  surface level (``vertCoord=0``), the region plus a margin, every 3-hourly lead of the run::
 
     {ncss}/GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{YYYY-MM-DD}T12:00:00Z
         ?var=water_temp&north=..&south=..&west=..&east=..&horizStride=1
         &time_start=..&time_end=..&timeStride=1&vertCoord=0&addLatLon=true&accept=netcdf4
+
+* ``opendap``: the FMRC run dataset through DAP2 (:mod:`bias_correction.sources.opendap`), only the
+  surface hyperslab of the region.
+* ``files``: whole NetCDF-3 forecast files (one per tau) from the data server, read by HTTP Range
+  requests (:mod:`bias_correction.sources.hycom_files`).
+
+Every mode leaves the same thing in the raw cache: a validated file in the NCSS layout (dims
+time, depth, lat, lon; ``water_temp`` int16 packed; ``time`` in hours since 2000-01-01; ``tau``),
+with a ledger, so :meth:`HycomSource.daily_means` is the same for all of them.
 
 Files are packed int16 (scale 0.001, offset 20, fill -30000) in °C. ``tau`` carries the units
 "hours since analysis", which xarray cannot decode, so times are decoded by hand from
@@ -28,10 +40,12 @@ from urllib.parse import urlencode
 import numpy as np
 import xarray as xr
 
+import netCDF4
+
 from bias_correction.config import Http, Region
 from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.lonlat import subset_box, wrap_lon
-from bias_correction.io.netcdf import read_dataset
+from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch
 from bias_correction.storage import Store
 
@@ -44,35 +58,73 @@ STEP_HOURS = 3
 
 @dataclass(frozen=True)
 class HycomProduct:
-    """One HYCOM forecast system: where its runs live and how long they are."""
+    """One HYCOM forecast system: where its runs live (per access mode) and how long they are.
+
+    Paths are relative to the mode's base URL and formatted with ``run`` (datetime) and, for
+    files, ``tau`` (int hours).
+    """
 
     name: str
+    #: Short name used in raw cache keys ("GLBy0.08/expt_93.0", "ESPC-D-V02").
+    cache_dir: str
     first_run: dt.date
-    last_run: dt.date
+    last_run: dt.date | None
     max_tau: int
-    ncss_run_path: str  # relative to the NCSS base, formatted with run=datetime
+    ncss_run_path: str
+    opendap_run_path: str
+    #: Whole forecast file (the ``water_temp`` one) under the file-tree base (``.../datasets``).
+    file_path: str
 
     def run_url(self, ncss_base: str, run: dt.datetime, query: dict[str, str]) -> str:
         return f"{ncss_base}/{self.ncss_run_path.format(run=run)}?{urlencode(query, safe=':')}"
 
+    def opendap_url(self, opendap_base: str, run: dt.datetime) -> str:
+        return f"{opendap_base}/{self.opendap_run_path.format(run=run)}"
+
+    def file_url(self, files_base: str, run: dt.datetime, tau: int) -> str:
+        return f"{files_base}/{self.file_path.format(run=run, tau=tau)}"
+
+    def covers(self, day: dt.date) -> bool:
+        return self.first_run <= day and (self.last_run is None or day <= self.last_run)
+
 
 GOFS31 = HycomProduct(
     name="GOFS 3.1 GLBy0.08/expt_93.0",
+    cache_dir="GLBy0.08/expt_93.0",
     first_run=dt.date(2018, 12, 4),
     last_run=dt.date(2024, 9, 4),
     max_tau=180,
     ncss_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    opendap_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    file_path="GLBy0.08/expt_93.0/data/forecasts/hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ts3z.nc",
 )
-PRODUCTS = (GOFS31,)
+#: ESPC-D-V02: daily 12Z runs to t0192; 4-digit taus and ``t3z`` (water_temp only) files.
+ESPC_D_V02 = HycomProduct(
+    name="ESPC-D-V02",
+    cache_dir="ESPC-D-V02",
+    first_run=GOFS31.last_run + dt.timedelta(days=1),  # on THREDDS from 2024-08-10; GOFS wins the overlap
+    last_run=None,
+    max_tau=192,
+    # [INFERRED] data_formats.md 3.2 lists the ESPC NCSS aggregation ESPC-D-V02/t3z/{YYYY} (a best time
+    # series, not one forecast run) and the FMRC run only on OPeNDAP; NCSS is assumed to serve the same
+    # FMRC run path as OPeNDAP does (as it does for GOFS 3.1). Check against the live service.
+    ncss_run_path="FMRC_ESPC-D-V02_t3z/runs/FMRC_ESPC-D-V02_t3z_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    opendap_run_path="FMRC_ESPC-D-V02_t3z/runs/FMRC_ESPC-D-V02_t3z_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    file_path=("ESPC-D-V02/data/forecasts/US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_"
+               "{run:%Y%m%d}12_t{tau:04d}_t3z.nc"),
+)
+PRODUCTS = (GOFS31, ESPC_D_V02)
+ACCESS_MODES = ("ncss", "opendap", "files")
 
 
 def product_for(run: dt.datetime) -> HycomProduct:
+    """The forecast system of a run, by date: GOFS 3.1 up to 2024-09-04, ESPC-D-V02 after."""
     for product in PRODUCTS:
-        if product.first_run <= run.date() <= product.last_run:
+        if product.covers(run.date()):
             return product
     raise ConfigError(
         f"HYCOM run {run:%Y-%m-%d}: no supported forecast system covers it "
-        f"(GOFS 3.1 runs {GOFS31.first_run}..{GOFS31.last_run}; ESPC-D-V02 is not wired yet)"
+        f"(GOFS 3.1 runs {GOFS31.first_run}..{GOFS31.last_run}, ESPC-D-V02 runs from {ESPC_D_V02.first_run})"
     )
 
 
@@ -97,6 +149,25 @@ class HycomSource:
     margin: float = 0.25
     #: NCSS output format: "netcdf4" (default) or "netcdf" (NetCDF-3 64-bit offset).
     accept: str = "netcdf4"
+    #: "ncss" (default), "opendap" (FMRC run through DAP2) or "files" (whole files, Range requests).
+    access: str = "ncss"
+    #: THREDDS OPeNDAP base (``.../thredds/dodsC``); required for access "opendap".
+    opendap_base: str | None = None
+    #: Root of the HYCOM file tree (``.../datasets``); required for access "files".
+    files_base: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.access not in ACCESS_MODES:
+            raise ConfigError(f"HYCOM access mode {self.access!r} is not one of {ACCESS_MODES}")
+        if self.access == "opendap" and not self.opendap_base:
+            raise ConfigError("HYCOM access 'opendap' needs upstream.hycom_opendap (the .../thredds/dodsC base)")
+        if self.access == "files" and not self.files_base:
+            raise ConfigError("HYCOM access 'files' needs upstream.hycom_files (the .../datasets base)")
+
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(south, north, west, east) of region + margin, as requested (west/east in the region's convention)."""
+        b = self._bbox()
+        return float(b["south"]), float(b["north"]), float(b["west"]), float(b["east"])
 
     def _bbox(self) -> dict[str, str]:
         r, m = self.region, self.margin
@@ -128,16 +199,37 @@ class HycomSource:
         }
         return product.run_url(self.ncss_base, run, query)
 
+    def check_lead(self, product: HycomProduct) -> None:
+        if self.max_tau() > product.max_tau:
+            raise ConfigError(f"lead_days={self.lead_days} needs tau {self.max_tau()} h, {product.name} stops at {product.max_tau} h")
+
     def raw_key(self, run: dt.datetime) -> str:
+        """Cache key of the run's file; the access mode is part of it (same layout, different provenance)."""
         b = self._bbox()
         box = f"{b['south']}_{b['north']}_{b['west']}_{b['east']}".replace("-", "m")
-        suffix = "" if self.accept == "netcdf4" else f"_{self.accept}"
-        return f"raw/hycom/GLBy0.08/expt_93.0/{run:%Y%m%d%H}/water_temp_0m_{box}{suffix}.nc"
+        if self.access == "ncss":
+            suffix = "" if self.accept == "netcdf4" else f"_{self.accept}"
+        else:
+            suffix = f"_{self.access}"
+        try:
+            folder = product_for(run).cache_dir
+        except ConfigError:
+            folder = GOFS31.cache_dir
+        return f"raw/hycom/{folder}/{run:%Y%m%d%H}/water_temp_0m_{box}{suffix}.nc"
 
     def cached(self, run: dt.datetime) -> Fetched | None:
         return cached(self.store, self.raw_key(run))
 
     def fetch(self, run: dt.datetime) -> Fetched:
+        """The run's file in the raw cache (fetched through the configured access mode if absent)."""
+        if self.access == "opendap":
+            from bias_correction.sources.opendap import fetch_hycom_run
+
+            return fetch_hycom_run(self, run)
+        if self.access == "files":
+            from bias_correction.sources.hycom_files import fetch_hycom_run_files
+
+            return fetch_hycom_run_files(self, run)
         return fetch(
             self.url(run), self.store, self.raw_key(run), http=self.http,
             what=f"HYCOM run {run:%Y-%m-%d %HZ}", version="forecast",
@@ -170,8 +262,12 @@ def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
     return out
 
 
-def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | None = None) -> None:
-    """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError."""
+def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | None = None,
+                        first_tau: int = 0) -> None:
+    """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError.
+
+    Lead hours ``first_tau .. max_tau`` every 3 h must all be present.
+    """
     what = what or f"HYCOM run {run:%Y-%m-%d %HZ} file {path.name}"
     try:
         ds = read_dataset(path, decode_times=False, mask_and_scale=True)
@@ -194,10 +290,10 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
     hours = ds["time"].values.astype("float64")
     run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
     taus = hours - run_h
-    need = np.arange(0, max_tau + 1, STEP_HOURS)
+    need = np.arange(first_tau, max_tau + 1, STEP_HOURS)
     missing = sorted(set(need.tolist()) - set(np.round(taus).astype(int).tolist()))
     if missing:
-        raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need 0..{max_tau} every {STEP_HOURS} h)")
+        raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need {first_tau}..{max_tau} every {STEP_HOURS} h)")
     if wt.attrs.get("units", "degC") not in ("degC", "Celsius", "degree_Celsius"):
         raise InputValidationError(f"{what}: water_temp units {wt.attrs.get('units')!r}, expected degC")
     values = wt.isel(depth=0).values
@@ -232,3 +328,75 @@ def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int) -> xr.DataA
     )
     out.attrs = {"units": "degC", "cell_methods": "time: mean (3-hourly instantaneous, UTC day)"}
     return out.astype("float32")
+
+
+# ------------------------------------------------------------------------------------------ assembled files
+def lon_runs(lon: np.ndarray, west: float, east: float, eps: float = 1e-4) -> list[np.ndarray]:
+    """Column index runs (contiguous in the source) covering [west, east] in the region's convention.
+
+    ``lon`` is the source's longitude axis in either convention (0..360 or -180..180); the box may
+    cross 0 or 180 in either. Each run is a contiguous ascending index range; the runs come in the
+    order of ascending longitude re-expressed from ``west`` (one run, or two when the box crosses
+    the seam of the source's convention).
+    """
+    wrapped = wrap_lon(lon, west - eps)
+    sel = np.flatnonzero(wrapped <= east + eps)
+    if sel.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(sel) != 1) + 1
+    runs = np.split(sel, breaks)
+    return sorted(runs, key=lambda r: float(wrapped[r[0]]))
+
+
+def lat_rows(lat: np.ndarray, south: float, north: float, eps: float = 1e-4) -> np.ndarray:
+    """Row indices (one contiguous ascending range) with south <= lat <= north."""
+    rows = np.flatnonzero((lat >= south - eps) & (lat <= north + eps))
+    if rows.size and not np.all(np.diff(rows) == 1):
+        raise InputValidationError("latitude axis is not monotonic")
+    return rows
+
+
+def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.ndarray, lat: np.ndarray,
+                   lon: np.ndarray, packed: np.ndarray, attrs: dict[str, object], source: str) -> None:
+    """Write a run subset in the NCSS layout the reader expects (NetCDF-4, deflate).
+
+    ``packed`` is raw int16 water_temp (time, lat, lon) at 0 m with the packing in ``attrs``
+    (scale_factor, add_offset, _FillValue, missing_value, units, ...: copied from the source).
+    """
+    packed = np.asarray(packed, dtype=np.int16)
+    with NETCDF_LOCK:
+        ds = netCDF4.Dataset(path, "w", format="NETCDF4")
+        try:
+            ds.createDimension("time", None)
+            ds.createDimension("depth", 1)
+            ds.createDimension("lat", len(lat))
+            ds.createDimension("lon", len(lon))
+            specs = {
+                "time": (("time",), {"long_name": "Valid Time", "units": "hours since 2000-01-01 00:00:00",
+                                     "time_origin": "2000-01-01 00:00:00", "calendar": "gregorian", "axis": "T"}),
+                "tau": (("time",), {"long_name": "Tau", "units": "hours since analysis",
+                                    "time_origin": f"{run:%Y-%m-%d %H:%M:%S}"}),
+                "depth": (("depth",), {"long_name": "Depth", "standard_name": "depth", "units": "m",
+                                       "positive": "down", "axis": "Z"}),
+                "lat": (("lat",), {"long_name": "Latitude", "standard_name": "latitude",
+                                   "units": "degrees_north", "axis": "Y"}),
+                "lon": (("lon",), {"long_name": "Longitude", "standard_name": "longitude",
+                                   "units": "degrees_east", "axis": "X"}),
+            }
+            values = {"time": hours, "tau": taus, "depth": np.zeros(1), "lat": lat, "lon": lon}
+            for name, (dims, vattrs) in specs.items():
+                var = ds.createVariable(name, "f8", dims)
+                var.setncatts(vattrs)
+                var[:] = np.asarray(values[name], dtype=np.float64)
+            fill = attrs.get("_FillValue", np.int16(-30000))
+            wt = ds.createVariable("water_temp", "i2", ("time", "depth", "lat", "lon"), zlib=True, complevel=4,
+                                   shuffle=True, fill_value=np.int16(fill))  # type: ignore[arg-type]
+            wt.set_auto_maskandscale(False)
+            for key, value in attrs.items():
+                if key != "_FillValue":
+                    wt.setncattr(key, value)
+            wt[:] = packed[:, None, :, :]
+            ds.setncattr("source", source)
+            ds.setncattr("history", f"assembled by sstbc from {source}")
+        finally:
+            ds.close()

@@ -1,0 +1,302 @@
+"""OPeNDAP (DAP2) access: HYCOM FMRC forecast runs and NCEI THREDDS OISST files, regional subsets only.
+
+The netCDF-C DAP2 client (through ``netCDF4.Dataset(url)``) reads the dataset's DDS/DAS, then the
+coordinate axes; index ranges are computed for the region plus a margin (both longitude
+conventions; a box across the seam of the source's convention needs two column ranges) and only
+those hyperslabs are requested, e.g. ``water_temp[t0:t1][0:0][j0:j1][i0:i1]`` (the surface level);
+a global field is never requested. The raw packed int16 values are written, with the source's
+packing attributes, to a local NetCDF file in the layout the readers already understand, which is
+then validated and cached with a ledger exactly like a download (:func:`cache.acquire`).
+
+Failures (netCDF-C reports DAP trouble only as error codes): ``NetCDF: file not found`` (HTTP 404
+on the DDS) -> :class:`NotYetPublishedError`; DAP server errors (5xx), I/O failures (resets,
+timeouts), malformed DDS/DATADDS (an HTML page with status 200, a body cut short) ->
+:class:`TransientFetchError`, retried with backoff. Timeouts: netCDF-C's ``HTTP.TIMEOUT`` and
+``HTTP.CONNECTTIMEOUT`` are set from :class:`Http` before each open.
+
+netCDF-C is not thread-safe, so every DAP open/read runs under :data:`NETCDF_LOCK` (the stand-in
+DAP server answers without netCDF-C, so it never waits on that lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import netCDF4
+import numpy as np
+
+from bias_correction.config import Http, Region
+from bias_correction.errors import InputValidationError, NotYetPublishedError, TransientFetchError
+from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
+from bias_correction.grid.lonlat import wrap_lon
+from bias_correction.sources.cache import Fetched, acquire
+from bias_correction.sources.hycom import (
+    HYCOM_EPOCH,
+    STEP_HOURS,
+    lat_rows,
+    lon_runs,
+    product_for,
+    validate_hycom_file,
+    write_run_file,
+)
+
+if TYPE_CHECKING:
+    from bias_correction.sources.hycom import HycomSource
+    from bias_correction.sources.oisst import OisstSource
+
+LOG = logging.getLogger(__name__)
+
+NC_ENOTFOUND = -90
+#: Degrees added around the region for OISST subsets (the reader cuts region + 0.5 degrees).
+OISST_MARGIN = 1.0
+OISST_SST_VALID_RANGE_C = (-3.0, 45.0)
+
+
+# ------------------------------------------------------------------------------------------ DAP plumbing
+def _set_timeouts(http: Http) -> None:
+    """netCDF-C (curl) timeouts, in whole seconds; global, so set under the lock before each open."""
+    if getattr(netCDF4, "__has_nc_rc_set__", False):
+        netCDF4.rc_set("HTTP.TIMEOUT", str(max(1, math.ceil(http.read_timeout_s))))
+        netCDF4.rc_set("HTTP.CONNECTTIMEOUT", str(max(1, math.ceil(http.connect_timeout_s))))
+
+
+def _classify(exc: BaseException, label: str, stage: str) -> Exception:
+    errno = getattr(exc, "errno", None)
+    msg = str(exc).split(": 'http", 1)[0]
+    if errno == NC_ENOTFOUND:
+        return NotYetPublishedError(f"{label}: not published (OPeNDAP dataset not found, HTTP 404)")
+    return TransientFetchError(f"{label}: OPeNDAP {stage} failed ({type(exc).__name__}: {msg}); "
+                               "DAP server error, network failure, HTML error page or truncated response")
+
+
+@contextmanager
+def open_dap(url: str, http: Http, label: str) -> Iterator[netCDF4.Dataset]:
+    """The remote dataset, opened under NETCDF_LOCK; failures mapped to sstbc errors."""
+    with NETCDF_LOCK:
+        _set_timeouts(http)
+        try:
+            ds = netCDF4.Dataset(url)
+        except (OSError, RuntimeError) as exc:
+            raise _classify(exc, label, "open (DDS/DAS)") from None
+        try:
+            ds.set_auto_maskandscale(False)
+            yield ds
+        except (OSError, RuntimeError, IndexError, ValueError) as exc:
+            raise _classify(exc, label, "read (DATADDS)") from None
+        finally:
+            try:
+                ds.close()
+            except (OSError, RuntimeError):
+                pass
+
+
+def _var(ds: netCDF4.Dataset, name: str, label: str) -> netCDF4.Variable:
+    if name not in ds.variables:
+        raise InputValidationError(f"{label}: no variable {name!r} (has {sorted(ds.variables)})")
+    return ds.variables[name]
+
+
+def _packing_attrs(var: netCDF4.Variable) -> dict[str, Any]:
+    keep = ("long_name", "standard_name", "units", "_FillValue", "missing_value", "scale_factor", "add_offset",
+            "valid_min", "valid_max", "comment")
+    return {k: var.getncattr(k) for k in keep if k in var.ncattrs()}
+
+
+def _read_columns(var: netCDF4.Variable, lead: tuple[Any, ...], rows: np.ndarray,
+                  runs: list[np.ndarray]) -> np.ndarray:
+    """``var[lead..., j0:j1+1, run]`` for each column run, concatenated along the last axis."""
+    j = slice(int(rows[0]), int(rows[-1]) + 1)
+    parts = [np.asarray(var[(*lead, j, slice(int(r[0]), int(r[-1]) + 1))]) for r in runs]
+    return np.concatenate(parts, axis=-1)
+
+
+def _acquire_assembled(url: str, source_store: Any, key: str, http: Http, what: str, version: str,
+                       build: Callable[[Path, str], None], validate: Callable[[Path, str], None]) -> Fetched:
+    def download(tmp: Path, label: str) -> Mapping[str, str | None]:
+        build(tmp, label)
+        return {"etag": None, "last_modified": None}
+
+    return acquire(url, source_store, key, http=http, what=what, version=version, download=download,
+                   validate=validate)
+
+
+# ------------------------------------------------------------------------------------------ HYCOM
+def fetch_hycom_run(source: HycomSource, run: dt.datetime) -> Fetched:
+    """The run's surface subset from the FMRC run dataset over OPeNDAP, cached in the NCSS layout."""
+    product = product_for(run)
+    source.check_lead(product)
+    assert source.opendap_base is not None
+    url = product.opendap_url(source.opendap_base, run)
+    south, north, west, east = source.bbox()
+    max_tau = source.max_tau()
+    what = f"HYCOM run {run:%Y-%m-%d %HZ} ({product.name}, OPeNDAP)"
+
+    def build(tmp: Path, label: str) -> None:
+        with open_dap(url, source.http, label) as ds:
+            wt = _var(ds, "water_temp", label)
+            if wt.dimensions != ("time", "depth", "lat", "lon"):
+                raise InputValidationError(f"{label}: water_temp dims {wt.dimensions}, expected (time, depth, lat, lon)")
+            depth = np.asarray(_var(ds, "depth", label)[:], dtype=np.float64)
+            if depth.size == 0 or depth[0] != 0.0:
+                raise InputValidationError(f"{label}: first depth level is not 0 m")
+            tvar = _var(ds, "time", label)
+            hours = _hours_since_2000(np.asarray(tvar[:], dtype=np.float64), tvar.getncattr("units"), label)
+            run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
+            taus_all = np.round(hours - run_h, 6)
+            t_ix = np.flatnonzero((taus_all >= 0) & (taus_all <= max_tau + 1e-6))
+            if t_ix.size == 0 or not np.all(np.diff(taus_all[t_ix]) == STEP_HOURS):
+                raise InputValidationError(f"{label}: time axis has no contiguous steps for tau 0..{max_tau} h")
+            lat = np.asarray(_var(ds, "lat", label)[:], dtype=np.float64)
+            lon = np.asarray(_var(ds, "lon", label)[:], dtype=np.float64)
+            rows = lat_rows(lat, south, north)
+            runs = lon_runs(lon, west, east)
+            if rows.size == 0 or not runs:
+                raise InputValidationError(f"{label}: the region {south}..{north}N, {west}..{east}E has no grid point")
+            t = slice(int(t_ix[0]), int(t_ix[-1]) + 1)
+            packed = _read_columns(wt, (t, 0), rows, runs)  # (time, lat, lon) raw int16, surface level
+            attrs = _packing_attrs(wt)
+        cols = np.concatenate(runs)
+        out_lon = wrap_region(lon[cols], west)
+        if not np.all(np.diff(out_lon) > 0):
+            raise InputValidationError(f"{label}: assembled longitudes are not ascending")
+        LOG.info("%s: %d steps x %d x %d from %s", what, packed.shape[0], rows.size, cols.size, url)
+        write_run_file(tmp, run, hours[t], taus_all[t], lat[rows], out_lon, packed, attrs, url)
+
+    source_url = f"{url}.dods?water_temp[...][0][{south}..{north}N][{west}..{east}E]"
+    return _acquire_assembled(
+        source_url, source.store, source.raw_key(run), source.http, what, "forecast", build,
+        lambda p, label: validate_hycom_file(p, run, max_tau, label))
+
+
+def wrap_region(lon: np.ndarray, west: float) -> np.ndarray:
+    """Longitudes re-expressed in the 360-degree window starting at ``west`` (the region's convention)."""
+    return wrap_lon(lon, west - 1e-4)
+
+
+def _hours_since_2000(values: np.ndarray, units: str, label: str) -> np.ndarray:
+    """Valid times as hours since 2000-01-01 from ``<unit> since <origin>`` (HYCOM or FMRC style)."""
+    try:
+        unit, origin = (p.strip() for p in units.split(" since ", 1))
+        t0 = dt.datetime.fromisoformat(origin.replace("Z", "").replace("T", " ").strip()[:19])
+    except ValueError:
+        raise InputValidationError(f"{label}: time units {units!r} are not '<unit> since <date>'") from None
+    scale = {"hours": 1.0, "hour": 1.0, "days": 24.0, "day": 24.0, "minutes": 1 / 60, "seconds": 1 / 3600}.get(unit)
+    if scale is None:
+        raise InputValidationError(f"{label}: time units {units!r} not understood")
+    return values * scale + (t0 - dt.datetime(2000, 1, 1)).total_seconds() / 3600
+
+
+# ------------------------------------------------------------------------------------------ OISST
+def oisst_opendap_url(source: OisstSource, day: dt.date, version: str) -> str:
+    return source.location(day, version, "opendap")
+
+
+def fetch_oisst_day(source: OisstSource, day: dt.date, version: str) -> Fetched:
+    """One OISST day (``version`` final or preliminary) from NCEI THREDDS OPeNDAP: the region's ``sst``.
+
+    The subset covers ``source.region`` plus 1 degree (global if the source has no region) and keeps
+    the upstream layout (time, zlev, lat, lon; int16 packed, scale 0.01, fill -999), so
+    :func:`bias_correction.sources.oisst.read_oisst_sst` reads it like a whole file.
+    """
+    url = oisst_opendap_url(source, day, version)
+    region: Region | None = getattr(source, "region", None)
+    what = f"OISST {day} ({version}, OPeNDAP)"
+
+    def build(tmp: Path, label: str) -> None:
+        with open_dap(url, source.http, label) as ds:
+            sst = _var(ds, "sst", label)
+            if sst.dimensions != ("time", "zlev", "lat", "lon"):
+                raise InputValidationError(f"{label}: sst dims {sst.dimensions}, expected (time, zlev, lat, lon)")
+            tvar = _var(ds, "time", label)
+            tval = np.asarray(tvar[:], dtype=np.float64)
+            t_units = tvar.getncattr("units")
+            lat = np.asarray(_var(ds, "lat", label)[:], dtype=np.float64)
+            lon = np.asarray(_var(ds, "lon", label)[:], dtype=np.float64)
+            if region is None:
+                rows, runs = np.arange(lat.size), [np.arange(lon.size)]
+                west = float(lon[0])
+            else:
+                west, east = region.lon_min - OISST_MARGIN, region.lon_max + OISST_MARGIN
+                rows = lat_rows(lat, region.lat_min - OISST_MARGIN, region.lat_max + OISST_MARGIN)
+                runs = lon_runs(lon, west, east)
+            if rows.size == 0 or not runs:
+                raise InputValidationError(f"{label}: the region has no grid point")
+            packed = _read_columns(sst, (slice(0, 1), slice(0, 1)), rows, runs)
+            attrs = _packing_attrs(sst)
+        cols = np.concatenate(runs)
+        out_lon = lon[cols] if region is None else wrap_region(lon[cols], west)
+        _write_oisst_subset(tmp, tval[:1], t_units, lat[rows], out_lon, packed, attrs, url)
+
+    return _acquire_assembled(
+        url + ".dods?sst", source.store, source.raw_key(day, version, "opendap"), source.http, what, version,
+        build, lambda p, label: validate_oisst_subset(p, day, label))
+
+
+def _write_oisst_subset(path: Path, time: np.ndarray, time_units: str, lat: np.ndarray, lon: np.ndarray,
+                        packed: np.ndarray, attrs: dict[str, Any], source: str) -> None:
+    with NETCDF_LOCK:
+        ds = netCDF4.Dataset(path, "w", format="NETCDF4")
+        try:
+            ds.createDimension("time", None)
+            ds.createDimension("zlev", 1)
+            ds.createDimension("lat", len(lat))
+            ds.createDimension("lon", len(lon))
+            coords = {
+                "time": (("time",), {"long_name": "Center time of the day", "units": time_units}, time),
+                "zlev": (("zlev",), {"long_name": "Sea surface height", "units": "meters", "positive": "down"},
+                         np.zeros(1)),
+                "lat": (("lat",), {"long_name": "Latitude", "units": "degrees_north"}, lat),
+                "lon": (("lon",), {"long_name": "Longitude", "units": "degrees_east"}, lon),
+            }
+            for name, (dims, vattrs, values) in coords.items():
+                var = ds.createVariable(name, "f4", dims)
+                var.setncatts(vattrs)
+                var[:] = np.asarray(values, dtype=np.float32)
+            fill = attrs.get("_FillValue", np.int16(-999))
+            sst = ds.createVariable("sst", "i2", ("time", "zlev", "lat", "lon"), zlib=True, complevel=4,
+                                    shuffle=True, fill_value=np.int16(fill))  # type: ignore[arg-type]
+            sst.set_auto_maskandscale(False)
+            for key, value in attrs.items():
+                if key != "_FillValue":
+                    sst.setncattr(key, value)
+            sst[:] = np.asarray(packed, dtype=np.int16).reshape(1, 1, len(lat), len(lon))
+            ds.setncattr("source", source)
+            ds.setncattr("history", f"regional subset assembled by sstbc from OPeNDAP {source}")
+        finally:
+            ds.close()
+
+
+def validate_oisst_subset(path: Path, day: dt.date, what: str | None = None) -> None:
+    """Checks of a regional OISST subset: sst dims, date, ascending 0.25° lat, units, values."""
+    what = what or f"OISST {day} subset {path.name}"
+    try:
+        ds = read_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
+    if "sst" not in ds.variables or ds["sst"].dims != ("time", "zlev", "lat", "lon"):
+        raise InputValidationError(f"{what}: no sst(time, zlev, lat, lon)")
+    when = ds["time"].values[0].astype("datetime64[s]").astype(dt.datetime)
+    if when.date() != day:
+        raise InputValidationError(f"{what}: time is {when:%Y-%m-%d}, expected {day}")
+    lat = ds["lat"].values
+    if lat.size > 1 and not np.allclose(np.diff(lat), 0.25, atol=1e-3):
+        raise InputValidationError(f"{what}: lat is not an ascending 0.25° grid")
+    units = ds["sst"].attrs.get("units", "")
+    if units not in ("Celsius", "degC", "degree_Celsius", "degrees_C"):
+        raise InputValidationError(f"{what}: sst units {units!r}, expected Celsius")
+    sst = ds["sst"].values
+    finite = np.isfinite(sst)
+    if not finite.any():
+        raise InputValidationError(f"{what}: sst has no valid value in the region (all land or fill)")
+    vals = sst[finite]
+    lo, hi = float(vals.min()), float(vals.max())
+    if lo < OISST_SST_VALID_RANGE_C[0] or hi > OISST_SST_VALID_RANGE_C[1]:
+        raise InputValidationError(f"{what}: SST range {lo:.2f}..{hi:.2f} °C outside {OISST_SST_VALID_RANGE_C}")
+    if float(np.abs(vals).max()) == 0.0:
+        raise InputValidationError(f"{what}: SST is zero everywhere")

@@ -1,0 +1,39 @@
+"""A checkpoint with random (non-trivial) weights, without training: for export/runtime/tiling tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bias_correction.grid.grids import RegularGrid
+from bias_correction.training.architectures import WRAPPER_CHANNELS, CorrectionModule, build_model
+
+
+def make_checkpoint(path: Path, grid: RegularGrid, mask_hash: str, *, arch: str = "convgru", seq_len: int = 3,
+                    vmin: float = 20.0, vmax: float = 32.0, seed: int = 0, head_std: float = 0.05,
+                    **arch_kw: Any) -> Path:
+    torch.manual_seed(seed)
+    kw = {"in_channels": WRAPPER_CHANNELS, "features": 4, "hidden": 6, "seq_len": seq_len, **arch_kw}
+    model = CorrectionModule(build_model(arch, **kw), vmin, vmax)
+    with torch.no_grad():  # a zero head would make the model the identity; give it something to do
+        torch.nn.init.normal_(model.core.head.weight, std=head_std)
+        model.core.head.bias.fill_(-0.01)
+        if arch == "convgru-sa":
+            model.core.att_x.gamma.fill_(0.5)
+            model.core.att_h.gamma.fill_(0.5)
+    per_lead = {str(k): {"bias": 0.01, "rmse": 0.2 + 0.02 * k, "n": 1000} for k in range(1, 8)}
+    meta = {"architecture": arch, "arch_kwargs": kw, "seq_len": seq_len, "vmin": vmin, "vmax": vmax,
+            "units": "degC", "grid": grid.to_dict(), "mask_hash": mask_hash, "lead_days": list(range(1, 8)),
+            "training_period": {"start": "2021-01-01", "end": "2021-02-28"},
+            "validation_period": {"start": "2021-03-05", "end": "2021-03-31"},
+            "data_info": {"oisst_days": {"final": 60, "preliminary": 20}, "runs": ["2021-01-01", "2021-03-31"]},
+            "val_scores": {"rmse_raw": 0.5, "rmse_corrected": 0.3, "mae_raw": 0.4, "mae_corrected": 0.25,
+                           "improvement_pct": 40.0, "n_samples": 10, "n_cells": 7000,
+                           "residual_per_lead": per_lead},
+            "best_epoch": 1, "epochs_run": 1, "train_seconds": 1.0,
+            "hyperparameters": {"learning_rate": 1e-3}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.eval().state_dict(), "meta": meta}, path)
+    return path
