@@ -25,6 +25,7 @@ from bias_correction.errors import NotYetPublishedError, SstbcError
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import product_key
 from bias_correction.sources.hycom import run_time
+from bias_correction.verification.verify import ScoreTable
 
 LOG = logging.getLogger(__name__)
 
@@ -107,23 +108,31 @@ def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str) -> dict
     lkey = ledger_key(settings, model_id, day)
     entry: dict[str, Any] = {"date": day.isoformat(), "model_id": model_id,
                              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    previous = json.loads(ctx.store.read_bytes(lkey)) if ctx.store.exists(lkey) else None
+    record = True
     try:
         corrector = _corrector(settings.model_store, model_id, settings.model_version, settings.providers)
         result = pipeline.correct_run(ctx, day, corrector)
         entry.update(state="done", product_key=result.product.key, written=result.product.written,
                      model_version=result.model_version)
-        try:
-            metrics = pipeline.verify_product(ctx, result.product.key)
-            entry.update(verified=True, rmse_corrected=metrics["corrected"]["rmse"], rmse_raw=metrics["raw"]["rmse"],
-                         oisst_versions=metrics["oisst_versions"])
-        except NotYetPublishedError as exc:
-            entry.update(verified=False, verification_pending=str(exc))
+        if result.product.written or ScoreTable(ctx.store).versions(result.product.key) != {"final"}:
+            try:
+                metrics = pipeline.verify_product(ctx, result.product.key)
+                entry.update(verified=True, rmse_corrected=metrics["corrected"]["rmse"],
+                             rmse_raw=metrics["raw"]["rmse"], oisst_versions=metrics["oisst_versions"])
+            except NotYetPublishedError as exc:
+                entry.update(verified=False, verification_pending=str(exc))
+        elif previous is not None and previous.get("state") == "done" \
+                and previous.get("model_version") == result.model_version:
+            entry = {**previous, "written": False}
+            record = False  # nothing changed: no write at all, not even the ledger
     except SstbcError as exc:
         entry.update(state="failed", error=type(exc).__name__, message=str(exc))
         raise
     finally:
-        entry["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        ctx.store.write_bytes(lkey, json.dumps(entry, indent=1).encode())
+        if record and entry.get("state") is not None:
+            entry["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            ctx.store.write_bytes(lkey, json.dumps(entry, indent=1).encode())
     return entry
 
 

@@ -247,7 +247,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def settings_from_dict(data: dict[str, Any]) -> Settings:
-    """Rebuild settings passed between processes/tasks as plain data, exactly as given."""
+    """Rebuild settings passed between processes/tasks as plain data, exactly as given.
+
+    Empty data (a deployment declared without settings) means: defaults + ``SSTBC_CONFIG`` file +
+    ``SSTBC_*`` environment of the process that runs the flow.
+    """
+    if not data:
+        return load_settings()
     try:
         return _validate_without_env(data)
     except ValidationError as exc:

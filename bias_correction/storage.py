@@ -101,6 +101,7 @@ class Store:
             try:
                 yield tmp
                 _fsync(tmp)
+                crash_point("before_rename", key)
                 os.replace(tmp, dest)
                 _fsync_dir(dest.parent)
             finally:
@@ -111,6 +112,7 @@ class Store:
             tmp = tmpdir / PurePosixPath(key).name
             try:
                 yield tmp
+                crash_point("before_rename", key)
                 self._upload(tmp, key)
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
@@ -146,6 +148,19 @@ class Store:
             yield local
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def crash_point(name: str, key: str = "") -> None:
+    """Fault-injection hook for crash tests: ``SSTBC_CRASH_AT=name[:key-substring]`` kills the process
+    with SIGKILL here (no cleanup runs, as in a power cut or OOM kill). A no-op otherwise."""
+    spec = os.environ.get("SSTBC_CRASH_AT")
+    if not spec:
+        return
+    point, _, match = spec.partition(":")
+    if point == name and match in key:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _is_temporary(rel: str) -> bool:

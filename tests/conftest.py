@@ -71,3 +71,33 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+TRAIN_START, TRAIN_END = dt.date(2021, 2, 1), dt.date(2021, 2, 24)
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_harness, upstream, tmp_path_factory):
+    """(settings, training-flow output, root) of a store trained by the real training flow
+    (small model, short period), shared by every test that needs a model package."""
+    from flows.daily import training
+
+    root = tmp_path_factory.mktemp("trained")
+    settings = settings_for(upstream, root, training={
+        "start": TRAIN_START.isoformat(), "end": TRAIN_END.isoformat(), "epochs": 3, "features": 4, "hidden": 8,
+        "patience": 2})
+    out = training(settings.model_dump(mode="json"), TRAIN_START, TRAIN_END)
+    return settings, out, root
+
+
+def toml_config(settings: Settings, path: Path, *, extra: str = "") -> Path:
+    """A config file equivalent to ``settings`` for the storage, models, upstream and retries."""
+    s = settings
+    path.write_text(
+        f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\n'
+        f'[upstream]\noisst_https = "{s.upstream.oisst_https}"\nhycom_ncss = "{s.upstream.hycom_ncss}"\n'
+        f'[orchestration]\ntask_retries = 1\ntask_retry_delay_s = 0.1\n'
+        f'[http]\nconnect_timeout_s = 5\nread_timeout_s = 20\nretries = 1\nbackoff_s = 0.01\nbackoff_max_s = 0.01\n'
+        + extra
+    )
+    return path

@@ -171,8 +171,8 @@ class Corrector:
             raise ModelContractError(f"lead_days {bad} outside the model's trained leads {list(m.lead_days)}")
 
     def correct(self, sst: np.ndarray, lead_days: np.ndarray, *, allow_larger: bool = False,
-                tiles: Literal["auto", "always", "never"] = "auto", margin: int = tiling.DEFAULT_MARGIN,
-                ramp: int = tiling.DEFAULT_RAMP, max_batch: int = 64) -> np.ndarray:
+                tiles: Literal["auto", "always", "never"] = "auto", margin: int | None = None,
+                ramp: int | None = None, max_batch: int = 64) -> np.ndarray:
         """[B, T, H, W] degC (NaN on land) + [B] lead days -> [B, H, W] corrected degC (NaN on land).
 
         All B samples (e.g. the 7 leads of a run) run as one batch. With ``allow_larger`` a domain
@@ -191,6 +191,9 @@ class Corrector:
             raise ModelContractError(f"model {m.model_id} {m.version} has a fixed {m.shape} graph; "
                                      f"a {x.shape[2:]} domain must be tiled")
         if use_tiles:
+            auto = max(1, min(tiling.DEFAULT_MARGIN, min(m.shape) // 8))  # 50x50 tile: 6 + 6 (stride 32)
+            margin = auto if margin is None else margin
+            ramp = auto if ramp is None else ramp
             return tiling.run_tiled(self._run, x, ld, m.shape, margin=margin, ramp=ramp, max_batch=max_batch)
         return self._run(x, ld)
 

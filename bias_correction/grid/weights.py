@@ -27,6 +27,7 @@ import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,7 @@ from bias_correction.grid.grids import RegularGrid
 from bias_correction.grid.lonlat import wrap_lon
 
 LOG = logging.getLogger(__name__)
+_LOCK = threading.RLock()
 
 Method = Literal["bilinear", "conservative"]
 METHODS: tuple[str, ...] = ("bilinear", "conservative")
@@ -51,8 +53,10 @@ _SNAP = 1e-6
 #: Conservative overlaps smaller than this fraction of a target cell are rounding slivers.
 _SLIVER = 1e-9
 #: Target elements per row block when applying (bounds temporaries to a few MB).
-_BLOCK_ELEMS = 1 << 20
+_BLOCK_ELEMS = 1 << 18
 _MEMORY_CACHE_SIZE = 8
+#: Masks whose normaliser is kept per weights (a source's land mask rarely changes).
+_NORMALISERS_PER_WEIGHTS = 2
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -225,6 +229,7 @@ class RegridWeights:
     method: str
     key: str
     _ell: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _inv_den: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def src_shape(self) -> tuple[int, int]:
@@ -251,8 +256,8 @@ class RegridWeights:
         """Regrid ``field`` (..., nlat_src, nlon_src) to float32 (..., nlat_dst, nlon_dst).
 
         NaN (or inf) marks invalid source cells; they never contribute. Computes in float32 for
-        float32 input (the global case) and float64 otherwise; memory beyond the output is a
-        few row blocks, whatever the grid size.
+        float32 input (the global case) and float64 otherwise. Memory beyond the output is a few
+        row blocks plus, per mask, the cached float32 normaliser ``1 / (W @ valid)``.
         """
         field = np.asarray(field)
         if field.ndim < 2 or field.shape[-2:] != self.src_shape:
@@ -261,43 +266,98 @@ class RegridWeights:
         cdt = np.float32 if field.dtype in (np.float32, np.float16) else np.float64
         lead = field.shape[:-2]
         f3 = field.reshape(-1, *self.src_shape)
+        out = np.empty((f3.shape[0], *self.dst_shape), np.float32)
+        for k in range(f3.shape[0]):
+            inv = self._normaliser(f3[k], is_mask=False)
+            for r0, r1, num in self._blocks(f3[k], "masked", cdt):
+                np.multiply(num, inv[r0:r1], out=out[k, r0:r1])  # NaN where nothing valid
+        return out.reshape(*lead, *self.dst_shape)
+
+    def normaliser(self, valid: np.ndarray) -> np.ndarray:
+        """``1 / (W @ valid)`` (float32) on the target grid, NaN where no valid source cell
+        contributes: what :meth:`apply` multiplies by for fields with this validity mask."""
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != self.src_shape:
+            raise InputValidationError(f"regrid: mask shape {valid.shape} does not match the source shape {self.src_shape}")
+        return self._normaliser(valid, is_mask=True)
+
+    def _normaliser(self, arr: np.ndarray, is_mask: bool) -> np.ndarray:
+        """Why cached: a source's land mask is the same every day, so this half of the work is
+        done once per (weights, mask); the key is a sha256 of the mask bits, hashed row block by
+        row block so no source-sized temporary is needed."""
+        h = hashlib.sha256(f"{arr.shape}".encode())
+        step = max(1, _BLOCK_ELEMS // arr.shape[1])
+        for r0 in range(0, arr.shape[0], step):
+            chunk = arr[r0:r0 + step]
+            h.update(np.packbits(chunk if is_mask else np.isfinite(chunk), axis=1).tobytes())
+        key = h.hexdigest()
+        cache = self._inv_den
+        with _LOCK:
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                return hit
+        inv = np.empty(self.dst_shape, np.float32)
+        for r0, r1, den in self._blocks(arr, "mask" if is_mask else "valid", np.float64):
+            ok = den > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(1.0, den, out=inv[r0:r1], where=ok, casting="same_kind")
+            inv[r0:r1][~ok] = np.nan
+        with _LOCK:
+            cache[key] = inv
+            while len(cache) > _NORMALISERS_PER_WEIGHTS:
+                cache.popitem(last=False)
+        return inv
+
+    def _blocks(self, field2d: np.ndarray, mode: Literal["masked", "valid", "mask"],
+                cdt: type) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield (r0, r1, (W @ a)[r0:r1]) over blocks of target rows, where ``a`` is the field
+        with invalid cells zeroed ("masked"), its validity as 0/1 ("valid"), or a boolean mask
+        as 0/1 ("mask").
+
+        Each block reads only the source rows its latitude weights touch, so temporaries stay
+        at a few MB whatever the grid size."""
+        ny, nx = self.src_shape
         my, mx = self.dst_shape
-        out = np.empty((f3.shape[0], my, mx), np.float32)
         (lat_i, lat_w), (lon_i, lon_w) = self._padded()
         lon_w_c = lon_w.astype(cdt)
-        rows = max(1, _BLOCK_ELEMS // max(mx, self.src_shape[1]))
+        # Order of the two 1-D steps: row gathers are cheap, column gathers ~3x dearer; do the
+        # longitude step on whichever of the source rows or target rows are fewer.
+        lon_first = ny * mx * lon_w.shape[1] * 3 + my * mx * lat_w.shape[1] < \
+            my * nx * lat_w.shape[1] + my * mx * lon_w.shape[1] * 3
+        rows = max(1, _BLOCK_ELEMS // max(mx, nx))
         for r0 in range(0, my, rows):
             r1 = min(my, r0 + rows)
             bi, bw = lat_i[r0:r1], lat_w[r0:r1]
             used = bw > 0
             if not used.any():
-                out[:, r0:r1] = np.nan
+                yield r0, r1, np.zeros((r1 - r0, mx), cdt)
                 continue
             s0, s1 = int(bi[used].min()), int(bi[used].max()) + 1
             bi = np.clip(bi - s0, 0, s1 - s0 - 1)
-            bw_c = bw.astype(cdt)[:, :, None]
-            for k in range(f3.shape[0]):
-                sub = f3[k, s0:s1].astype(cdt, copy=False)
-                valid = np.isfinite(sub)
-                fz = np.where(valid, sub, cdt(0))
-                vz = valid.astype(cdt)
-                num = _gather_rows(fz, bi, bw_c)
-                den = _gather_rows(vz, bi, bw_c)
-                num = _gather_cols(num, lon_i, lon_w_c)
-                den = _gather_cols(den, lon_i, lon_w_c)
-                ok = den > 0
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    np.divide(num, den, out=num, where=ok)
-                num[~ok] = np.nan
-                out[k, r0:r1] = num
-        return out.reshape(*lead, my, mx)
+            sub = field2d[s0:s1]
+            if mode == "mask":
+                a = sub.astype(cdt)
+            elif mode == "valid":
+                a = np.isfinite(sub).astype(cdt)
+            else:
+                a = np.zeros(sub.shape, cdt)
+                np.copyto(a, sub, where=np.isfinite(sub), casting="unsafe")
+            bw_c = bw.astype(cdt)
+            if lon_first:
+                yield r0, r1, _gather_rows(_gather_cols(a, lon_i, lon_w_c), bi, bw_c)
+            else:
+                yield r0, r1, _gather_cols(_gather_rows(a, bi, bw_c), lon_i, lon_w_c)
 
 
 def _gather_rows(a: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_k w[:, k] * a[idx[:, k], :] for (rows, k) indices and (rows, k, 1) weights."""
-    out = a[idx[:, 0]] * w[:, 0]
+    """sum_k w[:, k] * a[idx[:, k], :] for (rows, k) indices and weights."""
+    out = a[idx[:, 0]]
+    out *= w[:, 0, None]
     for k in range(1, idx.shape[1]):
-        out += a[idx[:, k]] * w[:, k]
+        tmp = a[idx[:, k]]
+        tmp *= w[:, k, None]
+        out += tmp
     return out
 
 
@@ -424,7 +484,6 @@ def load_weights(path: Path, key: str, method: str, src_shape: tuple[int, int],
 
 
 _MEMORY: OrderedDict[str, RegridWeights] = OrderedDict()
-_LOCK = threading.Lock()
 
 
 def get_weights(src_lat: np.ndarray, src_lon: np.ndarray, grid: RegularGrid, method: str = "bilinear",

@@ -37,10 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import netCDF4
 import numpy as np
 import xarray as xr
-
-import netCDF4
 
 from bias_correction.config import Http, Region
 from bias_correction.errors import ConfigError, InputValidationError

@@ -1,17 +1,21 @@
 """OPeNDAP (DAP2) access: HYCOM FMRC forecast runs and NCEI THREDDS OISST files, regional subsets only.
 
-The netCDF-C DAP2 client (through ``netCDF4.Dataset(url)``) reads the dataset's DDS/DAS, then the
-coordinate axes; index ranges are computed for the region plus a margin (both longitude
-conventions; a box across the seam of the source's convention needs two column ranges) and only
-those hyperslabs are requested, e.g. ``water_temp[t0:t1][0:0][j0:j1][i0:i1]`` (the surface level);
-a global field is never requested. The raw packed int16 values are written, with the source's
+The netCDF-C DAP2 client (through ``netCDF4.Dataset(url)``) reads the dataset's DDS/DAS: variables,
+dimensions, packing attributes. Values are then fetched as ``.dods`` responses with explicit
+constraints by :func:`dods_get` (requests + a small XDR decoder): first the coordinate axes, then,
+with index ranges computed for the region plus a margin (both longitude conventions; a box across
+the seam of the source's convention needs two column ranges), only
+``water_temp[t0:1:t1][0:1:0][j0:1:j1][i0:1:i1]`` (the surface level); a global field is never
+requested. Values do not go through netCDF-C because it returns garbage without an error when a
+DATADDS body is cut short (it only prints "DAP DATADDS packet is apparently too short"); here every
+response's length is checked against its DDS exactly. The raw packed int16 values are written, with the source's
 packing attributes, to a local NetCDF file in the layout the readers already understand, which is
 then validated and cached with a ledger exactly like a download (:func:`cache.acquire`).
 
-Failures (netCDF-C reports DAP trouble only as error codes): ``NetCDF: file not found`` (HTTP 404
-on the DDS) -> :class:`NotYetPublishedError`; DAP server errors (5xx), I/O failures (resets,
-timeouts), malformed DDS/DATADDS (an HTML page with status 200, a body cut short) ->
-:class:`TransientFetchError`, retried with backoff. Timeouts: netCDF-C's ``HTTP.TIMEOUT`` and
+Failures: ``NetCDF: file not found`` (HTTP 404 on the DDS) -> :class:`NotYetPublishedError`; DAP
+server errors (5xx), I/O failures (resets, timeouts), malformed DDS/DATADDS (an HTML page with
+status 200, a body cut short) -> :class:`TransientFetchError`, retried with backoff (the whole
+subset is fetched again). Timeouts: netCDF-C's ``HTTP.TIMEOUT`` and
 ``HTTP.CONNECTTIMEOUT`` are set from :class:`Http` before each open.
 
 netCDF-C is not thread-safe, so every DAP open/read runs under :data:`NETCDF_LOCK` (the stand-in
@@ -23,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 import netCDF4
 import numpy as np
+import requests
 
 from bias_correction.config import Http, Region
-from bias_correction.errors import InputValidationError, NotYetPublishedError, TransientFetchError
-from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
+from bias_correction.errors import (
+    InputValidationError,
+    NotYetPublishedError,
+    TransientFetchError,
+    TruncatedDownloadError,
+    UpstreamRejectedError,
+)
 from bias_correction.grid.lonlat import wrap_lon
+from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
 from bias_correction.sources.cache import Fetched, acquire
 from bias_correction.sources.hycom import (
     HYCOM_EPOCH,
@@ -102,18 +114,119 @@ def _var(ds: netCDF4.Dataset, name: str, label: str) -> netCDF4.Variable:
     return ds.variables[name]
 
 
-def _packing_attrs(var: netCDF4.Variable) -> dict[str, Any]:
+def _packing_subset(attrs: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("long_name", "standard_name", "units", "_FillValue", "missing_value", "scale_factor", "add_offset",
             "valid_min", "valid_max", "comment")
-    return {k: var.getncattr(k) for k in keep if k in var.ncattrs()}
+    return {k: attrs[k] for k in keep if k in attrs}
 
 
-def _read_columns(var: netCDF4.Variable, lead: tuple[Any, ...], rows: np.ndarray,
-                  runs: list[np.ndarray]) -> np.ndarray:
-    """``var[lead..., j0:j1+1, run]`` for each column run, concatenated along the last axis."""
+_XDR = {"Byte": (">u1", 1), "Int16": (">i4", 4), "UInt16": (">u4", 4), "Int32": (">i4", 4), "UInt32": (">u4", 4),
+        "Float32": (">f4", 4), "Float64": (">f8", 8)}
+_RE_DECL = re.compile(r"\b(Byte|Int16|UInt16|Int32|UInt32|Float32|Float64)\s+([^\s\[;]+)((?:\s*\[[^\]]*\])*)\s*;")
+_RE_DIM = re.compile(r"\[\s*(?:[^=\]]*=\s*)?(\d+)\s*\]")
+
+
+def decode_dods(body: bytes, label: str) -> list[tuple[str, np.ndarray]]:
+    """(name, array) of every array in a DAP2 ``.dods`` body, in order; the length must match exactly."""
+    head, sep, data = body.partition(b"\nData:\n")
+    if not sep or not head.lstrip().startswith(b"Dataset"):
+        text = head[:200].decode("latin-1", "replace").strip().replace("\n", " ")
+        raise TransientFetchError(f"{label}: not a DAP2 data response (an error or HTML page?): {text!r}")
+    out, pos = [], 0
+    for typ, name, dims in _RE_DECL.findall(head.decode("latin-1")):
+        shape = tuple(int(n) for n in _RE_DIM.findall(dims))
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        dtype, size = _XDR[typ]
+        if shape:
+            if pos + 8 > len(data):
+                raise TruncatedDownloadError(f"{label}: DAP2 response cut short in {name}")
+            n1, n2 = np.frombuffer(data[pos:pos + 8], dtype=">u4")
+            if n1 != n or n2 != n:
+                raise TransientFetchError(f"{label}: DAP2 response for {name} announces {n1}/{n2} values, DDS says {n}")
+            pos += 8
+        nbytes = n * size + ((-n) % 4 if typ == "Byte" else 0)
+        if pos + nbytes > len(data):
+            raise TruncatedDownloadError(f"{label}: DAP2 response cut short in {name}: "
+                                         f"{len(data) - pos} of {nbytes} bytes")
+        values = np.frombuffer(data[pos:pos + n * size], dtype=dtype)
+        pos += nbytes
+        out.append((name, values.reshape(shape) if shape else values))
+    if pos != len(data):
+        raise TransientFetchError(f"{label}: DAP2 response has {len(data) - pos} bytes more than its DDS describes")
+    return out
+
+
+def dods_get(session: requests.Session, url: str, constraint: str, http: Http, label: str) -> list[np.ndarray]:
+    """The arrays of ``url.dods?constraint`` (one per projected array; Grid maps are dropped)."""
+    full = f"{url}.dods?{constraint}"
+    try:
+        with session.get(full, timeout=(http.connect_timeout_s, http.read_timeout_s)) as resp:
+            code = resp.status_code
+            if code in (404, 410):
+                raise NotYetPublishedError(f"{label}: not published (HTTP {code} for the DAP data request)")
+            if code == 429 or code >= 500:
+                raise TransientFetchError(f"{label}: DAP server error HTTP {code}")
+            if code != 200:
+                raise UpstreamRejectedError(f"{label}: DAP request {constraint!r} refused (HTTP {code}): "
+                                            f"{resp.text[:200].strip()}")
+            if "html" in resp.headers.get("Content-Type", "").lower():
+                raise TransientFetchError(f"{label}: DAP data request answered with an HTML page (status 200)")
+            body = resp.content
+            expected = resp.headers.get("Content-Length")
+            if expected is not None and len(body) != int(expected):
+                raise TruncatedDownloadError(f"{label}: DAP response cut short, {len(body)} of {expected} bytes")
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientFetchError(f"{label}: network failure: {type(exc).__name__}: {exc}") from None
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise TruncatedDownloadError(f"{label}: DAP response cut short: {exc}") from None
+    arrays = decode_dods(body, label)
+    names = [p.split("[", 1)[0].split(".")[-1] for p in constraint.split(",")]
+    picked = []
+    for want in names:  # the projected array itself; maps of a Grid follow it in the response
+        for k, (name, values) in enumerate(arrays):
+            if name == want:
+                picked.append(values)
+                arrays = arrays[k + 1:]
+                break
+        else:
+            raise TransientFetchError(f"{label}: DAP response lacks {want}")
+    return picked
+
+
+def _slab(ix: slice) -> str:
+    return f"[{ix.start}:1:{ix.stop - 1}]"
+
+
+def _read_columns(session: requests.Session, url: str, http: Http, label: str, name: str, lead: tuple[slice, ...],
+                  rows: np.ndarray, runs: list[np.ndarray]) -> np.ndarray:
+    """``name[lead..][j0:j1][run]`` for each column run (one request each), joined along the last axis."""
     j = slice(int(rows[0]), int(rows[-1]) + 1)
-    parts = [np.asarray(var[(*lead, j, slice(int(r[0]), int(r[-1]) + 1))]) for r in runs]
+    parts = []
+    for r in runs:
+        ce = f"{name}.{name}" + "".join(_slab(s) for s in (*lead, j, slice(int(r[0]), int(r[-1]) + 1)))
+        parts.append(dods_get(session, url, ce, http, label)[0])
     return np.concatenate(parts, axis=-1)
+
+
+#: Attributes without which values cannot be decoded; netCDF-C opens a dataset whose DAS request failed
+#: (5xx, HTML) with NO attributes at all, so their absence means a failed DAS, not a different product.
+REQUIRED_ATTRS = {"water_temp": ("scale_factor", "add_offset", "_FillValue"), "sst": ("scale_factor", "_FillValue"),
+                  "time": ("units",)}
+
+
+def _metadata(url: str, http: Http, label: str, names: tuple[str, ...]) -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
+    """Dimensions and attributes of ``names`` from the DDS/DAS, through netCDF-C."""
+    with open_dap(url, http, label) as ds:
+        out = {}
+        for name in names:
+            var = _var(ds, name, label)
+            out[name] = (tuple(var.dimensions), {k: var.getncattr(k) for k in var.ncattrs()})
+    for name, (_dims, attrs) in out.items():
+        missing = [a for a in REQUIRED_ATTRS.get(name, ()) if a not in attrs]
+        if missing:
+            raise TransientFetchError(f"{label}: OPeNDAP attributes {missing} of {name} are missing "
+                                      "(the DAS request failed: DAP server error or HTML page)")
+    return out
 
 
 def _acquire_assembled(url: str, source_store: Any, key: str, http: Http, what: str, version: str,
@@ -138,29 +251,28 @@ def fetch_hycom_run(source: HycomSource, run: dt.datetime) -> Fetched:
     what = f"HYCOM run {run:%Y-%m-%d %HZ} ({product.name}, OPeNDAP)"
 
     def build(tmp: Path, label: str) -> None:
-        with open_dap(url, source.http, label) as ds:
-            wt = _var(ds, "water_temp", label)
-            if wt.dimensions != ("time", "depth", "lat", "lon"):
-                raise InputValidationError(f"{label}: water_temp dims {wt.dimensions}, expected (time, depth, lat, lon)")
-            depth = np.asarray(_var(ds, "depth", label)[:], dtype=np.float64)
-            if depth.size == 0 or depth[0] != 0.0:
-                raise InputValidationError(f"{label}: first depth level is not 0 m")
-            tvar = _var(ds, "time", label)
-            hours = _hours_since_2000(np.asarray(tvar[:], dtype=np.float64), tvar.getncattr("units"), label)
-            run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
-            taus_all = np.round(hours - run_h, 6)
-            t_ix = np.flatnonzero((taus_all >= 0) & (taus_all <= max_tau + 1e-6))
-            if t_ix.size == 0 or not np.all(np.diff(taus_all[t_ix]) == STEP_HOURS):
-                raise InputValidationError(f"{label}: time axis has no contiguous steps for tau 0..{max_tau} h")
-            lat = np.asarray(_var(ds, "lat", label)[:], dtype=np.float64)
-            lon = np.asarray(_var(ds, "lon", label)[:], dtype=np.float64)
-            rows = lat_rows(lat, south, north)
-            runs = lon_runs(lon, west, east)
-            if rows.size == 0 or not runs:
-                raise InputValidationError(f"{label}: the region {south}..{north}N, {west}..{east}E has no grid point")
-            t = slice(int(t_ix[0]), int(t_ix[-1]) + 1)
-            packed = _read_columns(wt, (t, 0), rows, runs)  # (time, lat, lon) raw int16, surface level
-            attrs = _packing_attrs(wt)
+        meta = _metadata(url, source.http, label, ("water_temp", "time", "depth", "lat", "lon"))
+        dims, wt_attrs = meta["water_temp"]
+        if dims != ("time", "depth", "lat", "lon"):
+            raise InputValidationError(f"{label}: water_temp dims {dims}, expected (time, depth, lat, lon)")
+        session = requests.Session()
+        time_v, depth, lat, lon = (a.astype(np.float64) for a in
+                                   dods_get(session, url, "time,depth,lat,lon", source.http, label))
+        if depth.size == 0 or depth[0] != 0.0:
+            raise InputValidationError(f"{label}: first depth level is not 0 m")
+        hours = _hours_since_2000(time_v, str(meta["time"][1].get("units", "")), label)
+        run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
+        taus_all = np.round(hours - run_h, 6)
+        t_ix = np.flatnonzero((taus_all >= 0) & (taus_all <= max_tau + 1e-6))
+        if t_ix.size == 0 or not np.all(np.diff(taus_all[t_ix]) == STEP_HOURS):
+            raise InputValidationError(f"{label}: time axis has no contiguous steps for tau 0..{max_tau} h")
+        rows = lat_rows(lat, south, north)
+        runs = lon_runs(lon, west, east)
+        if rows.size == 0 or not runs:
+            raise InputValidationError(f"{label}: the region {south}..{north}N, {west}..{east}E has no grid point")
+        t = slice(int(t_ix[0]), int(t_ix[-1]) + 1)
+        packed = _read_columns(session, url, source.http, label, "water_temp", (t, slice(0, 1)), rows, runs)[:, 0]
+        attrs = _packing_subset(wt_attrs)
         cols = np.concatenate(runs)
         out_lon = wrap_region(lon[cols], west)
         if not np.all(np.diff(out_lon) > 0):
@@ -168,7 +280,7 @@ def fetch_hycom_run(source: HycomSource, run: dt.datetime) -> Fetched:
         LOG.info("%s: %d steps x %d x %d from %s", what, packed.shape[0], rows.size, cols.size, url)
         write_run_file(tmp, run, hours[t], taus_all[t], lat[rows], out_lon, packed, attrs, url)
 
-    source_url = f"{url}.dods?water_temp[...][0][{south}..{north}N][{west}..{east}E]"
+    source_url = f"{url}.dods?water_temp.water_temp[t0:tau {max_tau} h][0 m][{south}..{north}N][{west}..{east}E]"
     return _acquire_assembled(
         source_url, source.store, source.raw_key(run), source.http, what, "forecast", build,
         lambda p, label: validate_hycom_file(p, run, max_tau, label))
@@ -209,26 +321,24 @@ def fetch_oisst_day(source: OisstSource, day: dt.date, version: str) -> Fetched:
     what = f"OISST {day} ({version}, OPeNDAP)"
 
     def build(tmp: Path, label: str) -> None:
-        with open_dap(url, source.http, label) as ds:
-            sst = _var(ds, "sst", label)
-            if sst.dimensions != ("time", "zlev", "lat", "lon"):
-                raise InputValidationError(f"{label}: sst dims {sst.dimensions}, expected (time, zlev, lat, lon)")
-            tvar = _var(ds, "time", label)
-            tval = np.asarray(tvar[:], dtype=np.float64)
-            t_units = tvar.getncattr("units")
-            lat = np.asarray(_var(ds, "lat", label)[:], dtype=np.float64)
-            lon = np.asarray(_var(ds, "lon", label)[:], dtype=np.float64)
-            if region is None:
-                rows, runs = np.arange(lat.size), [np.arange(lon.size)]
-                west = float(lon[0])
-            else:
-                west, east = region.lon_min - OISST_MARGIN, region.lon_max + OISST_MARGIN
-                rows = lat_rows(lat, region.lat_min - OISST_MARGIN, region.lat_max + OISST_MARGIN)
-                runs = lon_runs(lon, west, east)
-            if rows.size == 0 or not runs:
-                raise InputValidationError(f"{label}: the region has no grid point")
-            packed = _read_columns(sst, (slice(0, 1), slice(0, 1)), rows, runs)
-            attrs = _packing_attrs(sst)
+        meta = _metadata(url, source.http, label, ("sst", "time", "lat", "lon"))
+        dims, sst_attrs = meta["sst"]
+        if dims != ("time", "zlev", "lat", "lon"):
+            raise InputValidationError(f"{label}: sst dims {dims}, expected (time, zlev, lat, lon)")
+        session = requests.Session()
+        tval, lat, lon = (a.astype(np.float64) for a in dods_get(session, url, "time,lat,lon", source.http, label))
+        t_units = str(meta["time"][1].get("units", ""))
+        if region is None:
+            rows, runs = np.arange(lat.size), [np.arange(lon.size)]
+            west = float(lon[0])
+        else:
+            west, east = region.lon_min - OISST_MARGIN, region.lon_max + OISST_MARGIN
+            rows = lat_rows(lat, region.lat_min - OISST_MARGIN, region.lat_max + OISST_MARGIN)
+            runs = lon_runs(lon, west, east)
+        if rows.size == 0 or not runs:
+            raise InputValidationError(f"{label}: the region has no grid point")
+        packed = _read_columns(session, url, source.http, label, "sst", (slice(0, 1), slice(0, 1)), rows, runs)
+        attrs = _packing_subset(sst_attrs)
         cols = np.concatenate(runs)
         out_lon = lon[cols] if region is None else wrap_region(lon[cols], west)
         _write_oisst_subset(tmp, tval[:1], t_units, lat[rows], out_lon, packed, attrs, url)

@@ -146,8 +146,10 @@ def _fmt_attr(value: Any) -> tuple[str, str]:
 
 def das_text(ds: DapDataset) -> str:
     def block(name: str, attrs: list[tuple[str, Any]]) -> str:
-        lines = "".join("        {} {} {};\n".format(*(lambda t, v: (t, key, v))(*_fmt_attr(val)))
-                        for key, val in attrs)
+        lines = ""
+        for key, val in attrs:
+            typ, text = _fmt_attr(val)
+            lines += f"        {typ} {key} {text};\n"
         return f"    {name} {{\n{lines}    }}\n"
 
     out = "Attributes {\n"
@@ -313,8 +315,17 @@ def hycom_run_dataset(twin: Any, run: Any, taus: np.ndarray, name: str, calendar
     data_formats.md 2.4). Only the requested hyperslab is generated, from the twin.
     """
     from bias_correction.testing.formats import (
-        GLBY_NLAT, GLBY_NLON, HYCOM_DEPTHS, HYCOM_GLOBAL_ATTRS, WATER_TEMP_ATTRS, glby_lat, glby_lon,
-        hycom_coord_attrs, hycom_hours, pack_hycom)
+        GLBY_NLAT,
+        GLBY_NLON,
+        HYCOM_DEPTHS,
+        HYCOM_GLOBAL_ATTRS,
+        WATER_TEMP_ATTRS,
+        glby_lat,
+        glby_lon,
+        hycom_coord_attrs,
+        hycom_hours,
+        pack_hycom,
+    )
 
     taus = np.asarray(taus, dtype=np.float64)
     coords = hycom_coord_attrs(run, calendar)
@@ -342,7 +353,13 @@ def hycom_run_dataset(twin: Any, run: Any, taus: np.ndarray, name: str, calendar
 def oisst_dataset(twin: Any, day: Any, preliminary: bool, name: str) -> DapDataset:
     """The NCEI THREDDS OPeNDAP view of one OISST v2.1 file (data_formats.md 1.2/1.4), values on demand."""
     from bias_correction.testing.formats import (
-        OISST_COORD_ATTRS, OISST_LAT, OISST_LON, OISST_VAR_ATTRS, oisst_time_value, pack_oisst)
+        OISST_COORD_ATTRS,
+        OISST_LAT,
+        OISST_LON,
+        OISST_VAR_ATTRS,
+        oisst_time_value,
+        pack_oisst,
+    )
 
     ds = DapDataset(name, {"time": 1, "zlev": 1, "lat": len(OISST_LAT), "lon": len(OISST_LON)})
     tval = np.float32(oisst_time_value(day))

@@ -685,7 +685,7 @@ class StandInServer:
             return hit
 
     def _record_values(self, product: StandInProduct, run: datetime, tau: int, name: str,
-                       e0: int, e1: int) -> np.ndarray:
+                       e0: int, e1: int, cache: bool = True) -> np.ndarray:
         """Flat elements e0..e1-1 (of one record / one non-record variable) of the virtual file."""
         if name == "time":
             return np.array([hycom_hours(run) + tau], dtype=np.float64)[e0:e1]
@@ -705,9 +705,12 @@ class StandInServer:
                 level, rem = divmod(pos, per_level)
                 stop = min(e1, (level + 1) * per_level)
                 j0, j1 = rem // GLBY_NLON, (stop - 1 - level * per_level) // GLBY_NLON
-                if name == "water_temp":
+                if name == "water_temp" and cache:
                     t_ix = int(np.flatnonzero(product.taus == tau)[0])
                     rows = self._band(product, run, level, j0, j1)[t_ix].reshape(-1)
+                elif name == "water_temp":
+                    rows = pack_hycom(self.twin.hycom(run, np.array([float(tau)]), glby_lat(np.arange(j0, j1 + 1)),
+                                                      glby_lon(np.arange(GLBY_NLON)), HYCOM_DEPTHS[[level]])).reshape(-1)
                 else:  # salinity: a plausible constant 34.5 psu (never read by sstbc)
                     rows = np.full((j1 - j0 + 1) * GLBY_NLON, 14500, dtype=np.int16)
                 first = j0 * GLBY_NLON + level * per_level
@@ -717,7 +720,8 @@ class StandInServer:
         # *_bottom: a constant cold bottom (never read by sstbc)
         return np.full(e1 - e0, pack_hycom(np.array([2.0]))[0], dtype=np.int16)
 
-    def forecast_bytes(self, product: StandInProduct, run: datetime, tau: int, start: int, stop: int) -> bytes:
+    def forecast_bytes(self, product: StandInProduct, run: datetime, tau: int, start: int, stop: int,
+                       cache: bool = True) -> bytes:
         """Bytes [start, stop) of a virtual whole forecast file, generated on the fly."""
         layout = self.forecast_layout(product, run)
         out = bytearray(stop - start)
@@ -732,7 +736,7 @@ class StandInServer:
             if a >= b:
                 continue
             e0, e1 = (a - var.begin) // itemsize, -(-(b - var.begin) // itemsize)
-            raw = np.asarray(self._record_values(product, run, tau, var.name, e0, e1)).astype(var.dtype).tobytes()
+            raw = np.asarray(self._record_values(product, run, tau, var.name, e0, e1, cache)).astype(var.dtype).tobytes()
             off = a - (var.begin + e0 * itemsize)
             out[a - start:b - start] = raw[off:off + (b - a)]
         return bytes(out)
@@ -757,8 +761,8 @@ class StandInServer:
             raise _HttpError(416, f"Unsupported Range {range_header!r} (one bytes=a-b range only)")
         if m is None:
             def whole() -> Iterable[bytes]:
-                for pos in range(0, size, 1 << 20):
-                    yield self.forecast_bytes(product, run, tau, pos, min(size, pos + (1 << 20)))
+                for pos in range(0, size, 1 << 16):
+                    yield self.forecast_bytes(product, run, tau, pos, min(size, pos + (1 << 16)), cache=False)
             return _Response(200, b"", NETCDF_TYPE, {**headers, "Content-Length": str(size)}, stream=whole())
         first = int(m.group(1))
         last = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)

@@ -12,36 +12,20 @@ import xarray as xr
 
 from bias_correction.io.product import product_key
 from bias_correction.storage import Store
-from tests.conftest import settings_for
+from tests.conftest import TRAIN_END, TRAIN_START, toml_config
 
 pytestmark = pytest.mark.slow
 
-TRAIN_START, TRAIN_END = dt.date(2021, 2, 1), dt.date(2021, 2, 24)
 RUN_DAY = dt.date(2021, 3, 10)
 
 
 @pytest.fixture(scope="module")
-def e2e(prefect_harness, upstream, tmp_path_factory):
-    """Settings of a store trained by the real training flow (small model, short period)."""
-    from flows.daily import training
-
-    root = tmp_path_factory.mktemp("e2e")
-    settings = settings_for(upstream, root, training={
-        "start": TRAIN_START.isoformat(), "end": TRAIN_END.isoformat(), "epochs": 3, "features": 4, "hidden": 8,
-        "patience": 2})
-    out = training(settings.model_dump(mode="json"), TRAIN_START, TRAIN_END)
-    return settings, out, root
+def e2e(trained):
+    return trained
 
 
 def _toml(settings, path: Path) -> Path:
-    s = settings
-    path.write_text(
-        f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\n'
-        f'[upstream]\noisst_https = "{s.upstream.oisst_https}"\nhycom_ncss = "{s.upstream.hycom_ncss}"\n'
-        f'[orchestration]\ntask_retries = 1\ntask_retry_delay_s = 0.1\n'
-        f'[http]\nconnect_timeout_s = 2\nread_timeout_s = 2\nretries = 1\nbackoff_s = 0.01\nbackoff_max_s = 0.01\n'
-    )
-    return path
+    return toml_config(settings, path)
 
 
 def test_training_flow_fills_the_archive_and_packages_a_model(e2e) -> None:

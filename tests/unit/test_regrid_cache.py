@@ -13,7 +13,12 @@ import bias_correction.grid.weights as weights_mod
 from bias_correction.config import Region
 from bias_correction.grid.grids import target_grid
 from bias_correction.grid.regrid import Regridder
-from bias_correction.grid.weights import clear_memory_cache, get_weights, load_weights, weights_key
+from bias_correction.grid.weights import (
+    clear_memory_cache,
+    get_weights,
+    load_weights,
+    weights_key,
+)
 
 LAT = np.round(np.arange(11.125, 17, 0.25), 6)
 LON = np.round(np.arange(109.125, 115, 0.25), 6)

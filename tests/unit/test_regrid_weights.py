@@ -14,7 +14,11 @@ import xarray as xr
 from bias_correction.config import Region
 from bias_correction.errors import InputValidationError
 from bias_correction.grid.grids import target_grid
-from bias_correction.grid.regrid import Regridder, bilinear_weights, conservative_weights
+from bias_correction.grid.regrid import (
+    Regridder,
+    bilinear_weights,
+    conservative_weights,
+)
 from bias_correction.grid.weights import build_weights
 
 OISST_LAT = np.round(-89.875 + 0.25 * np.arange(720), 6)

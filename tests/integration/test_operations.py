@@ -1,0 +1,171 @@
+"""Operations acceptance: backfills on a dask LocalCluster under injected faults, re-runs that do
+nothing, SIGKILL in the middle of a write, concurrent runs, verification, doctor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bias_correction import backfill as backfill_lib
+from bias_correction.io.netcdf import read_dataset
+from bias_correction.io.product import product_key
+from bias_correction.sources.hycom import run_time
+from bias_correction.storage import Store
+from tests.conftest import settings_for, toml_config
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store_settings(trained, upstream, tmp_path):
+    """A fresh storage root that shares the trained model store (and its grid/mask, copied)."""
+    settings, _, root = trained
+    import shutil
+
+    s = settings_for(upstream, tmp_path, model_store=settings.model_store)
+    src = Path(settings.storage_root) / "grid"
+    shutil.copytree(src, Path(s.storage_root) / "grid")
+    return s
+
+
+def _product_files(store: Store) -> list[str]:
+    return [k for k in store.list("products") if k.endswith(".nc")]
+
+
+def test_backfill_60_days_on_local_cluster_with_5_percent_faults(store_settings, upstream) -> None:
+    from flows.operations import run_backfill
+
+    s = store_settings
+    s = s.model_copy(update={"orchestration": s.orchestration.model_copy(update={"task_retries": 3})})
+    start, end = dt.date(2021, 3, 1), dt.date(2021, 4, 29)
+    upstream.today = dt.date(2021, 7, 1)  # every needed OISST day is final
+    plan = backfill_lib.plan(s, start, end, [s.model_id])
+    assert len(plan) == 60 and {p.state for p in plan} == {"missing"}
+    assert all(p.bytes_to_download and p.bytes_to_download > 0 for p in plan)
+
+    upstream.faults.random(rate=0.05, seed=11, kinds=("status", "reset", "truncate", "truncate_length"))
+    upstream.settle()
+    first = len(upstream.requests)
+    out = run_backfill(s, start, end)
+    upstream.settle()
+    injected = [r for r in upstream.requests[first:] if r.fault]
+    assert out["done"] == 60 and out["failed"] == []  # ("written" is per last attempt: retries may find it made)
+    assert len(injected) >= 5  # the faults really happened and were survived
+
+    store = Store(s.storage_root)
+    aliases = {product_key("scs", run_time(d), s.model_id) for d in backfill_lib.dates(start, end)}
+    assert aliases <= set(_product_files(store))
+    for day in backfill_lib.dates(start, end):
+        ds = read_dataset(store.url(product_key("scs", run_time(day), s.model_id)), engine="netcdf4")
+        assert ds["sst"].shape == (7, 50, 50) and np.isfinite(ds["sst"].values).any()
+    assert not [p for p in Path(s.storage_root).rglob("*") if p.name.endswith((".tmp", ".part"))]
+    ledger = backfill_lib.ledger(s, s.model_id, start, end)
+    assert len(ledger) == 60 and all(e["state"] == "done" and e["verified"] for e in ledger)
+    assert {p.state for p in backfill_lib.plan(s, start, end, [s.model_id])} == {"done"}
+
+    # the same backfill again: no request upstream, no file written
+    upstream.faults.clear()
+    mtimes = {p: p.stat().st_mtime_ns for p in Path(s.storage_root).rglob("*") if p.is_file()}
+    upstream.settle()
+    before = len(upstream.requests)
+    again = run_backfill(s, start, end)
+    upstream.settle()
+    assert again["done"] == 60 and again["written"] == 0
+    assert len(upstream.requests) == before
+    assert {p: p.stat().st_mtime_ns for p in Path(s.storage_root).rglob("*") if p.is_file()} == mtimes
+
+
+def _cli(args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_sigkill_while_writing_leaves_no_partial_product(store_settings, upstream, tmp_path) -> None:
+    cfg = toml_config(store_settings, tmp_path / "c.toml")
+    key = product_key("scs", run_time(dt.date(2021, 3, 15)), store_settings.model_id)
+    store = Store(store_settings.storage_root)
+    crashed = _cli(["run", "--date", "2021-03-15", "--no-verify", "--config", str(cfg)],
+                   {"SSTBC_CRASH_AT": "before_rename:products/"})
+    assert crashed.returncode == -9, crashed.stderr[-2000:]
+    assert not store.exists(key)
+    assert store.list("products") == []  # nothing visible to readers (index included)
+    done = _cli(["run", "--date", "2021-03-15", "--no-verify", "--config", str(cfg), "--json"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["product"]["written"]
+    assert store.exists(key)
+    read_dataset(store.url(key), engine="netcdf4")
+
+
+def test_two_runs_of_the_same_date_at_once_leave_one_valid_product(store_settings, upstream, tmp_path) -> None:
+    cfg = toml_config(store_settings, tmp_path / "c.toml")
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--date", "2021-03-16", "--no-verify",
+                               "--config", str(cfg), "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    store = Store(store_settings.storage_root)
+    products = [k for k in _product_files(store) if "20210316" in k]
+    assert len(products) >= 1
+    key = product_key("scs", run_time(dt.date(2021, 3, 16)), store_settings.model_id)
+    ds = read_dataset(store.url(key), engine="netcdf4")
+    assert ds["sst"].shape == (7, 50, 50)
+    assert not [p for p in Path(store_settings.storage_root).rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_verification_flow_scores_tables_and_plots(trained, upstream, tmp_path) -> None:
+    from flows.daily import daily_correction
+    from flows.operations import verification
+
+    settings, _, _ = trained
+    payload = settings.model_dump(mode="json")
+    for day in (dt.date(2021, 3, 20), dt.date(2021, 3, 21)):
+        daily_correction(payload, day, verify=False)
+    out = verification(payload, dt.date(2021, 3, 20), dt.date(2021, 3, 22), str(tmp_path / "plots"))
+    assert out["scored"] == ["2021-03-20", "2021-03-21"] and out["no_product"] == ["2021-03-22"]
+    assert out["rows"] == 14
+    assert len(out["plots"]) == 2 and all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in out["plots"])
+    again = verification(payload, dt.date(2021, 3, 20), dt.date(2021, 3, 22), str(tmp_path / "plots"))
+    assert again["scored"] == []  # final OISST scores are not recomputed
+    from bias_correction.verification.verify import ScoreTable
+
+    rows = [r for r in ScoreTable(Store(settings.storage_root)).rows() if r.run.startswith("2021-03-2")]
+    assert all(r.rmse_persistence is not None and r.rmse_corrected_lo <= r.rmse_corrected <= r.rmse_corrected_hi
+               for r in rows)
+
+
+def test_doctor_reports_every_check_without_secrets(trained, tmp_path, monkeypatch, capsys) -> None:
+    from flows.cli import main
+
+    settings, _, _ = trained
+    cfg = toml_config(settings, tmp_path / "c.toml")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sentinel-secret-value-123")
+    rc = main(["doctor", "--config", str(cfg), "--json"])
+    text = capsys.readouterr().out
+    assert "sentinel-secret-value-123" not in text
+    out = json.loads(text.strip().splitlines()[-1])
+    names = {c["name"]: c for c in out["checks"]}
+    assert {"onnxruntime providers", "storage writable", "credentials", "model package",
+            "upstream OISST (HTTPS)", "upstream HYCOM (NCSS)"} <= set(names)
+    assert names["model package"]["ok"] and names["storage writable"]["ok"]
+    assert "AWS_SECRET_ACCESS_KEY" in names["credentials"]["detail"]
+    assert rc == (0 if out["ok"] else 1)
+    bad = toml_config(settings, tmp_path / "bad.toml", extra='\n').read_text().replace(
+        f'storage_root = "{settings.storage_root}"', 'storage_root = "/proc/sstbc-not-writable"')
+    (tmp_path / "bad.toml").write_text(bad)
+    assert main(["doctor", "--config", str(tmp_path / "bad.toml"), "--offline", "--json"]) == 1
+    assert not json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"]
