@@ -11,7 +11,8 @@ Cases (same inputs for every backend, all leads of one run in one batch):
 
 Weights are random (latency does not depend on them). Each measurement runs in a fresh process
 (spawn) so peak memory is per backend: ``rss`` = peak RSS growth over the process baseline after
-imports and model load (ru_maxrss), ``py`` = tracemalloc peak of Python-level allocations. Latency:
+imports and model load (Linux: VmHWM after resetting it with /proc/self/clear_refs; else
+ru_maxrss), ``py`` = tracemalloc peak of Python-level allocations. Latency:
 median of ``--repeat`` runs after ``--warmup`` runs; torch and ORT get the same thread count.
 
     python benchmarks/inference.py [--repeat 10] [--threads 2] [--cases default,1000x1000] [--tiled] [--json]
@@ -130,7 +131,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         def run() -> Any:
             return run_tile(x, lead)
 
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = _reset_peak_rss()
     tracemalloc.start()
     out = None
     for _ in range(job["warmup"]):
@@ -142,11 +143,34 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_rss = _peak_rss_kib()
     checksum = float(np.nansum(out, dtype=np.float64))
     return {"backend": backend, "median_s": statistics.median(times), "min_s": min(times),
             "rss_growth_mib": (peak_rss - base_rss) / 1024.0, "peak_rss_mib": peak_rss / 1024.0,
             "py_peak_mib": py_peak / 2 ** 20, "checksum": checksum, "runs": len(times)}
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS counter (Linux: clear_refs 5) and return the current RSS in KiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _status_kib("VmRSS") or 0
+
+
+def _peak_rss_kib() -> int:
+    return _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _cuda_available() -> bool:

@@ -56,8 +56,10 @@ def _product_state(ctx: pipeline.Context, key: str, model_version: str, scored: 
     prov = json.loads(attrs.get("sstbc_provenance", "{}"))
     if str(prov.get("model_version")) != model_version:
         return "stale", f"model changed ({prov.get('model_version')} -> {model_version})"
-    if str(prov.get("code_version")) != bias_correction.__version__:
-        return "stale", f"code changed ({prov.get('code_version')} -> {bias_correction.__version__})"
+    code = prov.get("code_version")
+    made_by = code.get("sstbc") if isinstance(code, dict) else code
+    if str(made_by) != bias_correction.__version__:
+        return "stale", f"code changed ({made_by} -> {bias_correction.__version__})"
     rows = [r for r in scored if r.product_key == key]
     if any(r.oisst_version == "preliminary" and ctx.oisst.final_expected(dt.date.fromisoformat(r.valid_date))
            for r in rows):

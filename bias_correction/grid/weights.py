@@ -8,8 +8,10 @@ are tiny on disk, and applying them row-block by row-block keeps memory bounded 
 
 Mask normalisation happens when the weights are applied, from the NaN pattern of each field:
 ``out = W @ (f * valid) / (W @ valid)``, NaN where ``W @ valid == 0``. Land (NaN) never
-contributes and an ocean value is never diluted by land, and the weights themselves do not
-depend on the mask, so one set serves every day even when sea ice or gaps change the mask.
+contributes and an ocean value is never diluted by land. The weights themselves do not depend
+on the mask (one set on disk serves every day, even when gaps change the mask); the normaliser
+``1 / (W @ valid)`` does, and is cached in memory per weights under a sha256 of the mask bits,
+since a source's land mask is the same every day.
 
 Conventions handled here: source longitudes in any convention (0..360, -180..180, unsorted
 after a convention change), descending latitudes, targets across the antimeridian (longitudes
@@ -190,30 +192,13 @@ def conservative_axis(src: np.ndarray, dst: np.ndarray, dst_step: float, *, lon:
 
 
 # ----------------------------------------------------------------------------------- weights
-def _ell(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Padded (ELLPACK) form of a CSR matrix: (n_rows, k) column indices and weights.
+@dataclass(frozen=True)
+class _Plan:
+    """How to apply the weights block by block in one dtype (built once per weights and dtype)."""
 
-    Padding entries point at the row's nearest real column (or 0) with weight 0, so a gather
-    never leaves the block of source rows the real entries need.
-    """
-    counts = np.diff(m.indptr)
-    k = max(1, int(counts.max()) if counts.size else 1)
-    idx = np.zeros((m.shape[0], k), np.int64)
-    w = np.zeros((m.shape[0], k), np.float64)
-    pos = np.arange(m.indices.size) - np.repeat(m.indptr[:-1], counts)
-    rows = np.repeat(np.arange(m.shape[0]), counts)
-    idx[rows, pos] = m.indices
-    w[rows, pos] = m.data
-    # pad with the first real column of the row (or of the nearest non-empty row)
-    first = np.where(counts > 0, idx[:, 0], -1)
-    if (first < 0).any() and (first >= 0).any():
-        nz = np.flatnonzero(first >= 0)
-        nearest = nz[np.clip(np.searchsorted(nz, np.arange(first.size)), 0, nz.size - 1)]
-        first = first[nearest]
-    first = np.maximum(first, 0)
-    pad = w == 0
-    idx[pad] = np.broadcast_to(first[:, None], idx.shape)[pad]
-    return idx, w
+    lon_first: bool
+    lon_t: sp.csr_matrix  # (n_src_lon x n_dst_lon)
+    blocks: tuple[tuple[int, int, int, int, sp.csr_matrix | None], ...]  # r0, r1, s0, s1, lat rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,7 +213,7 @@ class RegridWeights:
     lon: sp.csr_matrix
     method: str
     key: str
-    _ell: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _plans: dict[str, _Plan] = field(default_factory=dict, repr=False)
     _inv_den: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict, repr=False)
 
     @property
@@ -246,11 +231,32 @@ class RegridWeights:
         Not needed for :meth:`apply`; for the global 0.08 degree grid it holds ~40 M entries."""
         return sp.kron(self.lat, self.lon, format="csr")
 
-    def _padded(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        if not self._ell:
-            self._ell["lat"] = _ell(self.lat)
-            self._ell["lon"] = _ell(self.lon)
-        return self._ell["lat"], self._ell["lon"]
+    def _plan(self, cdt: type) -> _Plan:
+        """Row blocks of the latitude matrix (each with the source rows it reads) and the
+        transposed longitude matrix, in ``cdt``."""
+        key = np.dtype(cdt).str
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        ny, nx = self.src_shape
+        my, mx = self.dst_shape
+        # Order of the two 1-D steps: each costs (rows it runs on) x (non-zeros of the other
+        # axis's matrix); run the longitude step on whichever of source or target rows is cheaper.
+        lon_first = ny * self.lon.nnz + self.lat.nnz * mx < self.lat.nnz * nx + my * self.lon.nnz
+        rows = max(1, _BLOCK_ELEMS // max(mx, nx))
+        blocks = []
+        for r0 in range(0, my, rows):
+            r1 = min(my, r0 + rows)
+            m = self.lat[r0:r1]
+            if m.nnz == 0:
+                blocks.append((r0, r1, 0, 0, None))
+                continue
+            s0, s1 = int(m.indices.min()), int(m.indices.max()) + 1
+            sub = sp.csr_matrix((m.data.astype(cdt), m.indices - s0, m.indptr), shape=(r1 - r0, s1 - s0))
+            blocks.append((r0, r1, s0, s1, sub))
+        plan = _Plan(lon_first, self.lon.T.tocsr().astype(cdt), tuple(blocks))
+        self._plans[key] = plan
+        return plan
 
     def apply(self, field: np.ndarray) -> np.ndarray:
         """Regrid ``field`` (..., nlat_src, nlon_src) to float32 (..., nlat_dst, nlon_dst).
@@ -317,24 +323,12 @@ class RegridWeights:
 
         Each block reads only the source rows its latitude weights touch, so temporaries stay
         at a few MB whatever the grid size."""
-        ny, nx = self.src_shape
-        my, mx = self.dst_shape
-        (lat_i, lat_w), (lon_i, lon_w) = self._padded()
-        lon_w_c = lon_w.astype(cdt)
-        # Order of the two 1-D steps: row gathers are cheap, column gathers ~3x dearer; do the
-        # longitude step on whichever of the source rows or target rows are fewer.
-        lon_first = ny * mx * lon_w.shape[1] * 3 + my * mx * lat_w.shape[1] < \
-            my * nx * lat_w.shape[1] + my * mx * lon_w.shape[1] * 3
-        rows = max(1, _BLOCK_ELEMS // max(mx, nx))
-        for r0 in range(0, my, rows):
-            r1 = min(my, r0 + rows)
-            bi, bw = lat_i[r0:r1], lat_w[r0:r1]
-            used = bw > 0
-            if not used.any():
+        plan = self._plan(cdt)
+        mx = self.dst_shape[1]
+        for r0, r1, s0, s1, lat_rows in plan.blocks:
+            if lat_rows is None:
                 yield r0, r1, np.zeros((r1 - r0, mx), cdt)
                 continue
-            s0, s1 = int(bi[used].min()), int(bi[used].max()) + 1
-            bi = np.clip(bi - s0, 0, s1 - s0 - 1)
             sub = field2d[s0:s1]
             if mode == "mask":
                 a = sub.astype(cdt)
@@ -343,34 +337,10 @@ class RegridWeights:
             else:
                 a = np.zeros(sub.shape, cdt)
                 np.copyto(a, sub, where=np.isfinite(sub), casting="unsafe")
-            bw_c = bw.astype(cdt)
-            if lon_first:
-                yield r0, r1, _gather_rows(_gather_cols(a, lon_i, lon_w_c), bi, bw_c)
+            if plan.lon_first:
+                yield r0, r1, lat_rows @ np.ascontiguousarray(a @ plan.lon_t)
             else:
-                yield r0, r1, _gather_cols(_gather_rows(a, bi, bw_c), lon_i, lon_w_c)
-
-
-def _gather_rows(a: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_k w[:, k] * a[idx[:, k], :] for (rows, k) indices and weights."""
-    out = a[idx[:, 0]]
-    out *= w[:, 0, None]
-    for k in range(1, idx.shape[1]):
-        tmp = a[idx[:, k]]
-        tmp *= w[:, k, None]
-        out += tmp
-    return out
-
-
-def _gather_cols(a: np.ndarray, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """sum_k w[:, k] * a[:, idx[:, k]] for (cols, k) indices and weights."""
-    out = np.take(a, idx[:, 0], axis=1)
-    out *= w[:, 0]
-    tmp = np.empty_like(out)
-    for k in range(1, idx.shape[1]):
-        np.take(a, idx[:, k], axis=1, out=tmp)
-        tmp *= w[:, k]
-        out += tmp
-    return out
+                yield r0, r1, (lat_rows @ a) @ plan.lon_t
 
 
 class BilinearWeights(RegridWeights):

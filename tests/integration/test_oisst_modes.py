@@ -112,3 +112,15 @@ def test_preliminary_stays_when_the_final_is_late(upstream, tmp_path) -> None:
     upstream.faults.add(r"20210222\.nc", "status", times=None, code=404)  # final late upstream
     report = pipeline.refresh_preliminary(ctx)
     assert report["still_preliminary"] == [day.isoformat()] and report["upgraded"] == []
+
+
+@pytest.mark.parametrize("kind", ["status", "reset", "html200"])
+def test_s3_faults_end_as_clear_errors_and_cache_nothing(upstream, tmp_path, kind) -> None:
+    from bias_correction.errors import SstbcError
+
+    # An "S3 endpoint" that fails every request the way a broken gateway does.
+    upstream.faults.add(BUCKET, kind, times=None, code=503)
+    ctx = pipeline.make_context(_settings(upstream, tmp_path, upstream.base_url, ["s3"]))
+    with pytest.raises(SstbcError, match=r"OISST 2021-02-10.*via s3|OISST 2021-02-10 \(final\)"):
+        ctx.oisst.fetch(DAY)
+    assert ctx.store.list("raw") == []

@@ -92,20 +92,37 @@ def _cli(args: list[str], env_extra: dict[str, str] | None = None, timeout: floa
                           text=True, timeout=timeout)
 
 
-def test_sigkill_while_writing_leaves_no_partial_product(store_settings, upstream, tmp_path) -> None:
+@pytest.mark.parametrize("point", ["sidecar", "index.json", "convgru-sa.nc"])
+def test_sigkill_while_publishing_leaves_no_partial_product(store_settings, upstream, tmp_path, point) -> None:
+    """SIGKILL at the sidecar, the index or the alias write: readers see the previous state only."""
+    from bias_correction.io import publish
+
+    day = {"sidecar": dt.date(2021, 3, 15), "index.json": dt.date(2021, 3, 16), "convgru-sa.nc": dt.date(2021, 3, 17)}[point]
     cfg = toml_config(store_settings, tmp_path / "c.toml")
-    key = product_key("scs", run_time(dt.date(2021, 3, 15)), store_settings.model_id)
+    run = run_time(day)
+    key = product_key("scs", run, store_settings.model_id)
     store = Store(store_settings.storage_root)
-    crashed = _cli(["run", "--date", "2021-03-15", "--no-verify", "--config", str(cfg)],
-                   {"SSTBC_CRASH_AT": "before_rename:products/"})
+    # the versioned file is copied into place first (not a staged write); the sidecar is the first
+    # staged write in the day's folder, then the index, then the alias
+    match = {"sidecar": f"products/scs/{day:%Y/%m/%d}/", "index.json": "index.json", "convgru-sa.nc": key}[point]
+    crashed = _cli(["run", "--date", day.isoformat(), "--no-verify", "--config", str(cfg)],
+                   {"SSTBC_CRASH_AT": f"before_rename:{match}"})
     assert crashed.returncode == -9, crashed.stderr[-2000:]
-    assert not store.exists(key)
-    assert store.list("products") == []  # nothing visible to readers (index included)
-    done = _cli(["run", "--date", "2021-03-15", "--no-verify", "--config", str(cfg), "--json"])
+    assert not store.exists(key)  # the alias never points at something half-made
+    index = publish.read_index(store, publish.index_key("scs", run))
+    listed = [v["key"] for p in (index or {}).get("products", {}).values() for v in p["versions"]]
+    if point != "convgru-sa.nc":
+        assert listed == []  # not published: the index (publication point) is untouched
+    for name in store.list("products"):  # whatever is visible is whole
+        if name.endswith(".nc"):
+            read_dataset(store.url(name), engine="netcdf4")
+        else:
+            json.loads(store.read_bytes(name))
+    done = _cli(["run", "--date", day.isoformat(), "--no-verify", "--config", str(cfg), "--json"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["product"]["written"]
     assert store.exists(key)
     read_dataset(store.url(key), engine="netcdf4")
+    assert publish.read_published(store, "scs", run, store_settings.model_id)["sst"].shape == (7, 50, 50)
 
 
 def test_two_runs_of_the_same_date_at_once_leave_one_valid_product(store_settings, upstream, tmp_path) -> None:

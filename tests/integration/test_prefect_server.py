@@ -65,8 +65,9 @@ def test_serve_deployments_and_trigger_a_run(trained, upstream, tmp_path) -> Non
         dep = _wait(lambda: (r := requests.get(f"{api}/deployments/name/sstbc-scheduled-daily/daily-correction",
                                                timeout=5)).status_code == 200 and r.json(), 180, "deployment", [served])
         assert dep["schedules"] and dep["schedules"][0]["schedule"]["cron"] == settings.orchestration.daily_cron
-        names = {d["name"] for d in requests.post(f"{api}/deployments/filter", json={}, timeout=10).json()}
-        assert {"daily-correction", "daily-verification", "retraining", "backfill"} <= names
+        wanted = {"daily-correction", "daily-verification", "retraining", "backfill"}
+        _wait(lambda: wanted <= {d["name"] for d in requests.post(f"{api}/deployments/filter", json={}, timeout=10).json()},
+              120, "all four deployments", [served])
         run = requests.post(f"{api}/deployments/{dep['id']}/create_flow_run",
                             json={"parameters": {"day": "2021-03-12"}}, timeout=10).json()
         state = _wait(lambda: (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=5).json()["state"])["type"]

@@ -163,3 +163,25 @@ def test_bad_method_and_field_shape_are_rejected() -> None:
         w.apply(np.zeros((3, 4)))
     with pytest.raises(InputValidationError, match="trailing dims"):
         Regridder(grid)(src.rename(lat="y"))
+
+
+@pytest.mark.parametrize("method", ["bilinear", "conservative"])
+def test_the_per_mask_normaliser_cache_never_serves_another_mask(method: str) -> None:
+    """Days with different NaN patterns on the same weights give what fresh weights give."""
+    src = _regional_source()
+    lat, lon = src["lat"].values, src["lon"].values
+    grid = target_grid(Region(), 0.08)
+    w = build_weights(lat, lon, grid, method)
+    rng = np.random.default_rng(7)
+    fields = []
+    for _ in range(4):
+        f = rng.normal(20, 3, src.shape)
+        f[rng.random(f.shape) < 0.4] = np.nan
+        fields.append(f)
+    for f in fields + fields[::-1]:  # more masks than the cache holds, revisited
+        np.testing.assert_array_equal(w.apply(f), build_weights(lat, lon, grid, method).apply(f))
+    valid = np.isfinite(fields[0])
+    inv = w.normaliser(valid)
+    den = (w.matrix @ valid.ravel().astype(float)).reshape(grid.shape)
+    np.testing.assert_allclose(inv[den > 0], 1 / den[den > 0], rtol=1e-6)
+    assert np.isnan(inv[den == 0]).all()
