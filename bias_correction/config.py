@@ -104,6 +104,13 @@ class Http(_Section):
     backoff_max_s: float = Field(60.0, ge=0)
 
 
+class Regrid(_Section):
+    """Regridding method per source onto the product grid (weights cached by grid and method hash)."""
+
+    oisst: Literal["bilinear", "conservative"] = "bilinear"
+    hycom: Literal["bilinear", "conservative"] = "bilinear"
+
+
 class Orchestration(_Section):
     """How flows retry retryable failures (network trouble, data not yet published)."""
 
@@ -170,6 +177,7 @@ class Settings(BaseSettings):
     lead_days: int = Field(7, ge=1, le=7)
     upstream: Upstream = Upstream()
     http: Http = Http()
+    regrid: Regrid = Regrid()
     orchestration: Orchestration = Orchestration()
     training: Training = Training()
 

@@ -65,7 +65,8 @@ def make_context(settings: Settings, today: Callable[[], dt.date] | None = None)
         hycom=HycomSource(settings.upstream.hycom_ncss, store, settings.http, settings.region, settings.lead_days,
                           access=settings.upstream.hycom_access, opendap_base=settings.upstream.hycom_opendap,
                           files_base=settings.upstream.hycom_files),
-        regridder=Regridder(grid),
+        # Weights are cached on disk by a hash of source grid, target grid and method (local roots only).
+        regridder=Regridder(grid, cache_dir=Path(store.url("grid/weights")) if store.is_local else None),
     )
 
 
@@ -81,7 +82,7 @@ def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
     fetched = ctx.oisst.fetch(day)
     if hit is not None and fetched.version == PRELIMINARY:
         return hit
-    sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region))
+    sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region), method=ctx.settings.regrid.oisst)
     return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
 
 
@@ -92,7 +93,7 @@ def archive_hycom_run(ctx: Context, day: dt.date) -> ArchiveEntry:
     if hit is not None:
         return hit
     fetched = ctx.hycom.fetch(run)
-    daily = ctx.regridder(ctx.hycom.daily_means(fetched, run))
+    daily = ctx.regridder(ctx.hycom.daily_means(fetched, run), method=ctx.settings.regrid.hycom)
     return archive.write_hycom(ctx.store, ctx.grid, run, daily, fetched)
 
 

@@ -167,3 +167,19 @@ def test_archive_and_mask_on_the_product_grid(settings, upstream) -> None:
     rmse = float(np.sqrt(np.nanmean(diff[mask.values] ** 2)))
     assert 0.2 < rmse < 1.0  # a HYCOM-like error against OISST
     assert Store(settings.storage_root).exists(f"grid/{ctx.grid.grid_id}/ocean_mask.nc")
+
+
+def test_regrid_method_is_configurable_and_weights_are_cached_on_disk(upstream, tmp_path) -> None:
+    from pathlib import Path
+
+    from bias_correction.io import archive
+    from tests.conftest import settings_for
+
+    fields = {}
+    for method in ("bilinear", "conservative"):
+        s = settings_for(upstream, tmp_path / method, regrid={"hycom": method})
+        ctx = pipeline.make_context(s)
+        fields[method] = archive.read_field(ctx.store, pipeline.archive_hycom_run(ctx, DAY).key).values
+        assert list(Path(s.storage_root, "grid", "weights").glob("*.npz"))  # reused by later days and processes
+    diff = np.abs(fields["bilinear"] - fields["conservative"])
+    assert np.isfinite(diff).any() and 0 < float(np.nanmax(diff)) < 0.5
