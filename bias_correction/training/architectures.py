@@ -1,4 +1,5 @@
-"""Gridded correction networks: ConvGRU-SA (models.md 3.8) and its ablation ConvGRU (section 4).
+"""Gridded correction networks: ConvGRU-SA (models.md 3.8), ConvGRU (4), ConvLSTM (5), CA-ConvLSTM (6.3),
+FAConvLSTM (7.3) and 3DCNN-CBAM-ConvLSTM-AT (8.2), one registry (:data:`ARCHITECTURES`), one interface.
 
 Everything here is written for export: a fixed Python-int time loop (ONNX unrolls it), states built
 with ``x.new_zeros`` from symbolic shapes, no ``.item()`` or numpy inside ``forward``, and code that
@@ -141,10 +142,365 @@ class ConvGRU(ConvGRUSA):
                          activation=activation, carry=carry)
 
 
-ARCHITECTURES: dict[str, Callable[..., ConvGRUSA]] = {
+def _front(in_channels: int, features: int) -> nn.Sequential:
+    """Conv3d 3x3x3 + BatchNorm3d + ReLU over [B, C, T, H, W] (models.md 3.8 front end)."""
+    return nn.Sequential(nn.Conv3d(in_channels, features, 3, padding=1), nn.BatchNorm3d(features), nn.ReLU())
+
+
+def _zero_head(hidden: int) -> nn.Conv2d:
+    head = nn.Conv2d(hidden, 1, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+class ConvLSTMCell(nn.Module):
+    """[i, f, o, g] = Conv_k([x, H]) (4h channels, bias, no peepholes); forget bias +1 (models.md 5)."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.hidden = int(hidden)
+        self.conv = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel, padding=kernel // 2)
+        with torch.no_grad():
+            self.conv.bias[hidden:2 * hidden].fill_(1.0)
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        i, f, o, g = torch.chunk(self.conv(torch.cat([x, h], dim=1)), 4, dim=1)
+        c = (torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)) * mask
+        h = torch.sigmoid(o) * torch.tanh(c) * mask
+        return h, c
+
+
+class ConvLSTM(nn.Module):
+    """Front end + one ConvLSTM layer over T steps + zero-initialised residual head (models.md 5)."""
+
+    def __init__(self, in_channels: int, features: int = 16, hidden: int = 32, seq_len: int = 4,
+                 kernel: int = 3) -> None:
+        super().__init__()
+        self.seq_len = int(seq_len)
+        self.hidden = int(hidden)
+        self.front = _front(in_channels, features)
+        self.cell = ConvLSTMCell(features, hidden, kernel)
+        self.head = _zero_head(hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, _, _, h, w = x.shape
+        feat = self.front(x.permute(0, 2, 1, 3, 4))
+        hs = x.new_zeros(b, self.hidden, h, w)
+        cs = x.new_zeros(b, self.hidden, h, w)
+        for t in range(self.seq_len):
+            hs, cs = self.cell(feat[:, :, t], hs, cs, mask)
+        x_last = x[:, self.seq_len - 1, 0:1]
+        return (x_last + self.head(hs)) * mask
+
+
+class CBAM(nn.Module):
+    """Channel attention (shared MLP on avg- and max-pooled features) then 7x7 spatial attention."""
+
+    def __init__(self, channels: int, ratio: int = 4, min_hidden: int = 4, spatial_kernel: int = 7) -> None:
+        super().__init__()
+        mid = max(min_hidden, channels // ratio)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, mid, 1), nn.ReLU(), nn.Conv2d(mid, channels, 1))
+        self.spatial = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2)
+
+    def forward(self, u: Tensor) -> Tensor:
+        avg = u.mean(dim=(2, 3), keepdim=True)
+        mx = u.amax(dim=(2, 3), keepdim=True)
+        u = u * torch.sigmoid(self.mlp(avg) + self.mlp(mx))
+        s = torch.cat([u.mean(dim=1, keepdim=True), u.amax(dim=1, keepdim=True)], dim=1)
+        return u * torch.sigmoid(self.spatial(s))
+
+
+class CBAMConvLSTMAT(nn.Module):
+    """3DCNN-CBAM-ConvLSTM-AT as proposed in models.md 8.2.
+
+    3D-CNN + BN front end, CBAM on every time slice (shared weights), ConvLSTM keeping every H_t,
+    per-pixel temporal attention (e_t = 1x1 conv of H_t, softmax over T, context = sum alpha_t H_t),
+    zero-initialised residual head on the context. CBAM's pooled statistics make the output depend
+    on the domain, so it runs on the training tile.
+    """
+
+    def __init__(self, in_channels: int, features: int = 16, hidden: int = 32, seq_len: int = 4,
+                 cbam_ratio: int = 4, kernel: int = 3) -> None:
+        super().__init__()
+        self.seq_len = int(seq_len)
+        self.hidden = int(hidden)
+        self.front = _front(in_channels, features)
+        self.cbam = CBAM(features, cbam_ratio)
+        self.cell = ConvLSTMCell(features, hidden, kernel)
+        self.score = nn.Conv2d(hidden, 1, 1)
+        self.head = _zero_head(hidden)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, _, _, h, w = x.shape
+        feat = self.front(x.permute(0, 2, 1, 3, 4))
+        hs = x.new_zeros(b, self.hidden, h, w)
+        cs = x.new_zeros(b, self.hidden, h, w)
+        states: list[Tensor] = []
+        scores: list[Tensor] = []
+        for t in range(self.seq_len):
+            u = self.cbam(feat[:, :, t] * mask)
+            hs, cs = self.cell(u, hs, cs, mask)
+            states.append(hs)
+            scores.append(self.score(hs))
+        alpha = torch.softmax(torch.stack(scores, dim=1), dim=1)  # [B, T, 1, H, W]
+        context = (alpha * torch.stack(states, dim=1)).sum(dim=1) * mask
+        x_last = x[:, self.seq_len - 1, 0:1]
+        return (x_last + self.head(context)) * mask
+
+
+class _LinearMHA(nn.Module):
+    """Multi-head self-attention over the middle axis of [N, L, C] (in_proj C->3C, out_proj C->C)."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        if heads < 1:
+            raise ConfigError(f"attention heads must be >= 1, got {heads}")
+        # the largest head count <= heads that divides the width (4 heads need hidden % 4 == 0)
+        heads = max(d for d in range(1, int(heads) + 1) if channels % d == 0)
+        self.heads = int(heads)
+        self.dh = channels // heads
+        self.scale = 1.0 / math.sqrt(self.dh)
+        self.in_proj = nn.Linear(channels, 3 * channels)
+        self.out_proj = nn.Linear(channels, channels)
+
+    def forward(self, u: Tensor) -> Tensor:
+        n, length, c = u.shape
+        qkv = self.in_proj(u).reshape(n, length, 3, self.heads, self.dh).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [N, heads, L, dh]
+        attn = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * self.scale, dim=-1)
+        out = torch.matmul(attn, v).permute(0, 2, 1, 3).reshape(n, length, c)
+        return self.out_proj(out)
+
+
+class AxialAttention(nn.Module):
+    """H <- H + MHA_row(GN(H)); H <- H + MHA_col(GN(H)) (models.md 7.3); O(N (H + W)) memory."""
+
+    def __init__(self, channels: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm_row = nn.GroupNorm(1, channels)
+        self.norm_col = nn.GroupNorm(1, channels)
+        self.row = _LinearMHA(channels, heads)
+        self.col = _LinearMHA(channels, heads)
+
+    def forward(self, u: Tensor) -> Tensor:
+        b, c, h, w = u.shape
+        r = self.norm_row(u).permute(0, 2, 3, 1).reshape(b * h, w, c)
+        u = u + self.row(r).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        col = self.norm_col(u).permute(0, 3, 2, 1).reshape(b * w, h, c)
+        return u + self.col(col).reshape(b, w, h, c).permute(0, 3, 2, 1)
+
+
+class FAConvLSTM(nn.Module):
+    """FAConvLSTM per models.md 7.3 (every number ours; the reference code was not available).
+
+    Per step: 1x1 bottleneck projections of x_t and H_{t-1} (GroupNorm(1) + dropout), shared
+    multi-scale dilated depthwise mixing (k,d) in {(3,1),(5,2),(7,3)} summed, squeeze-and-excitation
+    (r=4) + GroupNorm, fused 1x1 gates with per-channel peepholes on i and f (forget bias +1), then
+    axial row/column attention when t % K == 0 and at the last step. The subspace head is off (it adds
+    nothing to the corrected field). ``laplacian_penalty`` gives the optional smoothness term of the
+    last forward in training (L_lap on H_t, models.md 7.1 item 7).
+    """
+
+    def __init__(self, in_channels: int, features: int = 16, hidden: int = 32, seq_len: int = 4,
+                 bottleneck: int = 0, axial_every: int = 2, heads: int = 4, se_ratio: int = 4,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.seq_len = int(seq_len)
+        self.hidden = int(hidden)
+        cb = int(bottleneck) if bottleneck > 0 else max(8, hidden // 4)
+        self.axial_every = int(axial_every)
+        if self.axial_every < 1:
+            raise ConfigError(f"axial_every must be >= 1, got {axial_every}")
+        self.front = _front(in_channels, features)
+        self.proj_x = nn.Conv2d(features, cb, 1)
+        self.proj_h = nn.Conv2d(hidden, cb, 1)
+        self.norm_x = nn.GroupNorm(1, cb)
+        self.norm_h = nn.GroupNorm(1, cb)
+        self.drop = nn.Dropout(dropout)
+        c2 = 2 * cb
+        self.dw3 = nn.Conv2d(c2, c2, 3, padding=1, dilation=1, groups=c2)
+        self.dw5 = nn.Conv2d(c2, c2, 5, padding=4, dilation=2, groups=c2)
+        self.dw7 = nn.Conv2d(c2, c2, 7, padding=9, dilation=3, groups=c2)
+        mid = max(1, c2 // se_ratio)
+        self.se = nn.Sequential(nn.Conv2d(c2, mid, 1), nn.ReLU(), nn.Conv2d(mid, c2, 1))
+        self.norm_d = nn.GroupNorm(1, c2)
+        self.gates = nn.Conv2d(c2, 4 * hidden, 1)
+        with torch.no_grad():
+            self.gates.bias[hidden:2 * hidden].fill_(1.0)
+        self.peep_i = nn.Parameter(torch.zeros(hidden, 1, 1))
+        self.peep_f = nn.Parameter(torch.zeros(hidden, 1, 1))
+        self.axial = AxialAttention(hidden, heads)
+        self.head = _zero_head(hidden)
+
+    def _step(self, xt: Tensor, h: Tensor, c: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        z = self.drop(self.norm_x(self.proj_x(xt)))
+        r = self.drop(self.norm_h(self.proj_h(h)))
+        u = torch.cat([z, r], dim=1)
+        d = self.dw3(u) + self.dw5(u) + self.dw7(u)
+        d = d * torch.sigmoid(self.se(d.mean(dim=(2, 3), keepdim=True)))
+        d = self.norm_d(d)
+        i, f, o, g = torch.chunk(self.gates(d), 4, dim=1)
+        i = i + self.peep_i * c
+        f = f + self.peep_f * c
+        c = (torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)) * mask
+        h = torch.sigmoid(o) * torch.tanh(c) * mask
+        return h, c
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, _, _, hh, ww = x.shape
+        feat = self.front(x.permute(0, 2, 1, 3, 4))
+        h = x.new_zeros(b, self.hidden, hh, ww)
+        c = x.new_zeros(b, self.hidden, hh, ww)
+        for t in range(self.seq_len):
+            h, c = self._step(feat[:, :, t], h, c, mask)
+            if (t + 1) % self.axial_every == 0 or t == self.seq_len - 1:
+                h = self.axial(h) * mask
+        x_last = x[:, self.seq_len - 1, 0:1]
+        return (x_last + self.head(h)) * mask
+
+
+def laplacian_penalty(h: Tensor) -> Tensor:
+    """Optional FAConvLSTM smoothness term: mean squared difference of neighbouring cells of H."""
+    dy = h[:, :, 1:, :] - h[:, :, :-1, :]
+    dx = h[:, :, :, 1:] - h[:, :, :, :-1]
+    return (dy * dy).mean() + (dx * dx).mean()
+
+
+class _Attention2d(nn.Module):
+    """softmax(q k^T / sqrt(c)) v + query over H*W positions; q from ``a``, k/v from ``b`` (models.md 6.2).
+
+    q, k, v are separate 1x1 convs c -> c; no gamma (the repo's residual). ``kv_pool`` > 1 pools the
+    key/value source first (memory / kv_pool^2; models.md 11.2).
+    """
+
+    def __init__(self, channels: int, kv_pool: int = 1) -> None:
+        super().__init__()
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.kv_pool = int(kv_pool)
+        self.scale = 1.0 / math.sqrt(channels)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        n, c, h, w = a.shape
+        src = b
+        if self.kv_pool > 1:
+            src = F.avg_pool2d(b, self.kv_pool, self.kv_pool, ceil_mode=True)
+        q = self.q(a).flatten(2)
+        k = self.k(src).flatten(2)
+        v = self.v(src).flatten(2)
+        attn = torch.softmax(torch.matmul(q.transpose(1, 2), k) * self.scale, dim=-1)  # [B, N, M]
+        return a + torch.matmul(v, attn.transpose(1, 2)).reshape(n, c, h, w)
+
+
+class CALayer(nn.Module):
+    """One CA-ConvLSTM layer: two ConvLSTM cells + shared self-attention and cross-attention on h, c."""
+
+    def __init__(self, in_channels: int, hidden: int, kv_pool: int = 1) -> None:
+        super().__init__()
+        self.cell1 = ConvLSTMCell(in_channels, hidden)
+        self.cell2 = ConvLSTMCell(in_channels, hidden)
+        self.sa_h = _Attention2d(hidden, kv_pool)
+        self.sa_c = _Attention2d(hidden, kv_pool)
+        self.ca_h = _Attention2d(hidden, kv_pool)
+        self.ca_c = _Attention2d(hidden, kv_pool)
+
+    def forward(self, x1: Tensor, x2: Tensor, h1: Tensor, c1: Tensor, h2: Tensor, c2: Tensor,
+                mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        h1, c1 = self.cell1(x1, h1, c1, mask)
+        h2, c2 = self.cell2(x2, h2, c2, mask)
+        h1 = self.sa_h(h1, h1)
+        c1 = self.sa_c(c1, c1)
+        h2 = self.sa_h(h2, h2)
+        c2 = self.sa_c(c2, c2)
+        h1n = self.ca_h(h1, h2) * mask
+        c1n = self.ca_c(c1, c2) * mask
+        h2n = self.ca_h(h2, h1) * mask
+        c2n = self.ca_c(c2, c1) * mask
+        return h1n, c1n, h2n, c2n
+
+
+class CAConvLSTM(nn.Module):
+    """CA-ConvLSTM adapted to bias correction (models.md 6.2-6.3): many-to-one, residual, masked.
+
+    Stream 1 = the input channels as given (HYCOM SST, mask, lead). Stream 2 is derived from the same
+    input, because the pipeline ingests HYCOM SST only (models.md 6.3 allows this): its SST channel is
+    replaced by the day-to-day HYCOM SST tendency (x_t - x_{t-1} of the normalised field, times
+    ``tendency_scale``; 0 at t = 0). HYCOM ``surf_el`` or the latest OISST analysis as stream 2 would
+    need an extra wrapper input and are not wired. No front end (as in the repo); attention and
+    decoder weights shared by the streams; decoder Conv3x3 -> ReLU -> Conv3x3 (zero-initialised last
+    conv, so an untrained model is raw HYCOM). Attention is over all H*W positions: tile-only.
+    """
+
+    def __init__(self, in_channels: int, features: int = 16, hidden: int = 32, seq_len: int = 4,
+                 layers: int = 2, kv_pool: int = 1, tendency_scale: float = 10.0) -> None:
+        super().__init__()
+        del features  # no 3-D front end in CA-ConvLSTM; accepted for the common interface
+        if layers < 1:
+            raise ConfigError(f"layers must be >= 1, got {layers}")
+        self.seq_len = int(seq_len)
+        self.hidden = int(hidden)
+        self.n_layers = int(layers)
+        self.tendency_scale = float(tendency_scale)
+        self.layers = nn.ModuleList(
+            [CALayer(in_channels if i == 0 else hidden, hidden, kv_pool) for i in range(layers)])
+        self.dec = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(hidden, 1, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, _, _, hh, ww = x.shape
+        sst = x[:, :, 0:1]  # [B, T, 1, H, W]
+        prev = torch.cat([sst[:, :1], sst[:, :-1]], dim=1)
+        tend = (sst - prev) * self.tendency_scale
+        x2 = torch.cat([tend, x[:, :, 1:]], dim=2)
+        hs1: list[Tensor] = []
+        cs1: list[Tensor] = []
+        hs2: list[Tensor] = []
+        cs2: list[Tensor] = []
+        for _ in range(self.n_layers):
+            z = x.new_zeros(b, self.hidden, hh, ww)
+            hs1.append(z)
+            cs1.append(z)
+            hs2.append(z)
+            cs2.append(z)
+        top = x.new_zeros(b, self.hidden, hh, ww)
+        for t in range(self.seq_len):
+            in1 = x[:, t]
+            in2 = x2[:, t]
+            n1: list[Tensor] = []
+            m1: list[Tensor] = []
+            n2: list[Tensor] = []
+            m2: list[Tensor] = []
+            for i, layer in enumerate(self.layers):
+                h1, c1, h2, c2 = layer(in1, in2, hs1[i], cs1[i], hs2[i], cs2[i], mask)
+                n1.append(h1)
+                m1.append(c1)
+                n2.append(h2)
+                m2.append(c2)
+                in1 = h1
+                in2 = h2
+            hs1, cs1, hs2, cs2 = n1, m1, n2, m2
+            top = in1
+        x_last = x[:, self.seq_len - 1, 0:1]
+        return (x_last + self.head(self.dec(top))) * mask
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "convgru-sa": ConvGRUSA,
     "convgru": ConvGRU,
+    "convlstm": ConvLSTM,
+    "cbam-convlstm-at": CBAMConvLSTMAT,
+    "faconvlstm": FAConvLSTM,
+    "ca-convlstm": CAConvLSTM,
 }
+#: Architectures whose output at a cell does not depend on the domain size (pure convolutions): they
+#: run on any H/W without tiling. Every other one runs on its training tile (attention, pooled stats).
+DOMAIN_INDEPENDENT = frozenset({"convgru", "convlstm"})
+#: Architectures with full H*W attention maps: keys/values are pooled automatically on large tiles.
+KV_POOLED = frozenset({"convgru-sa", "ca-convlstm"})
 
 
 def build_model(name: str, **kw: Any) -> nn.Module:

@@ -33,7 +33,7 @@ import torch
 import bias_correction
 from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.io.provenance import code_version
-from bias_correction.training.architectures import CorrectionModule
+from bias_correction.training.architectures import DOMAIN_INDEPENDENT, CorrectionModule
 from bias_correction.training.train import FRAMING, load_checkpoint
 
 MODEL_FILE = "model.onnx"
@@ -398,7 +398,7 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             ],
             "lead_days": leads,
             "grid": g,
-            "tile": {"nlat": h, "nlon": w, "domain_dependent": meta["architecture"] != "convgru",
+            "tile": {"nlat": h, "nlon": w, "domain_dependent": meta["architecture"] not in DOMAIN_INDEPENDENT,
                      "dynamic_hw": dynamic_hw},
             "mask_sha256": meta["mask_hash"],
             "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC"},

@@ -33,6 +33,7 @@ from bias_correction.grid.grids import RegularGrid
 from bias_correction.training.architectures import (
     LEAD_SCALE_DAYS,
     WRAPPER_CHANNELS,
+    KV_POOLED,
     CorrectionModule,
     build_model,
     count_parameters,
@@ -76,7 +77,7 @@ def architecture_kwargs(cfg: Training, shape: tuple[int, int], overrides: dict[s
     """Constructor kwargs of the core network for ``cfg`` (JSON primitives, stored in the checkpoint)."""
     kw: dict[str, Any] = {"in_channels": WRAPPER_CHANNELS, "features": int(cfg.features),
                           "hidden": int(cfg.hidden), "seq_len": int(cfg.seq_len)}
-    if cfg.model == "convgru-sa":
+    if cfg.model in KV_POOLED:
         kw["kv_pool"] = auto_kv_pool(shape)
     kw.update(overrides or {})
     return kw

@@ -175,8 +175,11 @@ def test_regrid_method_is_configurable_and_weights_are_cached_on_disk(upstream, 
     from bias_correction.io import archive
     from tests.conftest import settings_for
 
+    from bias_correction.grid.weights import clear_memory_cache
+
     fields = {}
     for method in ("bilinear", "conservative"):
+        clear_memory_cache()  # earlier tests of this process may hold the weights in memory
         s = settings_for(upstream, tmp_path / method, regrid={"hycom": method})
         ctx = pipeline.make_context(s)
         fields[method] = archive.read_field(ctx.store, pipeline.archive_hycom_run(ctx, DAY).key).values
