@@ -133,12 +133,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from bias_correction import pipeline
 
+    if getattr(args, "model", None):  # --model NAME overrides training.model for this run
+        from bias_correction.training.architectures import ARCHITECTURES
+
+        if args.model not in ARCHITECTURES:
+            raise ConfigError(f"unknown model {args.model!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        settings = settings.model_copy(update={"training": settings.training.model_copy(update={"model": args.model})})
     start = args.start or settings.training.start
     end = args.end or settings.training.end
     ctx = pipeline.make_context(settings)
     out = pipeline.train_from_archive(ctx, start, end, progress=not args.json)
     human = f"checkpoint: {out['checkpoint']}\n  validation RMSE: raw {out['val']['rmse_raw']:.3f} -> model {out['val']['rmse_model']:.3f} °C"
     _emit(args, {"command": "train", **out}, human)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from bias_correction.training import benchmark
+
+    res = benchmark.run_benchmark(benchmark.config_from_args(args), Path(args.out), resume=args.resume,
+                                  progress=not args.json)
+    table = (Path(args.out) / "results.md").read_text()
+    _emit(args, {"command": "benchmark", "out": str(args.out),
+                 "rmse": {k: r["scores"]["overall"]["rmse"] for k, r in res["rows"].items()},
+                 "total_seconds": res["total_seconds"]}, table)
     return 0
 
 
@@ -300,8 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the configured model from the archive and write a checkpoint")
     p.add_argument("--start", type=parse_date, help="first training run (default: training.start)")
     p.add_argument("--end", type=parse_date, help="last training run (default: training.end)")
+    p.add_argument("--model", help="architecture to train (default: training.model), e.g. convlstm, faconvlstm")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("benchmark", help="train and score every model on the same twin dataset (markdown, JSON, PNG)")
+    from bias_correction.training.benchmark import add_arguments as _bench_args
+
+    _bench_args(p)
+    common(p)
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX, check parity and write a model package")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `sstbc train`")

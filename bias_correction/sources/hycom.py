@@ -46,6 +46,7 @@ from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.lonlat import subset_box, wrap_lon
 from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch
+from bias_correction.sources.validate import check_physical_values
 from bias_correction.storage import Store
 
 LOG = logging.getLogger(__name__)
@@ -295,16 +296,7 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
         raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need {first_tau}..{max_tau} every {STEP_HOURS} h)")
     if wt.attrs.get("units", "degC") not in ("degC", "Celsius", "degree_Celsius"):
         raise InputValidationError(f"{what}: water_temp units {wt.attrs.get('units')!r}, expected degC")
-    values = wt.isel(depth=0).values
-    finite = np.isfinite(values)
-    if not finite.any():
-        raise InputValidationError(f"{what}: water_temp at 0 m has no valid value (all land or fill)")
-    vals = values[finite]
-    lo, hi = float(vals.min()), float(vals.max())
-    if lo < SST_VALID_RANGE_C[0] or hi > SST_VALID_RANGE_C[1]:
-        raise InputValidationError(f"{what}: water_temp range {lo:.2f}..{hi:.2f} °C outside {SST_VALID_RANGE_C}")
-    if float(np.abs(vals).max()) == 0.0:
-        raise InputValidationError(f"{what}: water_temp is zero everywhere")
+    check_physical_values(wt.isel(depth=0).values, what, "water_temp at 0 m", SST_VALID_RANGE_C)
 
 
 def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int) -> xr.DataArray:

@@ -23,11 +23,17 @@ import numpy as np
 import xarray as xr
 
 from bias_correction.config import Http, Region
-from bias_correction.errors import ConfigError, InputValidationError, NotYetPublishedError, SstbcError
+from bias_correction.errors import (
+    ConfigError,
+    InputValidationError,
+    NotYetPublishedError,
+    SstbcError,
+)
 from bias_correction.grid.lonlat import subset_box
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch, head_size
 from bias_correction.sources.s3 import fetch_object, object_size
+from bias_correction.sources.validate import check_physical_values
 from bias_correction.storage import Store
 
 LOG = logging.getLogger(__name__)
@@ -209,9 +215,4 @@ def validate_oisst_file(path: Path, day: dt.date, what: str | None = None) -> No
     frac = finite.mean()
     if frac < 0.4:
         raise InputValidationError(f"{what}: only {frac:.1%} of cells have SST; expected the global ocean (~65%)")
-    vals = sst[finite]
-    lo, hi = float(vals.min()), float(vals.max())
-    if lo < SST_VALID_RANGE_C[0] or hi > SST_VALID_RANGE_C[1]:
-        raise InputValidationError(f"{what}: SST range {lo:.2f}..{hi:.2f} °C outside {SST_VALID_RANGE_C}")
-    if float(np.abs(vals).max()) == 0.0:
-        raise InputValidationError(f"{what}: SST is zero everywhere")
+    check_physical_values(sst, what, "SST", SST_VALID_RANGE_C)

@@ -57,6 +57,7 @@ from bias_correction.sources.hycom import (
     validate_hycom_file,
     write_run_file,
 )
+from bias_correction.sources.validate import check_physical_values
 
 if TYPE_CHECKING:
     from bias_correction.sources.hycom import HycomSource
@@ -400,13 +401,4 @@ def validate_oisst_subset(path: Path, day: dt.date, what: str | None = None) -> 
     units = ds["sst"].attrs.get("units", "")
     if units not in ("Celsius", "degC", "degree_Celsius", "degrees_C"):
         raise InputValidationError(f"{what}: sst units {units!r}, expected Celsius")
-    sst = ds["sst"].values
-    finite = np.isfinite(sst)
-    if not finite.any():
-        raise InputValidationError(f"{what}: sst has no valid value in the region (all land or fill)")
-    vals = sst[finite]
-    lo, hi = float(vals.min()), float(vals.max())
-    if lo < OISST_SST_VALID_RANGE_C[0] or hi > OISST_SST_VALID_RANGE_C[1]:
-        raise InputValidationError(f"{what}: SST range {lo:.2f}..{hi:.2f} °C outside {OISST_SST_VALID_RANGE_C}")
-    if float(np.abs(vals).max()) == 0.0:
-        raise InputValidationError(f"{what}: SST is zero everywhere")
+    check_physical_values(ds["sst"].values, what, "SST", OISST_SST_VALID_RANGE_C)

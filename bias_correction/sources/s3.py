@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from bias_correction.config import Http
-from bias_correction.errors import NotYetPublishedError, TransientFetchError, UpstreamRejectedError
+from bias_correction.errors import (
+    NotYetPublishedError,
+    TransientFetchError,
+    UpstreamRejectedError,
+)
 from bias_correction.sources.cache import Fetched, Validator, acquire
 from bias_correction.storage import Store
 

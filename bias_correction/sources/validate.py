@@ -11,7 +11,13 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from bias_correction.errors import CorruptInputError, TruncatedDownloadError
+import numpy as np
+
+from bias_correction.errors import (
+    CorruptInputError,
+    InputValidationError,
+    TruncatedDownloadError,
+)
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NC3_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
@@ -154,3 +160,17 @@ def netcdf3_expected_size(path: Path, what: str) -> int:
         recsize = rec_vars[0][1] if len(rec_vars) == 1 else sum(v for v, _ in rec_vars)
         end = max(end, rec_begin + numrecs * recsize)
     return end
+
+
+def check_physical_values(values: np.ndarray, what: str, name: str, valid_range: tuple[float, float]) -> None:
+    """The decoded field has values, all within ``valid_range`` (°C), and is not all zeros
+    (DAP reads have been seen to return all-zero fields)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise InputValidationError(f"{what}: {name} has no valid value (all land or fill)")
+    vals = values[finite]
+    lo, hi = float(vals.min()), float(vals.max())
+    if lo < valid_range[0] or hi > valid_range[1]:
+        raise InputValidationError(f"{what}: {name} range {lo:.2f}..{hi:.2f} °C outside {valid_range}")
+    if float(np.abs(vals).max()) == 0.0:
+        raise InputValidationError(f"{what}: {name} is zero everywhere")
