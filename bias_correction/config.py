@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     runtime: Literal["onnx", "torchscript"] = "onnx"
     #: Extra fsspec options of an s3:// storage_root (endpoint_url, key, secret, ...); not part of the fingerprint.
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    #: When the publication gate fails: "fail" (publish nothing) or "raw" (publish raw HYCOM, flagged).
+    publication_fallback: Literal["fail", "raw"] = "fail"
     #: Forecast lead days corrected per run (valid days run+1 .. run+lead_days).
     lead_days: int = Field(7, ge=1, le=7)
     upstream: Upstream = Upstream()

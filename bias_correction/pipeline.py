@@ -171,6 +171,28 @@ def _infer(ctx: Context, corrector: Any, mask: OceanMask, entries: list[ArchiveE
     return corrected, x[:, -1], fields[-1]["valid_date"].values
 
 
+def _publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndarray,
+                      corrected: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Run the gate; returns the field to publish and the failed GateResult when falling back (else None).
+
+    With ``publication_fallback = "fail"`` a failed gate raises ProductError and nothing is published.
+    """
+    from bias_correction.errors import ProductError
+    from bias_correction.gate import check_publication
+
+    envelope = (corrector.manifest.raw.get("training") or {}).get("correction_envelope_degC")
+    result = check_publication(inputs=raw[:, None], raw=raw, corrected=corrected, mask=mask.values,
+                               providers_requested=ctx.settings.providers, active_provider=corrector.active_provider,
+                               envelope_degC=envelope)
+    if result.ok:
+        return corrected, None
+    if ctx.settings.publication_fallback == "raw":
+        LOG.warning("publication gate failed (%s); publishing raw HYCOM flagged as fallback", result.message())
+        return np.where(mask.values[None], raw, np.nan).astype(np.float32), result
+    raise ProductError(f"publication gate failed for model {corrector.manifest.model_id} "
+                       f"{corrector.manifest.version}: {result.message()}; nothing was published")
+
+
 def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
 
@@ -204,6 +226,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
         LOG.info("product %s is up to date; nothing to do", key)
         return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
     corrected, raw, valid_dates = _infer(ctx, corrector, mask, entries, run_days)
+    corrected, gate = _publication_gate(ctx, corrector, mask, raw, corrected)
     leads = list(range(1, corrected.shape[0] + 1))
     per_lead = manifest.residual_rmse_per_lead
     calibrated = all(k in per_lead for k in leads)
@@ -214,6 +237,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
         "config_fingerprint": ctx.settings.fingerprint(), "onnxruntime_provider": corrector.active_provider,
         "runtime": getattr(corrector, "runtime", "onnx"), "mask_sha256": mask.sha256, "grid_id": ctx.grid.grid_id,
         "region": region, "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "input_digest": digest,
+        "publication_gate": "passed" if gate is None else f"failed, fallback raw HYCOM: {gate.message()}",
         "uncertainty_method": ("calibrated validation residual statistics (per-lead RMS of corrected - OISST, "
                                "model validation period)") if calibrated else "fallback: RMS of the applied correction",
         "training_data_versions": (manifest.raw.get("training") or {}).get("data_versions"),
@@ -226,6 +250,10 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
         provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
         uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
     )
+    if gate is not None:  # fallback: raw HYCOM published, flagged as such
+        ds.attrs.update(sstbc_fallback="raw_hycom", sstbc_gate_failures=gate.message(),
+                        summary=ds.attrs.get("summary", "") + " FALLBACK: the correction failed the publication gate "
+                        "and this file carries the uncorrected HYCOM forecast in sst.")
     pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
                                   product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
     LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)

@@ -24,16 +24,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
-import xarray as xr
 
-from bias_correction.config import Region, Training
-from bias_correction.grid.grids import RegularGrid, target_grid
-from bias_correction.training.dataset import SampleSet, build_samples, split_by_valid_date
+if TYPE_CHECKING:  # heavy imports (torch, xarray) stay lazy: the CLI builds its parser from this module
+    import torch
+
+    from bias_correction.grid.grids import RegularGrid
+    from bias_correction.training.dataset import SampleSet
 
 LOG = logging.getLogger(__name__)
 
@@ -77,6 +76,11 @@ class BenchConfig:
 # ----------------------------------------------------------------------------------------------- data
 def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4) -> dict[str, Any]:
     """HYCOM (run, lead, lat, lon), OISST (time, lat, lon), mask and the unpredictable error, in degC."""
+    import pandas as pd
+    import xarray as xr
+
+    from bias_correction.config import Region
+    from bias_correction.grid.grids import target_grid
     from bias_correction.testing.twin import Twin
 
     tw = Twin()
@@ -108,11 +112,18 @@ def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4)
 
 def split_three(samples: SampleSet, val_fraction: float, test_fraction: float, gap_days: int) -> list[SampleSet]:
     """Chronological train / validation / test by valid day, >= gap_days empty days between them."""
+    from bias_correction.training.dataset import split_by_valid_date
+
     days = np.sort(np.unique(samples.valid))
     n = len(days)
-    b_test = days[int(round(n * (1 - test_fraction)))]
-    b_val = days[int(round(n * (1 - test_fraction - val_fraction)))]
-    return split_by_valid_date(samples, [b_val, b_test], gap_days=gap_days)
+    b_test = days[round(n * (1 - test_fraction))]
+    b_val = days[round(n * (1 - test_fraction - val_fraction))]
+    parts = split_by_valid_date(samples, [b_val, b_test], gap_days=gap_days)
+    if any(len(p) == 0 for p in parts):
+        from bias_correction.errors import ConfigError
+
+        raise ConfigError(f"the split leaves {[len(p) for p in parts]} train/val/test samples; use a longer period")
+    return parts
 
 
 # -------------------------------------------------------------------------------------------- metrics
@@ -139,6 +150,8 @@ def _raw_rmse(sc: dict[str, Any]) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------- models
 def _predict_gridded(model: torch.nn.Module, s: SampleSet, batch: int = 16) -> np.ndarray:
+    import torch
+
     out = []
     with torch.no_grad():
         for i in range(0, len(s), batch):
@@ -162,6 +175,9 @@ def _time_per_run(fn: Any, s: SampleSet, leads: int, repeats: int = 3) -> float:
 
 def _gridded(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test: SampleSet, grid: RegularGrid,
              out_dir: Path, progress: bool) -> dict[str, Any]:
+    import torch
+
+    from bias_correction.config import Training
     from bias_correction.training.train import load_checkpoint, train_model
 
     tcfg = Training(model=name, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden, epochs=cfg.epochs,
@@ -178,8 +194,9 @@ def _gridded(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test
                            "infer_seconds_per_run": _time_per_run(lambda s: _predict_gridded(model, s), test, cfg.leads),
                            "infer_runtime": "torch eager (CPU)", "checkpoint": str(res.checkpoint)}
     if cfg.export:
-        from bias_correction.training.export import export_package
         import onnxruntime as ort
+
+        from bias_correction.training.export import export_package
 
         pkg = export_package(res.checkpoint, out_dir / "models", name.replace("-", "_"), "bench")
         man = json.loads((pkg / "manifest.json").read_text())
@@ -288,6 +305,10 @@ def plot(result: dict[str, Any], maps: dict[str, np.ndarray], path: Path) -> Non
 
 # ---------------------------------------------------------------------------------------------- main
 def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    import torch
+
+    from bias_correction.training.dataset import build_samples
+
     t_all = time.perf_counter()
     out_dir = Path(out_dir)
     (out_dir / "rows").mkdir(parents=True, exist_ok=True)

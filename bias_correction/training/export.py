@@ -407,6 +407,7 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
                          "data": meta.get("data_info"), "data_versions": _data_versions(meta.get("data_info")),
                          "epochs": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
                          "seconds": meta.get("train_seconds"),
+                         "correction_envelope_degC": meta.get("correction_envelope_degC"),
                          "hyperparameters": meta.get("hyperparameters")},
             "validation": {**(meta.get("val_scores") or {}), "residual_per_lead": residuals},
             "uncertainty": {"method": "calibrated validation residual statistics",

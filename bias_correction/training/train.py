@@ -159,6 +159,10 @@ def train_model(
     np.random.seed(cfg.seed)
 
     vmin, vmax = normalisation(samples_train)
+    # Largest corrections the model learns from (99.9th percentile of |OISST - HYCOM_last| over ocean):
+    # the publication gate refuses corrections far outside this envelope.
+    delta = np.abs(samples_train.y - samples_train.x[:, -1])
+    envelope = float(np.nanpercentile(delta[np.isfinite(delta)], 99.9)) if np.isfinite(delta).any() else None
     kw = architecture_kwargs(cfg, grid.shape, arch_kwargs)
     model = CorrectionModule(build_model(cfg.model, **kw), vmin, vmax)
     n_params = count_parameters(model)
@@ -222,6 +226,7 @@ def train_model(
         "arch_kwargs": kw,
         "seq_len": int(cfg.seq_len),
         "vmin": vmin,
+        "correction_envelope_degC": envelope,
         "vmax": vmax,
         "units": "degC",
         "framing": FRAMING,

@@ -114,7 +114,7 @@ class TreeModel:
             self.estimator.fit(xf, yf, eval_set=[(xv, yv)], callbacks=[lgb.early_stopping(100, verbose=False)])
         else:
             self.estimator.fit(xf, yf)
-        self.n_rows = int(len(yf))
+        self.n_rows = len(yf)
         return self
 
     def n_parameters(self) -> int:
@@ -168,8 +168,8 @@ class TreeModel:
             if not diff <= PARITY_ATOL_DEGC:
                 raise ModelContractError(f"tree ONNX parity {diff:.2e} degC > {PARITY_ATOL_DEGC}")
             info.update({"runtime": "onnx", "file": path.name, "parity_max_abs_degC": diff,
-                         "n_rows_checked": int(len(ref)), "bytes": path.stat().st_size})
-        except Exception as exc:  # converter missing/failed or parity: stay native, say so
+                         "n_rows_checked": len(ref), "bytes": path.stat().st_size})
+        except Exception as exc:  # noqa: BLE001 - converter missing/failed or parity: stay native, say so
             LOG.warning("%s ONNX export failed, model runs natively: %s", self.kind, exc)
             path.unlink(missing_ok=True)
             info.update({"runtime": "native", "reason": str(exc)[:300]})

@@ -70,7 +70,7 @@ def test_backfill_60_days_on_local_cluster_with_5_percent_faults(store_settings,
     assert not [p for p in Path(s.storage_root).rglob("*") if p.name.endswith((".tmp", ".part"))]
     ledger = backfill_lib.ledger(s, s.model_id, start, end)
     assert len(ledger) == 60 and all(e["state"] == "done" and e["verified"] for e in ledger)
-    assert {p.state for p in backfill_lib.plan(s, start, end, [s.model_id])} == {"done"}, [p for p in backfill_lib.plan(s, start, end, [s.model_id])][:2]
+    assert {p.state for p in backfill_lib.plan(s, start, end, [s.model_id])} == {"done"}
 
     # the same backfill again: no request upstream, no file written
     upstream.faults.clear()

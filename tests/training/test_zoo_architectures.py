@@ -106,7 +106,7 @@ def test_trains_through_train_model(name: str, tmp_path: Path) -> None:
 # path with parity <= 4e-6 degC (checked when the zoo was added; `sstbc benchmark --export` redoes it).
 @pytest.mark.parametrize("name", ["convlstm", pytest.param("ca-convlstm", marks=pytest.mark.slow)])
 def test_exports_through_the_common_path(name: str, tmp_path: Path) -> None:
-    hy, oi, mask, grid = synthetic_cubes(nruns=2)
+    *_, grid = synthetic_cubes(nruns=2)
     kw = {"layers": 1, "hidden": 4} if name == "ca-convlstm" else {}
     ck = make_checkpoint(tmp_path / "ckpt.pt", grid, "a" * 64, arch=name, seq_len=2, **kw)
     pkg = export_package(ck, tmp_path / "store", "zoo")

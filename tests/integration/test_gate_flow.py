@@ -1,0 +1,57 @@
+"""The publication gate inside the daily correction: refuse, or fall back to raw HYCOM flagged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bias_correction import pipeline
+from bias_correction.errors import ProductError
+from bias_correction.io.netcdf import read_dataset
+from bias_correction.io.product import product_key
+from bias_correction.sources.hycom import run_time
+from bias_correction.storage import Store
+from tests.conftest import settings_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def narrow_envelope(trained, upstream, tmp_path):
+    """A copy of the trained package whose recorded training envelope is absurdly small."""
+    settings, out, _ = trained
+    package = Path(out["export"]["package"])
+    store = tmp_path / "models"
+    dest = store / package.parent.name / package.name
+    shutil.copytree(package, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["training"]["correction_envelope_degC"] > 0.1  # recorded by training
+    manifest["training"]["correction_envelope_degC"] = 1e-4
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    s = settings_for(upstream, tmp_path, model_store=str(store))
+    shutil.copytree(Path(settings.storage_root) / "grid", Path(s.storage_root) / "grid")
+    return s
+
+
+def test_gate_failure_publishes_nothing(narrow_envelope) -> None:
+    s = narrow_envelope
+    ctx = pipeline.make_context(s)
+    with pytest.raises(ProductError, match="publication gate failed.*training envelope.*nothing was published"):
+        pipeline.correct_run(ctx, dt.date(2021, 3, 10), pipeline.load_corrector(s))
+    assert not [k for k in Store(s.storage_root).list("products") if k.endswith(".nc")]
+
+
+def test_gate_failure_with_raw_fallback_publishes_flagged_raw_hycom(narrow_envelope) -> None:
+    s = narrow_envelope.model_copy(update={"publication_fallback": "raw"})
+    ctx = pipeline.make_context(s)
+    result = pipeline.correct_run(ctx, dt.date(2021, 3, 10), pipeline.load_corrector(s))
+    assert result.product.written
+    ds = read_dataset(Store(s.storage_root).url(product_key("scs", run_time(dt.date(2021, 3, 10)), s.model_id)))
+    assert ds.attrs["sstbc_fallback"] == "raw_hycom" and "training envelope" in ds.attrs["sstbc_gate_failures"]
+    np.testing.assert_array_equal(ds["sst"].values, ds["sst_raw"].values)
+    assert "failed, fallback raw HYCOM" in json.loads(ds.attrs["sstbc_provenance"])["publication_gate"]
