@@ -186,3 +186,52 @@ def test_doctor_reports_every_check_without_secrets(trained, tmp_path, monkeypat
     (tmp_path / "bad.toml").write_text(bad)
     assert main(["doctor", "--config", str(tmp_path / "bad.toml"), "--offline", "--json"]) == 1
     assert not json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"]
+
+
+def test_verification_rescores_when_oisst_turns_final(store_settings, upstream, tmp_path) -> None:
+    from bias_correction import pipeline
+    from bias_correction.verification.verify import ScoreTable
+    from flows.daily import daily_correction
+    from flows.operations import verification
+
+    s = store_settings
+    payload = s.model_dump(mode="json")
+    run_day = dt.date(2021, 4, 1)
+    daily_correction(payload, run_day, verify=False)
+    upstream.today = dt.date(2021, 4, 10)  # valid days 04-02..04-08 exist as preliminary only
+    first = verification(payload, run_day, run_day, str(tmp_path / "plots"))
+    assert first["scored"] == [run_day.isoformat()]
+    table = ScoreTable(Store(s.storage_root))
+    assert {r.oisst_version for r in table.rows()} == {"preliminary"}
+    assert pipeline.preliminary_days(pipeline.make_context(s))
+    upstream.today = dt.date(2021, 5, 15)  # the finals are out, the preliminaries deleted
+    second = verification(payload, run_day, run_day, str(tmp_path / "plots"))
+    assert second["scored"] == [run_day.isoformat()]
+    assert {r.oisst_version for r in table.rows()} == {"final"} and len(table.rows()) == 7
+    assert verification(payload, run_day, run_day, str(tmp_path / "plots"))["scored"] == []
+
+
+def test_cli_paths_stay_inside_the_storage_root(tmp_path) -> None:
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    from bias_correction.errors import ConfigError
+    from bias_correction.storage import check_key
+
+    store = Store(tmp_path / "root")
+
+    @hsettings(max_examples=300, deadline=None)
+    @given(st.text(min_size=1, max_size=40))
+    def prop(key: str) -> None:
+        try:
+            k = check_key(key)
+        except ConfigError:
+            return
+        resolved = Path(store.url(k)).resolve()
+        assert str(resolved).startswith(str(Path(store.root).resolve()) + os.sep)
+
+    prop()
+    from bias_correction.config import load_settings
+
+    for bad in ({"model_id": "../../etc"}, {"region": {"name": "a/../b"}}, {"model_id": "x y"}):
+        with pytest.raises(ConfigError):
+            load_settings(**bad)
