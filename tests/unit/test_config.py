@@ -63,3 +63,10 @@ def test_round_trip_through_plain_data_is_exact(monkeypatch) -> None:
     monkeypatch.setenv("SSTBC_STORAGE_ROOT", "/b")  # must not leak into an already-resolved config
     assert settings_from_dict(s.model_dump(mode="json")) == s
     assert s.fingerprint() == settings_from_dict(s.model_dump(mode="json")).fingerprint()
+
+
+def test_the_example_config_in_deploy_loads() -> None:
+    from pathlib import Path
+
+    s = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "sstbc.example.toml")
+    assert s.upstream.oisst_access == ("https", "s3") and s.region.name == "scs"
