@@ -51,7 +51,7 @@ LABELS = {"convgru-sa": "ConvGRU-SA", "convgru": "ConvGRU", "convlstm": "ConvLST
 
 @dataclass
 class BenchConfig:
-    # Defaults = the configuration measured in benchmarks/README.md (about 20 min on 2 busy cores).
+    # Defaults = the configuration measured in benchmarks/README.md (about 27 min on 2 busy cores).
     # A whole year (end 2021-12-31) has ~6x the samples and does not fit in 60 min on 2 cores.
     start: dt.date = dt.date(2021, 1, 1)  # first run
     end: dt.date = dt.date(2021, 3, 10)  # last run
@@ -59,7 +59,7 @@ class BenchConfig:
     seq_len: int = 4
     features: int = 8
     hidden: int = 16
-    epochs: int = 2
+    epochs: int = 5
     batch_size: int = 4
     learning_rate: float = 2e-3
     patience: int = 3
