@@ -54,7 +54,9 @@ def test_serve_deployments_and_trigger_a_run(trained, upstream, tmp_path) -> Non
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_UI_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
     logs = [open(tmp_path / "server.log", "w"), open(tmp_path / "serve.log", "w")]
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    # the prefect CLI of this interpreter's environment (CI does not put the venv on PATH)
+    prefect_cli = str(Path(sys.executable).with_name("prefect"))
+    server = subprocess.Popen([prefect_cli, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=tmp_path, env=env, stdout=logs[0], stderr=subprocess.STDOUT)
     served = None
     try:
