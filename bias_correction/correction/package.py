@@ -6,13 +6,13 @@ any other field is trusted, so a corrupted or half-copied package fails loudly a
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bias_correction.errors import ModelContractError
+from bias_correction.hashing import sha256_file
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -24,14 +24,6 @@ CURRENT_SCHEMA = 2
 SUPPORTED_SCHEMAS = (1, 2)
 #: Fields a schema-2 manifest must have (on top of the schema-1 ones parsed into :class:`Manifest`).
 SCHEMA2_FIELDS = ("input_variables", "tile", "training", "validation", "parity", "code_version", "artifacts")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_versions(model_store: Path, model_id: str) -> list[str]:
@@ -147,7 +139,7 @@ def load_manifest(path: Path) -> Manifest:
         if "bytes" in info and size != int(info["bytes"]):
             raise ModelContractError(f"model package {pkg}: artifact {name} has {size} bytes, "
                                      f"manifest says {info['bytes']}")
-        digest = _sha256(fpath)
+        digest = sha256_file(fpath)
         if digest != info.get("sha256"):
             raise ModelContractError(f"model package {pkg}: artifact {name} sha256 {digest} does not match "
                                      f"the manifest ({info.get('sha256')}); the file is corrupt or was changed")

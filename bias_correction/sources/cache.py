@@ -11,7 +11,6 @@ else propagates at once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import random
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from bias_correction.config import Http
 from bias_correction.errors import TransientFetchError
+from bias_correction.hashing import sha256_file
 from bias_correction.sources.validate import check_complete
 from bias_correction.storage import Store
 
@@ -55,14 +55,6 @@ class Fetched:
 
 def ledger_key(key: str) -> str:
     return key + ".json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cached(store: Store, key: str) -> Fetched | None:

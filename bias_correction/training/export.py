@@ -14,7 +14,6 @@ H/W are dynamic -- an odd non-square shape): max |diff| <= 0.01 and RMSE of the 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ import torch
 
 import bias_correction
 from bias_correction.errors import ConfigError, ModelContractError
+from bias_correction.hashing import sha256_file
 from bias_correction.io.provenance import code_version
 from bias_correction.training.architectures import DOMAIN_INDEPENDENT, CorrectionModule
 from bias_correction.training.train import FRAMING, load_checkpoint
@@ -53,14 +53,6 @@ log = logging.getLogger(__name__)
 def utc_version(now: dt.datetime | None = None) -> str:
     """Sortable UTC version string, e.g. ``20210501T120000Z``."""
     return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _example_inputs(batch: int, t: int, h: int, w: int, vmin: float, vmax: float,
