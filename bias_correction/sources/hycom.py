@@ -46,7 +46,7 @@ from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.lonlat import subset_box, wrap_lon
 from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch
-from bias_correction.sources.validate import check_physical_values
+from bias_correction.sources.validate import check_physical_values, open_for_validation
 from bias_correction.storage import Store
 
 LOG = logging.getLogger(__name__)
@@ -269,10 +269,7 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
     Lead hours ``first_tau .. max_tau`` every 3 h must all be present.
     """
     what = what or f"HYCOM run {run:%Y-%m-%d %HZ} file {path.name}"
-    try:
-        ds = read_dataset(path, decode_times=False, mask_and_scale=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
+    ds = open_for_validation(path, what, decode_times=False)
     if "water_temp" not in ds.variables:
         raise InputValidationError(f"{what}: no variable water_temp (has {sorted(ds.data_vars)})")
     wt = ds["water_temp"]

@@ -50,6 +50,7 @@ from bias_correction.errors import (
     UpstreamRejectedError,
 )
 from bias_correction.sources.cache import Fetched, acquire, backoff_delays
+from bias_correction.sources.http import USER_AGENT
 from bias_correction.sources.hycom import (
     HYCOM_EPOCH,
     STEP_HOURS,
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from bias_correction.sources.hycom import HycomSource
 
 LOG = logging.getLogger(__name__)
-USER_AGENT = "sstbc/0.1 (+https://github.com/sstbc)"
 HEADER_BYTES = 1 << 16
 MAX_HEADER_BYTES = 1 << 22
 

@@ -33,7 +33,7 @@ from bias_correction.grid.lonlat import subset_box
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.sources.http import Fetched, cached, fetch, head_size
 from bias_correction.sources.s3 import fetch_object, object_size
-from bias_correction.sources.validate import check_physical_values
+from bias_correction.sources.validate import check_physical_values, open_for_validation
 from bias_correction.storage import Store
 
 LOG = logging.getLogger(__name__)
@@ -191,10 +191,7 @@ def read_oisst_sst(path: Path, region: Region, margin: float) -> xr.DataArray:
 def validate_oisst_file(path: Path, day: dt.date, what: str | None = None) -> None:
     """Open the file and check variables, dims, date and value range; raise InputValidationError."""
     what = what or f"OISST {day} file {path.name}"
-    try:
-        ds = read_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
+    ds = open_for_validation(path, what, decode_times=True)
     missing = [v for v in REQUIRED_VARS if v not in ds.variables]
     if missing:
         raise InputValidationError(f"{what}: missing variable(s) {missing}; expected {list(REQUIRED_VARS)}")

@@ -46,7 +46,7 @@ from bias_correction.errors import (
     UpstreamRejectedError,
 )
 from bias_correction.grid.lonlat import wrap_lon
-from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
+from bias_correction.io.netcdf import NETCDF_LOCK
 from bias_correction.sources.cache import Fetched, acquire
 from bias_correction.sources.hycom import (
     HYCOM_EPOCH,
@@ -57,7 +57,7 @@ from bias_correction.sources.hycom import (
     validate_hycom_file,
     write_run_file,
 )
-from bias_correction.sources.validate import check_physical_values
+from bias_correction.sources.validate import check_physical_values, open_for_validation
 
 if TYPE_CHECKING:
     from bias_correction.sources.hycom import HycomSource
@@ -386,10 +386,7 @@ def _write_oisst_subset(path: Path, time: np.ndarray, time_units: str, lat: np.n
 def validate_oisst_subset(path: Path, day: dt.date, what: str | None = None) -> None:
     """Checks of a regional OISST subset: sst dims, date, ascending 0.25° lat, units, values."""
     what = what or f"OISST {day} subset {path.name}"
-    try:
-        ds = read_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
+    ds = open_for_validation(path, what, decode_times=True)
     if "sst" not in ds.variables or ds["sst"].dims != ("time", "zlev", "lat", "lon"):
         raise InputValidationError(f"{what}: no sst(time, zlev, lat, lon)")
     when = ds["time"].values[0].astype("datetime64[s]").astype(dt.datetime)

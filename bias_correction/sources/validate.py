@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -174,3 +175,13 @@ def check_physical_values(values: np.ndarray, what: str, name: str, valid_range:
         raise InputValidationError(f"{what}: {name} range {lo:.2f}..{hi:.2f} °C outside {valid_range}")
     if float(np.abs(vals).max()) == 0.0:
         raise InputValidationError(f"{what}: {name} is zero everywhere")
+
+
+def open_for_validation(path: Path, what: str, **kwargs: object) -> Any:
+    """The loaded dataset of a downloaded file; InputValidationError naming ``what`` if it does not open."""
+    from bias_correction.io.netcdf import read_dataset
+
+    try:
+        return read_dataset(path, engine="netcdf4", mask_and_scale=True, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
