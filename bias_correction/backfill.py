@@ -94,9 +94,9 @@ def plan(settings: Settings, start: dt.date, end: dt.date, model_ids: list[str])
 
 @functools.lru_cache(maxsize=8)
 def _corrector(model_store: str, model_id: str, version: str, providers: str) -> Any:
-    from bias_correction.correction.runtime import OnnxCorrector
+    from bias_correction.correction.runtime import load_corrector
 
-    return OnnxCorrector.load(model_store, model_id, version, providers)  # type: ignore[arg-type]
+    return load_corrector(model_store, model_id, version, providers)  # type: ignore[arg-type]
 
 
 def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str) -> dict[str, Any]:

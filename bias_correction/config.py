@@ -144,12 +144,64 @@ class Training(_Section):
     seed: int = 0
     start: dt.date = dt.date(2021, 1, 1)
     end: dt.date = dt.date(2021, 3, 31)
+    #: Auxiliary inputs per time step besides HYCOM SST: "oisst_latest" (the latest OISST analysis at
+    #: forecast time) and/or "surf_el" (HYCOM sea surface elevation). None = the model's default
+    #: (:func:`default_aux_inputs`): surf_el for CA-ConvLSTM's second stream, oisst_latest otherwise.
+    aux_inputs: list[Literal["oisst_latest", "surf_el"]] | None = None
+    #: Age of the latest OISST analysis at forecast time: day of run - this (1 = preliminary latency).
+    oisst_lag_days: int = Field(1, ge=1, le=7)
+    #: What the zero-initialised head corrects: "hycom" (the paper's framing: epoch 0 = raw HYCOM) or
+    #: "oisst_latest" (epoch 0 = persistence of the latest analysis; the network learns the change).
+    #: None = "oisst_latest" when that is an auxiliary input, else "hycom".
+    residual_base: Literal["hycom", "oisst_latest"] | None = None
+    #: Random square training tiles (models.md 11.2): each training sample is cropped to
+    #: tile_size x tile_size cells (the same crop for its T steps, aux and target; seeded) and validation
+    #: runs blended overlapping tiles of that size over the whole domain, like inference. None = train on
+    #: the whole domain. Applies to the domain-dependent (attention) models; see tile_all_models.
+    tile_size: int | None = Field(None, ge=8, le=4096)
+    #: Also train the purely convolutional models (ConvGRU, ConvLSTM: DOMAIN_INDEPENDENT) on tiles when
+    #: tile_size is set; by default they keep the whole domain.
+    tile_all_models: bool = False
+    #: FAConvLSTM Laplacian smoothness weight (models.md 7.3, lambda_s): loss += weight * mean squared
+    #: neighbour difference of the last hidden state. 0 = off; only FAConvLSTM supports it.
+    laplacian_weight: float = Field(0.0, ge=0.0)
+    #: Continue an interrupted run from ``<out_dir>/train_state.pt`` when its fingerprint (configuration
+    #: minus epochs/resume, data) matches; an execution option, not part of that fingerprint.
+    resume: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> Training:
         if self.end < self.start:
             raise ValueError(f"training end {self.end} is before start {self.start}")
+        if self.aux_inputs is not None and len(set(self.aux_inputs)) != len(self.aux_inputs):
+            raise ValueError(f"aux_inputs lists an input twice: {self.aux_inputs}")
+        if self.residual_base == "oisst_latest" and "oisst_latest" not in self.resolved_aux_inputs:
+            raise ValueError("residual_base = 'oisst_latest' needs 'oisst_latest' among aux_inputs")
         return self
+
+    @property
+    def resolved_residual_base(self) -> str:
+        if self.residual_base is not None:
+            return self.residual_base
+        return "oisst_latest" if "oisst_latest" in self.resolved_aux_inputs else "hycom"
+
+    @property
+    def resolved_aux_inputs(self) -> tuple[str, ...]:
+        return tuple(self.aux_inputs) if self.aux_inputs is not None else default_aux_inputs(self.model)
+
+
+#: Models without learned inputs beyond HYCOM SST (statistical baselines).
+SST_ONLY_MODELS = frozenset({"mean-bias", "linear-regression", "quantile-mapping"})
+
+
+def default_aux_inputs(model: str) -> tuple[str, ...]:
+    """Default auxiliary inputs of a model: CA-ConvLSTM's stream 2 is HYCOM surf_el (models.md 6.3);
+    every other learned model also sees the latest OISST analysis; the statistical baselines see none."""
+    if model == "ca-convlstm":
+        return ("surf_el",)
+    if model in SST_ONLY_MODELS:
+        return ()
+    return ("oisst_latest",)
 
 
 class Settings(BaseSettings):
@@ -165,6 +217,7 @@ class Settings(BaseSettings):
     storage_root: str = "sstbc-data"
     #: Model store: one folder per model id and version (manifest, card, artifacts).
     model_store: str = "models"
+    #: Model package id; defaults to ``training.model``, so one value selects what trains and what runs.
     model_id: str = "convgru-sa"
     model_version: str = "latest"
     #: Execution providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda``/``tensorrt`` fail if not active.
@@ -182,6 +235,15 @@ class Settings(BaseSettings):
     regrid: Regrid = Regrid()
     orchestration: Orchestration = Orchestration()
     training: Training = Training()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("model_id") is None:
+            tr = data.get("training") or {}
+            model = tr.get("model") if isinstance(tr, dict) else getattr(tr, "model", None)
+            data = {**data, "model_id": model or "convgru-sa"}
+        return data
 
     @field_validator("model_id")
     @classmethod

@@ -86,15 +86,21 @@ def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
     return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
 
 
-def archive_hycom_run(ctx: Context, day: dt.date) -> ArchiveEntry:
-    """Regridded daily-mean HYCOM forecast of the 12Z run of ``day`` in the archive."""
+def archive_hycom_run(ctx: Context, day: dt.date, variable: str = "sst") -> ArchiveEntry:
+    """Regridded daily-mean HYCOM forecast of the 12Z run of ``day`` in the archive.
+
+    ``variable``: "sst" (HYCOM ``water_temp`` at 0 m, °C) or "surf_el" (sea-surface elevation, m), each
+    with its own archive key and raw file.
+    """
     run = run_time(day)
-    hit = archive.existing(ctx.store, archive.hycom_key(ctx.grid, run))
+    source_variable = archive.hycom_archive_variable(variable).source_variable
+    hit = archive.existing(ctx.store, archive.hycom_key(ctx.grid, run, variable))
     if hit is not None:
         return hit
-    fetched = ctx.hycom.fetch(run)
-    daily = ctx.regridder(ctx.hycom.daily_means(fetched, run), method=ctx.settings.regrid.hycom)
-    return archive.write_hycom(ctx.store, ctx.grid, run, daily, fetched)
+    fetched = ctx.hycom.fetch(run, variable=source_variable)
+    daily = ctx.regridder(ctx.hycom.daily_means(fetched, run, variable=source_variable),
+                          method=ctx.settings.regrid.hycom)
+    return archive.write_hycom(ctx.store, ctx.grid, run, daily, fetched, variable=variable)
 
 
 def ensure_mask(ctx: Context, oisst_day: dt.date, run_day: dt.date) -> OceanMask:
@@ -119,11 +125,23 @@ def require_mask(ctx: Context) -> OceanMask:
     return mask
 
 
-def archive_dates(start: dt.date, end: dt.date, seq_len: int, lead_days: int) -> tuple[list[dt.date], list[dt.date]]:
-    """HYCOM run days and OISST days needed to train on runs ``start``..``end``."""
+def archive_dates(start: dt.date, end: dt.date, seq_len: int, lead_days: int,
+                  oisst_lag_days: int | None = None) -> tuple[list[dt.date], list[dt.date]]:
+    """HYCOM run days and OISST days needed to train on runs ``start``..``end``.
+
+    With ``oisst_lag_days`` (the model takes the latest OISST as an input) the OISST days also cover
+    the analyses known when the first window's runs were issued.
+    """
     runs = [start + dt.timedelta(days=i) for i in range(-(seq_len - 1), (end - start).days + 1)]
-    days = [start + dt.timedelta(days=i) for i in range(1, (end - start).days + lead_days + 1)]
+    first = 1 if oisst_lag_days is None else min(1, -(seq_len - 1) - oisst_lag_days)
+    days = [start + dt.timedelta(days=i) for i in range(first, (end - start).days + lead_days + 1)]
     return runs, days
+
+
+def training_inputs(settings: Settings) -> tuple[tuple[str, ...], int | None]:
+    """(auxiliary inputs, OISST lag or None) of the configured training: what the archive must hold."""
+    aux = settings.training.resolved_aux_inputs
+    return aux, (settings.training.oisst_lag_days if "oisst_latest" in aux else None)
 
 
 def load_corrector(settings: Settings) -> Any:
@@ -151,24 +169,57 @@ def _digest(parts: dict[str, Any]) -> str:
 REPLAY_TOLERANCE_DEGC = 0.01
 
 
-def _run_inputs(ctx: Context, day: dt.date, seq_len: int) -> tuple[list[dt.date], list[ArchiveEntry], list[dict[str, Any]]]:
+def _record(kind: str, when: str, entry: ArchiveEntry) -> dict[str, Any]:
+    """Provenance of one input field: what it is, where it came from, which version."""
+    key = "run" if kind != "oisst_latest" else "day"
+    return {"input": kind, key: when, "url": entry.source["url"], "sha256": entry.source["sha256"],
+            "version": entry.source["version"], "archive_key": entry.key}
+
+
+def _run_inputs(ctx: Context, day: dt.date, seq_len: int, aux_inputs: tuple[str, ...] = (),
+                oisst_lag_days: int = 1) -> tuple[list[dt.date], dict[str, list[ArchiveEntry]], list[dict[str, Any]]]:
+    """Archive entries of every input of the run of ``day``: HYCOM SST of runs day-T+1..day, and per
+    auxiliary input one entry per run (surf_el of that run; OISST of run day - lag for oisst_latest)."""
     run_days = [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
     # The requested run first, so an unpublished or broken run names itself, not a predecessor.
-    entries = [archive_hycom_run(ctx, d) for d in reversed(run_days)][::-1]
-    inputs = [{"run": f"{d:%Y-%m-%dT12Z}", "url": e.source["url"], "sha256": e.source["sha256"],
-               "version": e.source["version"], "archive_key": e.key} for d, e in zip(run_days, entries, strict=True)]
+    entries = {"sst": [archive_hycom_run(ctx, d) for d in reversed(run_days)][::-1]}
+    inputs = [_record("hycom_sst", f"{d:%Y-%m-%dT12Z}", e) for d, e in zip(run_days, entries["sst"], strict=True)]
+    lag = dt.timedelta(days=oisst_lag_days)
+    for name in aux_inputs:
+        if name == "oisst_latest":
+            entries[name] = [archive_oisst_day(ctx, d - lag) for d in reversed(run_days)][::-1]
+            inputs += [_record(name, f"{d - lag}", e) for d, e in zip(run_days, entries[name], strict=True)]
+        elif name == "surf_el":
+            entries[name] = [archive_hycom_run(ctx, d, variable="surf_el") for d in reversed(run_days)][::-1]
+            inputs += [_record(name, f"{d:%Y-%m-%dT12Z}", e) for d, e in zip(run_days, entries[name], strict=True)]
+        else:
+            raise InputValidationError(f"unknown auxiliary input {name!r} in the model package")
     return run_days, entries, inputs
 
 
-def _infer(ctx: Context, corrector: Any, mask: OceanMask, entries: list[ArchiveEntry],
+def _infer(ctx: Context, corrector: Any, mask: OceanMask, entries: dict[str, list[ArchiveEntry]],
            run_days: list[dt.date]) -> tuple[np.ndarray, np.ndarray, Any]:
     """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch."""
-    fields = [archive.read_field(ctx.store, e.key) for e in entries]
+    fields = [archive.read_field(ctx.store, e.key) for e in entries["sst"]]
     stack = np.stack([f.values for f in fields], axis=1)  # (lead, T, lat, lon)
-    x = apply_mask(stack, mask, f"HYCOM runs {run_days[0]}..{run_days[-1]}")
+    span = f"{run_days[0]}..{run_days[-1]}"
+    x = apply_mask(stack, mask, f"HYCOM runs {span}")
     leads = fields[-1]["lead"].values
-    corrected = corrector.correct(x, leads.astype(np.float32))
-    return corrected, x[:, -1], fields[-1]["valid_date"].values
+    aux = None
+    names = tuple(corrector.manifest.aux_inputs)
+    if names:
+        chans = []
+        for name in names:
+            vals = [archive.read_field(ctx.store, e.key).values for e in entries[name]]
+            if name == "oisst_latest":  # one analysis per run, the same for every lead
+                a = np.broadcast_to(np.stack(vals)[None], (len(leads), len(vals), *vals[0].shape))
+            else:  # (lead, lat, lon) per run
+                a = np.stack(vals, axis=1)
+            chans.append(apply_mask(a, mask, f"{name} for runs {span}"))
+        aux = np.stack(chans, axis=2)  # (lead, T, A, lat, lon)
+    valid = fields[-1]["valid_date"].values
+    corrected = corrector.correct(x, leads.astype(np.float32), aux, valid_days=valid)
+    return corrected, x[:, -1], valid
 
 
 def _publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndarray,
@@ -208,7 +259,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     seq_len = int(manifest.seq_len)
     mask = require_mask(ctx)
     corrector.check_contract(ctx.grid, mask.sha256, seq_len)
-    run_days, entries, inputs = _run_inputs(ctx, day, seq_len)
+    run_days, entries, inputs = _run_inputs(ctx, day, seq_len, manifest.aux_inputs, manifest.oisst_lag_days)
     model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
     digest = _digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
                       "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
@@ -288,18 +339,21 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
     if prov.get("mask_sha256") and prov["mask_sha256"] != mask.sha256:
         raise InputValidationError(f"ocean mask sha256 {mask.sha256} differs from the product's {prov['mask_sha256']}")
     corrector.check_contract(ctx.grid, mask.sha256, corrector.manifest.seq_len)
-    entries, run_days = [], []
+    entries: dict[str, list[ArchiveEntry]] = {}
+    run_days = []
     for rec in prov["inputs"]:
-        run_day = dt.date.fromisoformat(rec["run"][:10])
-        key = rec.get("archive_key") or archive.hycom_key(ctx.grid, run_time(run_day))
+        kind = rec.get("input", "hycom_sst")
+        when = rec.get("run") or rec.get("day")
+        key = rec.get("archive_key") or archive.hycom_key(ctx.grid, run_time(dt.date.fromisoformat(when[:10])))
         entry = archive.existing(ctx.store, key)
         if entry is None:
-            raise InputValidationError(f"replay: archived input {key} (run {rec['run']}) is missing")
+            raise InputValidationError(f"replay: archived input {key} ({kind} {when}) is missing")
         if entry.source.get("sha256") != rec["sha256"]:
             raise InputValidationError(f"replay: archived input {key} comes from raw sha256 "
                                        f"{entry.source.get('sha256')}, the product used {rec['sha256']}")
-        entries.append(entry)
-        run_days.append(run_day)
+        entries.setdefault("sst" if kind == "hycom_sst" else kind, []).append(entry)
+        if kind == "hycom_sst":
+            run_days.append(dt.date.fromisoformat(when[:10]))
     corrected, _, _ = _infer(ctx, corrector, mask, entries, run_days)
     published = ds["sst"].values
     ocean = np.isfinite(published)
@@ -360,20 +414,34 @@ def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, d
     """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts."""
     from bias_correction.training.dataset import build_samples
 
-    seq_len = ctx.settings.training.seq_len
-    run_days, oisst_days = archive_dates(start, end, seq_len, ctx.settings.lead_days)
+    cfg = ctx.settings.training
+    seq_len = cfg.seq_len
+    aux, lag = training_inputs(ctx.settings)
+    run_days, oisst_days = archive_dates(start, end, seq_len, ctx.settings.lead_days, lag)
     mask = require_mask(ctx)
-    hycom = archive.load_hycom_runs(ctx.store, ctx.grid, [run_time(d) for d in run_days])
+    runs = [run_time(d) for d in run_days]
+    hycom = archive.load_hycom_runs(ctx.store, ctx.grid, runs)
+    surf_el = None
+    if "surf_el" in aux:
+        surf_el = archive.load_hycom_runs(ctx.store, ctx.grid, runs, variable="surf_el")
+        hycom, surf_el = (a.sel(run=np.intersect1d(hycom["run"].values, surf_el["run"].values)) for a in (hycom, surf_el))
     oisst, versions = archive.load_oisst_days(ctx.store, ctx.grid, oisst_days)
     versions["preliminary_days"] = [str(t)[:10] for t, v in zip(oisst["time"].values, oisst.attrs["versions"], strict=True)
                                     if v == PRELIMINARY]
-    samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len)
+    samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len, aux_inputs=aux,
+                            oisst_lag_days=cfg.oisst_lag_days, surf_el=surf_el)
     return samples, versions
 
 
 def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
-    """Train the configured model on runs ``start``..``end`` (chronological train/validation split)."""
+    """Train the configured model on runs ``start``..``end`` (chronological train/validation split).
+
+    Gridded networks write a checkpoint file; the tabular models (trees, statistical baselines,
+    ``training.tabular_export``) fit on the same samples and split and stage a verified package folder
+    as their checkpoint, which :func:`export_checkpoint` installs into the model store.
+    """
     from bias_correction.training.dataset import split_chronological
+    from bias_correction.training.tabular_export import is_tabular_model, train_tabular
     from bias_correction.training.train import train_model
 
     cfg = ctx.settings.training
@@ -383,11 +451,15 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     out_dir = ctx.store.url(f"training/{ctx.settings.model_id}/{start:%Y%m%d}-{end:%Y%m%d}") if ctx.store.is_local else None
     if out_dir is None:
         raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
+    data_info = {"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
+                 "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
+                 "samples": {"train": len(train), "val": len(val)}}
+    if is_tabular_model(cfg.model):
+        return train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
+                             out_dir=Path(out_dir), data_info=data_info)
     result = train_model(
         train, val, cfg, grid=ctx.grid, mask_hash=mask.sha256, progress=progress,
-        data_info={"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
-                   "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
-                   "samples": {"train": len(train), "val": len(val)}},
+        data_info=data_info,
         out_dir=Path(out_dir),
     )
     return {
@@ -399,8 +471,22 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
 
 
 def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:
-    """Export a checkpoint to an ONNX model package in the model store (parity checked)."""
+    """Export a checkpoint to a model package in the model store (parity checked).
+
+    A gridded checkpoint file becomes an ONNX/TorchScript package; a tabular checkpoint (the package
+    folder ``sstbc train`` staged) is verified and installed as ``model_store/model_id/<new version>``.
+    """
     from bias_correction.correction.package import load_manifest
+
+    if Path(checkpoint).is_dir():
+        from bias_correction.correction.tabular import load_tabular_manifest
+        from bias_correction.training.tabular_export import install_package
+
+        package = install_package(Path(checkpoint), Path(settings.model_store), settings.model_id)
+        manifest = load_tabular_manifest(package)
+        return {"package": str(package), "version": manifest.version, "kind": "tabular",
+                "architecture": manifest.architecture, "runtime": manifest.raw["runtime"],
+                "parity": manifest.raw["parity"]}
     from bias_correction.training.export import export_package
 
     package = export_package(checkpoint, Path(settings.model_store), settings.model_id)
@@ -409,6 +495,7 @@ def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:
 
 
 def train_and_export(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
+    """Train the configured model (gridded or tabular) and export it into the model store."""
     trained = train_from_archive(ctx, start, end, progress=progress)
     exported = export_checkpoint(ctx.settings, Path(trained["checkpoint"]))
     return {"training": trained, "export": exported}

@@ -82,7 +82,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     else:
         if args.end is None:
             raise ConfigError("--start needs --end")
-        run_days, oisst_days = pipeline.archive_dates(args.start, args.end, settings.training.seq_len, settings.lead_days)
+        run_days, oisst_days = pipeline.archive_dates(args.start, args.end, settings.training.seq_len, settings.lead_days,
+                                                      pipeline.training_inputs(settings)[1])
     if args.dry_run:
         plan = pipeline.plan_fetch(ctx, run_days, oisst_days)
         todo = [p for p in plan if p["state"] not in ("archived", "cached")]
@@ -135,10 +136,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if getattr(args, "model", None):  # --model NAME overrides training.model for this run
         from bias_correction.training.architectures import ARCHITECTURES
+        from bias_correction.training.tabular_export import TABULAR_MODELS
 
-        if args.model not in ARCHITECTURES:
-            raise ConfigError(f"unknown model {args.model!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-        settings = settings.model_copy(update={"training": settings.training.model_copy(update={"model": args.model})})
+        known = sorted(set(ARCHITECTURES) | set(TABULAR_MODELS))
+        if args.model not in known:
+            raise ConfigError(f"unknown model {args.model!r}; known: {', '.join(known)}")
+        follows = settings.model_id == settings.training.model  # model_id not set apart: it follows the model
+        update: dict = {"training": settings.training.model_copy(update={"model": args.model})}
+        if follows:
+            update["model_id"] = args.model
+        settings = settings.model_copy(update=update)
+    if getattr(args, "resume", None) is not None:  # --resume / --no-resume overrides training.resume
+        settings = settings.model_copy(update={"training": settings.training.model_copy(update={"resume": args.resume})})
     start = args.start or settings.training.start
     end = args.end or settings.training.end
     ctx = pipeline.make_context(settings)
@@ -165,7 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from bias_correction import pipeline
 
     out = pipeline.export_checkpoint(settings, Path(args.checkpoint))
-    human = f"package: {out['package']}\n  parity max |ONNX - torch| over ocean: {out['parity']['max_abs_diff_degC']:.2e} °C"
+    what = "package - fitted model" if out.get("kind") == "tabular" else "ONNX - torch"
+    human = f"package: {out['package']}\n  parity max |{what}| over ocean: {out['parity']['max_abs_diff_degC']:.2e} °C"
     _emit(args, {"command": "export", **out}, human)
     return 0
 
@@ -318,7 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the configured model from the archive and write a checkpoint")
     p.add_argument("--start", type=parse_date, help="first training run (default: training.start)")
     p.add_argument("--end", type=parse_date, help="last training run (default: training.end)")
-    p.add_argument("--model", help="architecture to train (default: training.model), e.g. convlstm, faconvlstm")
+    p.add_argument("--model", help="model to train (default: training.model), e.g. convlstm, faconvlstm, "
+                                   "lightgbm, random-forest, mean-bias")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                   help="continue an interrupted run of the same configuration and data from its "
+                        "train_state.pt (default: training.resume, on)")
     common(p)
     p.set_defaults(func=cmd_train)
 

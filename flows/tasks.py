@@ -40,8 +40,8 @@ def _ctx(settings: dict[str, Any]) -> pipeline.Context:
 
 
 @task(name="archive-hycom-run", **_RETRY)
-def archive_hycom_run(settings: dict[str, Any], day: dt.date) -> dict[str, Any]:
-    entry = pipeline.archive_hycom_run(_ctx(settings), day)
+def archive_hycom_run(settings: dict[str, Any], day: dt.date, variable: str = "sst") -> dict[str, Any]:
+    entry = pipeline.archive_hycom_run(_ctx(settings), day, variable=variable)
     return {"key": entry.key, "written": entry.written, "source": entry.source}
 
 

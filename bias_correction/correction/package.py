@@ -78,6 +78,14 @@ class Manifest:
         return (int(self.grid["nlat"]), int(self.grid["nlon"]))
 
     @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(nlat, nlon) of the exported graph: the training tile (the grid unless trained on tiles)."""
+        tile = self.raw.get("tile") or {}
+        if "nlat" in tile and "nlon" in tile:
+            return (int(tile["nlat"]), int(tile["nlon"]))
+        return self.shape
+
+    @property
     def model_path(self) -> Path:
         return self.package_dir / MODEL_FILE
 
@@ -107,14 +115,24 @@ class Manifest:
         return bool(tile.get("dynamic_hw", (self.raw.get("parity") or {}).get("dynamic_hw", False)))
 
     @property
+    def aux_inputs(self) -> tuple[str, ...]:
+        """Auxiliary input channels (``aux`` graph input), in order; empty for SST-only models."""
+        return tuple(self.raw.get("aux_inputs") or ())
+
+    @property
+    def oisst_lag_days(self) -> int:
+        """Age in days of the ``oisst_latest`` input relative to each run day."""
+        return int(self.raw.get("oisst_lag_days") or 1)
+
+    @property
     def residual_rmse_per_lead(self) -> dict[int, float]:
         """Calibrated validation RMS residual (corrected - OISST) per lead day, degC (may be empty)."""
         unc = (self.raw.get("validation") or {}).get("residual_per_lead") or {}
         return {int(k): float(v["rmse"]) for k, v in unc.items()}
 
 
-def load_manifest(path: Path) -> Manifest:
-    """Read ``manifest.json`` (``path`` = package folder or the file) after verifying every artefact."""
+def read_manifest_json(path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """(manifest path, package folder, parsed JSON object) of ``path`` (package folder or the file)."""
     path = Path(path)
     mpath = path / MANIFEST_FILE if path.is_dir() else path
     pkg = mpath.parent
@@ -126,13 +144,19 @@ def load_manifest(path: Path) -> Manifest:
         raise ModelContractError(f"{mpath} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ModelContractError(f"{mpath} must hold a JSON object")
-    artifacts = raw.get("artifacts")
-    if not isinstance(artifacts, dict) or MODEL_FILE not in artifacts:
-        raise ModelContractError(f"{mpath} lists no artifacts (expected at least {MODEL_FILE})")
+    return mpath, pkg, raw
+
+
+def verify_artifacts(pkg: Path, mpath: Path, artifacts: Any, required: str | None = None) -> None:
+    """Every listed artifact present, inside the package, with the recorded size and sha256."""
+    if not isinstance(artifacts, dict) or not artifacts or (required is not None and required not in artifacts):
+        raise ModelContractError(f"{mpath} lists no artifacts (expected at least {required or 'one'})")
     for name, info in artifacts.items():
-        fpath = pkg / name
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise ModelContractError(f"{mpath}: artifact name {name!r} escapes the package folder")
+        if not isinstance(info, dict) or "sha256" not in info:
+            raise ModelContractError(f"{mpath}: artifact {name} has no sha256")
+        fpath = pkg / name
         if not fpath.is_file():
             raise ModelContractError(f"model package {pkg}: artifact {name} is missing")
         size = fpath.stat().st_size
@@ -140,16 +164,13 @@ def load_manifest(path: Path) -> Manifest:
             raise ModelContractError(f"model package {pkg}: artifact {name} has {size} bytes, "
                                      f"manifest says {info['bytes']}")
         digest = sha256_file(fpath)
-        if digest != info.get("sha256"):
+        if digest != info["sha256"]:
             raise ModelContractError(f"model package {pkg}: artifact {name} sha256 {digest} does not match "
-                                     f"the manifest ({info.get('sha256')}); the file is corrupt or was changed")
-    if raw.get("schema_version") not in SUPPORTED_SCHEMAS:
-        raise ModelContractError(f"{mpath}: schema_version {raw.get('schema_version')!r} is not supported "
-                                 f"(expected one of {list(SUPPORTED_SCHEMAS)})")
-    if raw["schema_version"] >= 2:
-        missing = [k for k in SCHEMA2_FIELDS if k not in raw]
-        if missing:
-            raise ModelContractError(f"{mpath}: schema 2 manifest lacks {', '.join(missing)}")
+                                     f"the manifest ({info['sha256']}); the file is corrupt or was changed")
+
+
+def manifest_from_raw(pkg: Path, mpath: Path, raw: dict[str, Any]) -> Manifest:
+    """The typed view of a verified manifest; a missing or malformed field names the file."""
     try:
         norm = raw["normalisation"]
         return Manifest(package_dir=pkg, model_id=str(raw["model_id"]), version=str(raw["version"]),
@@ -159,3 +180,18 @@ def load_manifest(path: Path) -> Manifest:
                         lead_days=tuple(int(k) for k in raw["lead_days"]), raw=raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelContractError(f"{mpath} is missing or has an invalid field: {exc!r}") from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read ``manifest.json`` (``path`` = package folder or the file) after verifying every artefact."""
+    mpath, pkg, raw = read_manifest_json(path)
+    gridded = raw.get("kind", "gridded") == "gridded"  # tabular packages may carry npz or native boosters
+    verify_artifacts(pkg, mpath, raw.get("artifacts"), MODEL_FILE if gridded else None)
+    if raw.get("schema_version") not in SUPPORTED_SCHEMAS:
+        raise ModelContractError(f"{mpath}: schema_version {raw.get('schema_version')!r} is not supported "
+                                 f"(expected one of {list(SUPPORTED_SCHEMAS)})")
+    if raw["schema_version"] >= 2:
+        missing = [k for k in SCHEMA2_FIELDS if k not in raw]
+        if missing:
+            raise ModelContractError(f"{mpath}: schema 2 manifest lacks {', '.join(missing)}")
+    return manifest_from_raw(pkg, mpath, raw)

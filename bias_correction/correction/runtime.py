@@ -47,7 +47,7 @@ def _trt_options(manifest: Manifest | None) -> dict[str, str]:
     opts = {"trt_fp16_enable": "False", "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache)}
     if manifest is not None:
-        t, (h, w) = manifest.seq_len, manifest.shape
+        t, (h, w) = manifest.seq_len, manifest.tile_shape
         opts.update({"trt_profile_min_shapes": f"sst:1x{t}x{h}x{w},lead_days:1",
                      "trt_profile_opt_shapes": f"sst:7x{t}x{h}x{w},lead_days:7",
                      "trt_profile_max_shapes": f"sst:64x{t}x{h}x{w},lead_days:64"})
@@ -151,12 +151,33 @@ class Corrector:
         if seq_len is not None and int(seq_len) != m.seq_len:
             raise ModelContractError(f"{who} expects T={m.seq_len} input runs, the run provides T={seq_len}")
 
+    def _validate_aux(self, sst: np.ndarray, aux: np.ndarray | None) -> None:
+        names = self.manifest.aux_inputs
+        if not names:
+            if aux is not None:
+                raise ModelContractError(f"model {self.manifest.model_id} takes no auxiliary inputs, got aux")
+            return
+        b, t, h, w = sst.shape
+        want = [b, t, len(names), h, w]
+        if aux is None:
+            raise ModelContractError(f"model {self.manifest.model_id} {self.manifest.version} needs auxiliary "
+                                     f"inputs {list(names)} as aux {want}")
+        if list(aux.shape) != want or not np.issubdtype(aux.dtype, np.floating):
+            raise ModelContractError(f"aux ({list(names)}) must be floating point with shape {want}, got "
+                                     f"{list(aux.shape)} {aux.dtype}")
+        ocean = np.isfinite(sst).all(axis=1)
+        for i, name in enumerate(names):
+            missing = ~np.isfinite(aux[:, :, i]).all(axis=1) & ocean
+            if missing.any():
+                raise ModelContractError(f"auxiliary input {name} is NaN at {int(missing.sum())} ocean cells "
+                                         "where HYCOM SST is defined")
+
     def _validate(self, sst: np.ndarray, lead: np.ndarray, allow_larger: bool) -> None:
         m = self.manifest
-        h, w = m.shape
+        (h, w), (th, tw) = m.shape, m.tile_shape
         if sst.ndim != 4 or sst.shape[1] != m.seq_len or (not allow_larger and sst.shape[2:] != (h, w)) \
-                or sst.shape[2] < h or sst.shape[3] < w:
-            want = f"[B, {m.seq_len}, {h}, {w}]" + (f" or larger than {h}x{w}" if allow_larger else "")
+                or sst.shape[2] < th or sst.shape[3] < tw:
+            want = f"[B, {m.seq_len}, {h}, {w}]" + (f" or larger than {th}x{tw}" if allow_larger else "")
             raise ModelContractError(f"sst must have shape {want} (degC), got {list(sst.shape)}")
         if sst.shape[0] < 1:
             raise ModelContractError("sst batch is empty")
@@ -170,10 +191,14 @@ class Corrector:
         if bad:
             raise ModelContractError(f"lead_days {bad} outside the model's trained leads {list(m.lead_days)}")
 
-    def correct(self, sst: np.ndarray, lead_days: np.ndarray, *, allow_larger: bool = False,
-                tiles: Literal["auto", "always", "never"] = "auto", margin: int | None = None,
-                ramp: int | None = None, max_batch: int = 64) -> np.ndarray:
+    def correct(self, sst: np.ndarray, lead_days: np.ndarray, aux: np.ndarray | None = None, *,
+                valid_days: np.ndarray | None = None, allow_larger: bool = False, tiles: Literal["auto", "always", "never"] = "auto",
+                margin: int | None = None, ramp: int | None = None, max_batch: int = 64) -> np.ndarray:
         """[B, T, H, W] degC (NaN on land) + [B] lead days -> [B, H, W] corrected degC (NaN on land).
+
+        ``aux`` [B, T, A, H, W] carries the package's auxiliary inputs (``manifest.aux_inputs``).
+        ``valid_days`` [B] (datetime64) is the valid day of each sample: the gridded networks do not use
+        it (the tabular correctors of ``correction.tabular`` do, for the day of year).
 
         All B samples (e.g. the 7 leads of a run) run as one batch. With ``allow_larger`` a domain
         larger than the training tile is accepted: tiled when the model is domain-dependent
@@ -182,22 +207,26 @@ class Corrector:
         sst = np.asarray(sst)
         lead = np.asarray(lead_days)
         self._validate(sst, lead, allow_larger)
+        self._validate_aux(sst, None if aux is None else np.asarray(aux))
         x = np.ascontiguousarray(sst, dtype=np.float32)
         ld = np.ascontiguousarray(lead, dtype=np.float32)
+        ax = None if aux is None else np.ascontiguousarray(aux, dtype=np.float32)
         m = self.manifest
-        larger = x.shape[2:] != m.shape
+        tile = m.tile_shape  # the exported graph's shape: the grid, or the training tile
+        larger = x.shape[2:] != tile
         use_tiles = tiles == "always" or (larger and tiles == "auto" and (m.domain_dependent or not m.dynamic_hw))
         if larger and not use_tiles and not m.dynamic_hw:
-            raise ModelContractError(f"model {m.model_id} {m.version} has a fixed {m.shape} graph; "
+            raise ModelContractError(f"model {m.model_id} {m.version} has a fixed {tile} graph; "
                                      f"a {x.shape[2:]} domain must be tiled")
         if use_tiles:
-            auto = max(1, min(tiling.DEFAULT_MARGIN, min(m.shape) // 8))  # 50x50 tile: 6 + 6 (stride 32)
-            margin = auto if margin is None else margin
-            ramp = auto if ramp is None else ramp
-            return tiling.run_tiled(self._run, x, ld, m.shape, margin=margin, ramp=ramp, max_batch=max_batch)
-        return self._run(x, ld)
+            auto_margin, auto_ramp = tiling.auto_blend(tile)
+            margin = auto_margin if margin is None else margin
+            ramp = auto_ramp if ramp is None else ramp
+            return tiling.run_tiled(self._run, x, ld, tile, aux=ax, margin=margin, ramp=ramp,
+                                    max_batch=max_batch)
+        return self._run(x, ld, ax)
 
-    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def _run(self, x: np.ndarray, lead: np.ndarray, aux: np.ndarray | None) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -210,8 +239,9 @@ class OnnxCorrector(Corrector):
     def __init__(self, manifest: Manifest, session: Any, active_provider: str) -> None:
         super().__init__(manifest, session, active_provider)
         names = [i.name for i in session.get_inputs()]
-        if sorted(names) != ["lead_days", "sst"] or len(session.get_outputs()) != 1:
-            raise ModelContractError(f"{manifest.model_path}: graph inputs {names} are not ['sst', 'lead_days']")
+        want = ["sst", "lead_days"] + (["aux"] if manifest.aux_inputs else [])
+        if sorted(names) != sorted(want) or len(session.get_outputs()) != 1:
+            raise ModelContractError(f"{manifest.model_path}: graph inputs {names} are not {want}")
         object.__setattr__(self, "_out_name", session.get_outputs()[0].name)
 
     @property
@@ -226,18 +256,22 @@ class OnnxCorrector(Corrector):
         sess, active = create_session(manifest.model_path, providers, manifest)
         return cls(manifest, sess, active)
 
-    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
-        if self.active_provider in (CUDA, TRT):
-            return self._run_iobinding(x, lead)
-        return self._backend.run([self._out_name], {"sst": x, "lead_days": lead})[0]
+    @staticmethod
+    def _feed(x: np.ndarray, lead: np.ndarray, aux: np.ndarray | None) -> dict[str, np.ndarray]:
+        return {"sst": x, "lead_days": lead, **({"aux": aux} if aux is not None else {})}
 
-    def _run_iobinding(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, lead: np.ndarray, aux: np.ndarray | None) -> np.ndarray:
+        if self.active_provider in (CUDA, TRT):
+            return self._run_iobinding(self._feed(x, lead, aux))
+        return self._backend.run([self._out_name], self._feed(x, lead, aux))[0]
+
+    def _run_iobinding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Inputs copied to the device once as OrtValues, output allocated on the device, then copied back."""
         import onnxruntime as ort
 
         binding = self._backend.io_binding()
-        binding.bind_ortvalue_input("sst", ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
-        binding.bind_ortvalue_input("lead_days", ort.OrtValue.ortvalue_from_numpy(lead, "cuda", 0))
+        for name, value in feed.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
         binding.bind_output(self._out_name, "cuda", 0)
         self._backend.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
@@ -280,19 +314,29 @@ class TorchScriptCorrector(Corrector):
             module = torch.jit.load(str(path), map_location=device).eval()
         return cls(manifest, module, TORCH_CUDA if device == "cuda" else TORCH_CPU)
 
-    def _run(self, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, lead: np.ndarray, aux: np.ndarray | None) -> np.ndarray:
         import torch
 
+        args = [torch.from_numpy(v).to(self._device) for v in (x, lead, aux) if v is not None]
         with torch.no_grad():
-            out = self._backend(torch.from_numpy(x).to(self._device), torch.from_numpy(lead).to(self._device))
+            out = self._backend(*args)
         return out.cpu().numpy()
 
 
 def load_corrector(model_store: Path | str, model_id: str, version: str = "latest",
                    providers: Providers = "auto", runtime: Runtime = "onnx") -> Corrector:
-    """Resolve, verify every artifact's sha256 and open the package with the requested runtime."""
+    """Resolve, verify every artifact's sha256 and open the package with the requested runtime.
+
+    A package whose manifest says ``"kind": "tabular"`` (tree ensembles, statistical baselines) opens as a
+    :class:`~bias_correction.correction.tabular.TabularCorrector` (CPU only; runtime "onnx" or "native").
+    """
+    from bias_correction.correction.tabular import TabularCorrector, package_kind
+
+    package = resolve_package(Path(model_store), model_id, version)
+    if package_kind(package) == "tabular":
+        return TabularCorrector.load(package, providers, runtime)
     if runtime == "onnx":
-        return OnnxCorrector.load(Path(model_store), model_id, version, providers)
+        return OnnxCorrector.load(Path(model_store), model_id, package.name, providers)
     if runtime == "torchscript":
-        return TorchScriptCorrector.load(Path(model_store), model_id, version, providers)
+        return TorchScriptCorrector.load(Path(model_store), model_id, package.name, providers)
     raise ConfigError(f"runtime must be 'onnx' or 'torchscript', got {runtime!r}")

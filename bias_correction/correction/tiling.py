@@ -76,10 +76,17 @@ def plan(shape: tuple[int, int], tile: tuple[int, int], margin: int = DEFAULT_MA
     return [(sy, sx, w / total[sy, sx]) for (sy, sx), w in raw]
 
 
-def run_tiled(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sst: np.ndarray, lead: np.ndarray,
-              tile: tuple[int, int], *, margin: int = DEFAULT_MARGIN, ramp: int = DEFAULT_RAMP,
-              max_batch: int = 64) -> np.ndarray:
-    """Blend ``fn`` ([B,T,ty,tx], [B] -> [B,ty,tx]) over overlapping tiles of ``sst`` [B,T,H,W].
+def auto_blend(tile: tuple[int, int]) -> tuple[int, int]:
+    """(margin, ramp) used for a tile when none is given: 50x50 tiles blend over 6 + 6 cells (stride 32)."""
+    auto = max(1, min(DEFAULT_MARGIN, min(tile) // 8))
+    return auto, auto
+
+
+def run_tiled(fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray], sst: np.ndarray,
+              lead: np.ndarray, tile: tuple[int, int], *, aux: np.ndarray | None = None,
+              margin: int = DEFAULT_MARGIN, ramp: int = DEFAULT_RAMP, max_batch: int = 64) -> np.ndarray:
+    """Blend ``fn`` ([B,T,ty,tx], [B], aux [B,T,A,ty,tx] or None -> [B,ty,tx]) over overlapping tiles
+    of ``sst`` [B,T,H,W] (and of ``aux`` [B,T,A,H,W], cut at the same places).
 
     Tiles of all leads are batched together (``max_batch`` samples per call). Cells that are land
     (NaN in any step) stay NaN; the others are the weighted mean of the tiles covering them.
@@ -91,7 +98,9 @@ def run_tiled(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], sst: np.ndarra
     for j0 in range(0, len(jobs), max_batch):
         chunk = jobs[j0: j0 + max_batch]
         xb = np.stack([sst[k, :, tiles[i][0], tiles[i][1]] for i, k in chunk])
-        out = fn(np.ascontiguousarray(xb), np.ascontiguousarray(lead[[k for _, k in chunk]]))
+        ab = None if aux is None else np.ascontiguousarray(
+            np.stack([aux[k, :, :, tiles[i][0], tiles[i][1]] for i, k in chunk]))
+        out = fn(np.ascontiguousarray(xb), np.ascontiguousarray(lead[[k for _, k in chunk]]), ab)
         for (i, k), o in zip(chunk, out, strict=True):
             sy, sx, wt = tiles[i]
             acc[k, sy, sx] += np.where(np.isfinite(o), o, 0.0) * wt

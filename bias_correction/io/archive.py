@@ -3,6 +3,10 @@
 Training pairs, the daily correction and verification all read from here, so each raw file is
 opened and regridded once. Each archive file records the raw file it came from (URL, sha256,
 preliminary/final), which is what lets derived data be traced back and refreshed.
+
+HYCOM runs are archived per variable (:data:`HYCOM_VARIABLES`): ``sst`` (daily-mean ``water_temp`` at
+0 m, °C) under ``archive/{grid}/hycom/``, ``surf_el`` (daily-mean sea-surface elevation, m) under the
+sibling folder ``archive/{grid}/hycom_surf_el/``. The field inside has the archive variable's name.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.io.netcdf import read_dataset, write_dataset
 from bias_correction.sources.http import Fetched
@@ -33,8 +38,37 @@ def oisst_key(grid: RegularGrid, day: dt.date) -> str:
     return f"archive/{grid.grid_id}/oisst/{day:%Y}/oisst_{day:%Y%m%d}.nc"
 
 
-def hycom_key(grid: RegularGrid, run: dt.datetime) -> str:
-    return f"archive/{grid.grid_id}/hycom/{run:%Y}/hycom_{run:%Y%m%dT%H}Z.nc"
+@dataclass(frozen=True)
+class HycomArchiveVariable:
+    """An archived HYCOM field: its name in the archive, the HYCOM variable it comes from, units, long_name."""
+
+    name: str
+    source_variable: str
+    units: str
+    long_name: str
+
+
+HYCOM_VARIABLES: dict[str, HycomArchiveVariable] = {
+    "sst": HycomArchiveVariable("sst", "water_temp", "degC", "HYCOM daily-mean surface temperature forecast, regridded"),
+    "surf_el": HycomArchiveVariable("surf_el", "surf_el", "m",
+                                    "HYCOM daily-mean sea surface elevation forecast, regridded"),
+}
+
+
+def hycom_archive_variable(variable: str) -> HycomArchiveVariable:
+    """The archived HYCOM field called ``variable`` ("sst" or "surf_el"); ConfigError for anything else."""
+    try:
+        return HYCOM_VARIABLES[variable]
+    except KeyError:
+        raise ConfigError(f"HYCOM archive variable {variable!r} is not one of {sorted(HYCOM_VARIABLES)}") from None
+
+
+def hycom_key(grid: RegularGrid, run: dt.datetime, variable: str = "sst") -> str:
+    """Archive key of a run's daily-mean field: ``sst`` as always, other variables in a sibling folder."""
+    hycom_archive_variable(variable)
+    if variable == "sst":
+        return f"archive/{grid.grid_id}/hycom/{run:%Y}/hycom_{run:%Y%m%dT%H}Z.nc"
+    return f"archive/{grid.grid_id}/hycom_{variable}/{run:%Y}/hycom_{variable}_{run:%Y%m%dT%H}Z.nc"
 
 
 def _source_attrs(fetched: Fetched) -> dict[str, str]:
@@ -53,11 +87,18 @@ def write_oisst(store: Store, grid: RegularGrid, day: dt.date, sst: np.ndarray, 
     return ArchiveEntry(key, json.loads(fetched.ledger_json()), True)
 
 
-def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.DataArray, fetched: Fetched) -> ArchiveEntry:
-    key = hycom_key(grid, run)
+def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.DataArray, fetched: Fetched,
+                variable: str = "sst") -> ArchiveEntry:
+    """Archive a run's regridded daily means (lead, lat, lon) as ``variable`` ("sst" in °C, "surf_el" in m)."""
+    spec = hycom_archive_variable(variable)
+    units = daily.attrs.get("units")
+    if units is not None and units != spec.units:
+        raise InputValidationError(f"HYCOM run {run:%Y-%m-%d %HZ}: archiving {variable} needs {spec.units}, "
+                                   f"the daily means are in {units!r}")
+    key = hycom_key(grid, run, variable)
     ds = xr.Dataset(
-        {"sst": (("lead", "lat", "lon"), daily.values.astype(np.float32),
-                 {"units": "degC", "long_name": "HYCOM daily-mean surface temperature forecast, regridded"})},
+        {spec.name: (("lead", "lat", "lon"), daily.values.astype(np.float32),
+                     {"units": spec.units, "long_name": spec.long_name})},
         coords={"lead": daily["lead"].values, "valid_date": ("lead", daily["valid_date"].values),
                 "lat": grid.lat, "lon": grid.lon},
         attrs={"run": run.isoformat(), "grid_id": grid.grid_id, **_source_attrs(fetched)},
@@ -82,23 +123,32 @@ def existing(store: Store, key: str) -> ArchiveEntry | None:
 
 
 def read_field(store: Store, key: str) -> xr.DataArray:
+    """The field of an archive file (``sst`` of OISST days and HYCOM runs, or e.g. HYCOM ``surf_el``)."""
     with store.local_path(key) as path:
         ds = read_dataset(path, engine="netcdf4")
-    da = ds["sst"]
+    names = list(ds.data_vars)
+    if "sst" in names:
+        name = "sst"
+    elif len(names) == 1:
+        name = names[0]
+    else:
+        raise InputValidationError(f"archive file {key}: no single field to read (has {names})")
+    da = ds[name]
     da.attrs.update({k: v for k, v in ds.attrs.items() if k.startswith("source_")})
     return da
 
 
-def load_hycom_runs(store: Store, grid: RegularGrid, runs: list[dt.datetime]) -> xr.DataArray:
-    """Stack archived runs into (run, lead, lat, lon); runs missing from the archive are skipped."""
+def load_hycom_runs(store: Store, grid: RegularGrid, runs: list[dt.datetime], variable: str = "sst") -> xr.DataArray:
+    """Stack archived runs of ``variable`` into (run, lead, lat, lon); runs missing from the archive are skipped."""
     fields, times = [], []
     for run in runs:
-        key = hycom_key(grid, run)
+        key = hycom_key(grid, run, variable)
         if store.exists(key):
             fields.append(read_field(store, key).drop_vars("valid_date"))
             times.append(np.datetime64(run, "ns"))
     if not fields:
-        raise FileNotFoundError(f"no archived HYCOM run among {runs[0]:%Y-%m-%d}..{runs[-1]:%Y-%m-%d} for grid {grid.grid_id}")
+        what = "HYCOM run" if variable == "sst" else f"HYCOM {variable} run"
+        raise FileNotFoundError(f"no archived {what} among {runs[0]:%Y-%m-%d}..{runs[-1]:%Y-%m-%d} for grid {grid.grid_id}")
     return xr.concat(fields, dim="run").assign_coords(run=np.array(times))
 
 

@@ -27,6 +27,22 @@ on the request; they are re-expressed in the region's convention.
 The SST proxy is ``water_temp`` at 0 m, a 3-hourly instantaneous value. OISST is a daily mean,
 so lead day ``k`` of run R is the mean of the eight 3-hourly values of UTC day ``R + k``
 (tau = 24k-12 .. 24k+9): that removes the diurnal mismatch.
+
+Sea-surface elevation ``surf_el`` (metres; ``short surf_el(time, lat, lon)``, scale 0.001, offset 0,
+fill -30000; data_formats.md 2.4) comes the same three ways, selected by ``variable="surf_el"``
+(:data:`VARIABLES`):
+
+* GOFS 3.1: the same FMRC run dataset (it holds every variable: ``var=surf_el`` works on it as on the
+  best-time-series FMRC [VERIFIED-SRC: LiveOcean requests ``?var=surf_el`` from
+  ``GLBy0.08/expt_93.0/FMRC/...``]); the ``expt_93.0/ssh`` aggregation is a best *analysis* time series
+  without forecast runs, so it is not used. Whole files ``hycom_glby_930_{YYYYMMDD}12_t{HHH}_ssh.nc``.
+* ESPC-D-V02: the per-variable ``FMRC_ESPC-D-V02_ssh`` run (NCSS path [INFERRED] as for ``t3z``) and files
+  ``..._t{HHHH}_ssh.nc``. ESPC ``ssh`` is hourly; only the 3-hourly steps are requested (NCSS
+  ``timeStride=3``, a DAP stride of 3, every third file), so the cached file and the daily means are
+  exactly those of the 3-hourly products.
+
+The cached file then has ``surf_el(time, lat, lon)`` (no depth) and its own cache key; daily means are
+in metres.
 """
 
 from __future__ import annotations
@@ -53,7 +69,46 @@ LOG = logging.getLogger(__name__)
 
 HYCOM_EPOCH = dt.datetime(2000, 1, 1)
 SST_VALID_RANGE_C = (-3.0, 40.0)
+#: Plausible HYCOM sea-surface elevation (m): the global dynamic topography spans about -2..+1.5 m.
+SURF_EL_VALID_RANGE_M = (-3.0, 3.0)
 STEP_HOURS = 3
+
+
+@dataclass(frozen=True)
+class HycomVariable:
+    """A HYCOM field sstbc fetches: upstream name, units, plausible range, whether it has a depth axis."""
+
+    name: str
+    units: str
+    #: units spellings accepted in files (a missing ``units`` attribute is accepted as ``units``)
+    unit_aliases: tuple[str, ...]
+    #: units as written in error messages
+    symbol: str
+    valid_range: tuple[float, float]
+    has_depth: bool
+    #: what error messages call the checked field
+    label: str
+
+
+WATER_TEMP = HycomVariable("water_temp", "degC", ("degC", "Celsius", "degree_Celsius"), "°C", SST_VALID_RANGE_C,
+                           True, "water_temp at 0 m")
+SURF_EL = HycomVariable("surf_el", "m", ("m", "meters", "meter", "metres", "metre"), "m", SURF_EL_VALID_RANGE_M,
+                        False, "surf_el")
+VARIABLES = {v.name: v for v in (WATER_TEMP, SURF_EL)}
+
+
+def hycom_variable(name: str) -> HycomVariable:
+    """The :class:`HycomVariable` called ``name``; ConfigError for anything else."""
+    try:
+        return VARIABLES[name]
+    except KeyError:
+        raise ConfigError(f"HYCOM variable {name!r} is not one of {sorted(VARIABLES)}") from None
+
+
+def describe_run(run: dt.datetime, variable: str = "water_temp") -> str:
+    """How errors name a run: "HYCOM run 2021-02-10 12Z" (plus the variable unless water_temp)."""
+    text = f"HYCOM run {run:%Y-%m-%d %HZ}"
+    return text if variable == "water_temp" else f"{text} {variable}"
 
 
 @dataclass(frozen=True)
@@ -74,15 +129,34 @@ class HycomProduct:
     opendap_run_path: str
     #: Whole forecast file (the ``water_temp`` one) under the file-tree base (``.../datasets``).
     file_path: str
+    #: ``surf_el``: NCSS and OPeNDAP run datasets, whole ``ssh`` file, and its native time step (hours).
+    ssh_ncss_run_path: str = ""
+    ssh_opendap_run_path: str = ""
+    ssh_file_path: str = ""
+    ssh_step_hours: int = STEP_HOURS
 
-    def run_url(self, ncss_base: str, run: dt.datetime, query: dict[str, str]) -> str:
-        return f"{ncss_base}/{self.ncss_run_path.format(run=run)}?{urlencode(query, safe=':')}"
+    def _path(self, kind: str, variable: str) -> str:
+        hycom_variable(variable)
+        if variable == "water_temp":
+            return {"ncss": self.ncss_run_path, "opendap": self.opendap_run_path, "file": self.file_path}[kind]
+        path = {"ncss": self.ssh_ncss_run_path, "opendap": self.ssh_opendap_run_path, "file": self.ssh_file_path}[kind]
+        if not path:
+            raise ConfigError(f"{self.name}: no {kind} location for HYCOM variable {variable!r}")
+        return path
 
-    def opendap_url(self, opendap_base: str, run: dt.datetime) -> str:
-        return f"{opendap_base}/{self.opendap_run_path.format(run=run)}"
+    def step_hours(self, variable: str = "water_temp") -> int:
+        """Native time step (h) of ``variable`` in this product's runs (ESPC-D-V02 surf_el is hourly)."""
+        hycom_variable(variable)
+        return STEP_HOURS if variable == "water_temp" else self.ssh_step_hours
 
-    def file_url(self, files_base: str, run: dt.datetime, tau: int) -> str:
-        return f"{files_base}/{self.file_path.format(run=run, tau=tau)}"
+    def run_url(self, ncss_base: str, run: dt.datetime, query: dict[str, str], variable: str = "water_temp") -> str:
+        return f"{ncss_base}/{self._path('ncss', variable).format(run=run)}?{urlencode(query, safe=':')}"
+
+    def opendap_url(self, opendap_base: str, run: dt.datetime, variable: str = "water_temp") -> str:
+        return f"{opendap_base}/{self._path('opendap', variable).format(run=run)}"
+
+    def file_url(self, files_base: str, run: dt.datetime, tau: int, variable: str = "water_temp") -> str:
+        return f"{files_base}/{self._path('file', variable).format(run=run, tau=tau)}"
 
     def covers(self, day: dt.date) -> bool:
         return self.first_run <= day and (self.last_run is None or day <= self.last_run)
@@ -97,6 +171,11 @@ GOFS31 = HycomProduct(
     ncss_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
     opendap_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
     file_path="GLBy0.08/expt_93.0/data/forecasts/hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ts3z.nc",
+    # The GOFS 3.1 FMRC run holds every variable, surf_el included (module docstring).
+    ssh_ncss_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    ssh_opendap_run_path="GLBy0.08/expt_93.0/FMRC/runs/GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    ssh_file_path="GLBy0.08/expt_93.0/data/forecasts/hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ssh.nc",
+    ssh_step_hours=3,
 )
 #: ESPC-D-V02: daily 12Z runs to t0192; 4-digit taus and ``t3z`` (water_temp only) files.
 ESPC_D_V02 = HycomProduct(
@@ -112,6 +191,12 @@ ESPC_D_V02 = HycomProduct(
     opendap_run_path="FMRC_ESPC-D-V02_t3z/runs/FMRC_ESPC-D-V02_t3z_RUN_{run:%Y-%m-%d}T12:00:00Z",
     file_path=("ESPC-D-V02/data/forecasts/US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_"
                "{run:%Y%m%d}12_t{tau:04d}_t3z.nc"),
+    # Per-variable collection ``ssh`` (data_formats.md 3.2); NCSS run path [INFERRED] as for t3z. Hourly.
+    ssh_ncss_run_path="FMRC_ESPC-D-V02_ssh/runs/FMRC_ESPC-D-V02_ssh_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    ssh_opendap_run_path="FMRC_ESPC-D-V02_ssh/runs/FMRC_ESPC-D-V02_ssh_RUN_{run:%Y-%m-%d}T12:00:00Z",
+    ssh_file_path=("ESPC-D-V02/data/forecasts/US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_"
+                   "{run:%Y%m%d}12_t{tau:04d}_ssh.nc"),
+    ssh_step_hours=1,
 )
 PRODUCTS = (GOFS31, ESPC_D_V02)
 ACCESS_MODES = ("ncss", "opendap", "files")
@@ -182,29 +267,34 @@ class HycomSource:
         """Last lead hour needed: the end of the last corrected valid day."""
         return 24 * self.lead_days + 9
 
-    def url(self, run: dt.datetime) -> str:
+    def url(self, run: dt.datetime, variable: str = "water_temp") -> str:
+        """The NCSS request of the run's ``variable`` (water_temp: the 0 m level; surf_el: 2-D), every 3 h."""
+        spec = hycom_variable(variable)
         product = product_for(run)
         if self.max_tau() > product.max_tau:
             raise ConfigError(f"lead_days={self.lead_days} needs tau {self.max_tau()} h, {product.name} stops at {product.max_tau} h")
         query = {
-            "var": "water_temp",
+            "var": variable,
             **self._bbox(),
             "horizStride": "1",
             "time_start": _iso(run),
             "time_end": _iso(run + dt.timedelta(hours=product.max_tau)),
-            "timeStride": "1",
+            "timeStride": str(max(1, STEP_HOURS // product.step_hours(variable))),
             "vertCoord": "0",
             "addLatLon": "true",
             "accept": self.accept,
         }
-        return product.run_url(self.ncss_base, run, query)
+        if not spec.has_depth:
+            del query["vertCoord"]
+        return product.run_url(self.ncss_base, run, query, variable)
 
     def check_lead(self, product: HycomProduct) -> None:
         if self.max_tau() > product.max_tau:
             raise ConfigError(f"lead_days={self.lead_days} needs tau {self.max_tau()} h, {product.name} stops at {product.max_tau} h")
 
-    def raw_key(self, run: dt.datetime) -> str:
-        """Cache key of the run's file; the access mode is part of it (same layout, different provenance)."""
+    def raw_key(self, run: dt.datetime, variable: str = "water_temp") -> str:
+        """Cache key of the run's file; the access mode and the variable are part of it (same layout, different
+        provenance; ``water_temp_0m_...`` or ``surf_el_...``)."""
         b = self._bbox()
         box = f"{b['south']}_{b['north']}_{b['west']}_{b['east']}".replace("-", "m")
         if self.access == "ncss":
@@ -215,68 +305,90 @@ class HycomSource:
             folder = product_for(run).cache_dir
         except ConfigError:
             folder = GOFS31.cache_dir
-        return f"raw/hycom/{folder}/{run:%Y%m%d%H}/water_temp_0m_{box}{suffix}.nc"
+        stem = "water_temp_0m" if hycom_variable(variable).has_depth else variable
+        return f"raw/hycom/{folder}/{run:%Y%m%d%H}/{stem}_{box}{suffix}.nc"
 
-    def cached(self, run: dt.datetime) -> Fetched | None:
-        return cached(self.store, self.raw_key(run))
+    def cached(self, run: dt.datetime, variable: str = "water_temp") -> Fetched | None:
+        return cached(self.store, self.raw_key(run, variable))
 
-    def fetch(self, run: dt.datetime) -> Fetched:
-        """The run's file in the raw cache (fetched through the configured access mode if absent)."""
+    def fetch(self, run: dt.datetime, variable: str = "water_temp") -> Fetched:
+        """The run's ``variable`` ("water_temp" or "surf_el") file in the raw cache (fetched through the
+        configured access mode if absent)."""
+        hycom_variable(variable)
         if self.access == "opendap":
             from bias_correction.sources.opendap import fetch_hycom_run
 
-            return fetch_hycom_run(self, run)
+            return fetch_hycom_run(self, run, variable)
         if self.access == "files":
             from bias_correction.sources.hycom_files import fetch_hycom_run_files
 
-            return fetch_hycom_run_files(self, run)
+            return fetch_hycom_run_files(self, run, variable)
         return fetch(
-            self.url(run), self.store, self.raw_key(run), http=self.http,
-            what=f"HYCOM run {run:%Y-%m-%d %HZ}", version="forecast",
-            validate=lambda p, label: validate_hycom_file(p, run, self.max_tau(), label),
+            self.url(run, variable), self.store, self.raw_key(run, variable), http=self.http,
+            what=describe_run(run, variable), version="forecast",
+            validate=lambda p, label: validate_hycom_file(p, run, self.max_tau(), label, variable=variable),
         )
 
-    def open_surface(self, fetched: Fetched, run: dt.datetime) -> xr.DataArray:
-        """3-hourly surface temperature (time, lat, lon) in °C, region + margin, region lon convention."""
+    def open_surface(self, fetched: Fetched, run: dt.datetime, variable: str = "water_temp") -> xr.DataArray:
+        """3-hourly surface field (time, lat, lon): temperature in °C or surf_el in m, region + margin,
+        region lon convention."""
         with self.store.local_path(fetched.key) as path:
-            da = read_surface_temperature(path, run)
+            da = read_surface_field(path, run, variable)
         r = self.region
         return subset_box(da, r.lat_min, r.lat_max, r.lon_min, r.lon_max, self.margin + 0.01)
 
-    def daily_means(self, fetched: Fetched, run: dt.datetime) -> xr.DataArray:
-        """Daily-mean surface temperature for lead days 1..lead_days: dims (lead, lat, lon), °C."""
-        return daily_means(self.open_surface(fetched, run), run, self.lead_days)
+    def daily_means(self, fetched: Fetched, run: dt.datetime, variable: str = "water_temp") -> xr.DataArray:
+        """Daily means for lead days 1..lead_days: dims (lead, lat, lon); °C for water_temp (surface),
+        metres for surf_el."""
+        spec = hycom_variable(variable)
+        return daily_means(self.open_surface(fetched, run, variable), run, self.lead_days, units=spec.units)
 
 
-def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
-    """water_temp at depth 0 as (time, lat, lon) float32 °C with decoded valid times."""
+def read_surface_field(path: Path, run: dt.datetime, variable: str = "water_temp") -> xr.DataArray:
+    """``variable`` at the surface (water_temp: depth 0, °C; surf_el: m) as (time, lat, lon) float32 with
+    decoded valid times."""
+    spec = hycom_variable(variable)
     # decode_times=False: ``tau`` has units "hours since analysis", which no decoder understands.
     ds = read_dataset(path, decode_times=False, mask_and_scale=True)
-    wt = ds["water_temp"]
+    if variable not in ds.data_vars:
+        raise InputValidationError(f"{describe_run(run, variable)} file {path.name}: no variable {variable} "
+                                   f"(has {sorted(ds.data_vars)})")
+    wt = ds[variable]
     surface = wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
     hours = ds["time"].values.astype("float64")
     out = surface.astype("float32")
     times = np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
     out = out.assign_coords(time=times, lon=wrap_lon(out["lon"].values, -180.0))
-    out.attrs = {"units": "degC", "source_file": path.name, "run": run.isoformat()}
+    out.attrs = {"units": spec.units, "source_file": path.name, "run": run.isoformat()}
     return out
 
 
+def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
+    """water_temp at depth 0 as (time, lat, lon) float32 °C with decoded valid times."""
+    return read_surface_field(path, run, "water_temp")
+
+
 def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | None = None,
-                        first_tau: int = 0) -> None:
+                        first_tau: int = 0, variable: str = "water_temp") -> None:
     """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError.
 
-    Lead hours ``first_tau .. max_tau`` every 3 h must all be present.
+    Lead hours ``first_tau .. max_tau`` every 3 h must all be present. ``variable`` "water_temp" is
+    checked at 0 m (dims time, depth, lat, lon); "surf_el" has dims (time, lat, lon), units m, values
+    within :data:`SURF_EL_VALID_RANGE_M`, and only 3-hourly steps (an hourly product must be strided).
     """
-    what = what or f"HYCOM run {run:%Y-%m-%d %HZ} file {path.name}"
+    spec = hycom_variable(variable)
+    what = what or f"{describe_run(run, variable)} file {path.name}"
     ds = open_for_validation(path, what, decode_times=False)
-    if "water_temp" not in ds.variables:
-        raise InputValidationError(f"{what}: no variable water_temp (has {sorted(ds.data_vars)})")
-    wt = ds["water_temp"]
-    if wt.dims != ("time", "depth", "lat", "lon"):
-        raise InputValidationError(f"{what}: water_temp dims {wt.dims}, expected (time, depth, lat, lon)")
-    if float(ds["depth"].values[0]) != 0.0:
-        raise InputValidationError(f"{what}: first depth is {float(ds['depth'].values[0])} m, expected 0 m")
+    if variable not in ds.variables:
+        raise InputValidationError(f"{what}: no variable {variable} (has {sorted(ds.data_vars)})")
+    wt = ds[variable]
+    if spec.has_depth:
+        if wt.dims != ("time", "depth", "lat", "lon"):
+            raise InputValidationError(f"{what}: {variable} dims {wt.dims}, expected (time, depth, lat, lon)")
+        if float(ds["depth"].values[0]) != 0.0:
+            raise InputValidationError(f"{what}: first depth is {float(ds['depth'].values[0])} m, expected 0 m")
+    elif wt.dims != ("time", "lat", "lon"):
+        raise InputValidationError(f"{what}: {variable} dims {wt.dims}, expected (time, lat, lon)")
     units = ds["time"].attrs.get("units", "")
     if not units.startswith("hours since 2000-01-01"):
         raise InputValidationError(f"{what}: time units {units!r}, expected 'hours since 2000-01-01 00:00:00'")
@@ -291,13 +403,19 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
     missing = sorted(set(need.tolist()) - set(np.round(taus).astype(int).tolist()))
     if missing:
         raise InputValidationError(f"{what}: lead hours {missing[:5]}{'...' if len(missing) > 5 else ''} missing (need {first_tau}..{max_tau} every {STEP_HOURS} h)")
-    if wt.attrs.get("units", "degC") not in ("degC", "Celsius", "degree_Celsius"):
-        raise InputValidationError(f"{what}: water_temp units {wt.attrs.get('units')!r}, expected degC")
-    check_physical_values(wt.isel(depth=0).values, what, "water_temp at 0 m", SST_VALID_RANGE_C)
+    if not spec.has_depth:
+        off_grid = sorted(set(np.round(taus[np.abs(np.mod(taus, STEP_HOURS)) > 1e-6], 3).tolist()))
+        if off_grid:
+            raise InputValidationError(f"{what}: {variable} has lead hours {off_grid[:5]} off the {STEP_HOURS}-hourly "
+                                       "steps (an hourly product must be requested with a stride of 3)")
+    if wt.attrs.get("units", spec.units) not in spec.unit_aliases:
+        raise InputValidationError(f"{what}: {variable} units {wt.attrs.get('units')!r}, expected {spec.units}")
+    values = wt.isel(depth=0).values if spec.has_depth else wt.values
+    check_physical_values(values, what, spec.label, spec.valid_range, spec.symbol)
 
 
-def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int) -> xr.DataArray:
-    """Mean of the 8 three-hourly values of each valid UTC day run+1 .. run+lead_days."""
+def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int, units: str = "degC") -> xr.DataArray:
+    """Mean of the 8 three-hourly values of each valid UTC day run+1 .. run+lead_days (``units``: of the field)."""
     fields, valid = [], []
     day0 = np.datetime64(run.date(), "D")
     times = sst["time"].values
@@ -314,7 +432,7 @@ def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int) -> xr.DataA
     out = xr.concat(fields, dim="lead").assign_coords(
         lead=np.arange(1, lead_days + 1), valid_date=("lead", np.array(valid, dtype="datetime64[ns]"))
     )
-    out.attrs = {"units": "degC", "cell_methods": "time: mean (3-hourly instantaneous, UTC day)"}
+    out.attrs = {"units": units, "cell_methods": "time: mean (3-hourly instantaneous, UTC day)"}
     return out.astype("float32")
 
 
@@ -345,18 +463,22 @@ def lat_rows(lat: np.ndarray, south: float, north: float, eps: float = 1e-4) -> 
 
 
 def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.ndarray, lat: np.ndarray,
-                   lon: np.ndarray, packed: np.ndarray, attrs: dict[str, object], source: str) -> None:
+                   lon: np.ndarray, packed: np.ndarray, attrs: dict[str, object], source: str,
+                   variable: str = "water_temp") -> None:
     """Write a run subset in the NCSS layout the reader expects (NetCDF-4, deflate).
 
-    ``packed`` is raw int16 water_temp (time, lat, lon) at 0 m with the packing in ``attrs``
-    (scale_factor, add_offset, _FillValue, missing_value, units, ...: copied from the source).
+    ``packed`` is raw int16 ``variable`` (time, lat, lon) (water_temp: at 0 m, stored with a depth axis of
+    one level; surf_el: no depth axis) with the packing in ``attrs`` (scale_factor, add_offset,
+    _FillValue, missing_value, units, ...: copied from the source).
     """
+    has_depth = hycom_variable(variable).has_depth
     packed = np.asarray(packed, dtype=np.int16)
     with NETCDF_LOCK:
         ds = netCDF4.Dataset(path, "w", format="NETCDF4")
         try:
             ds.createDimension("time", None)
-            ds.createDimension("depth", 1)
+            if has_depth:
+                ds.createDimension("depth", 1)
             ds.createDimension("lat", len(lat))
             ds.createDimension("lon", len(lon))
             specs = {
@@ -371,19 +493,22 @@ def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.nda
                 "lon": (("lon",), {"long_name": "Longitude", "standard_name": "longitude",
                                    "units": "degrees_east", "axis": "X"}),
             }
+            if not has_depth:
+                del specs["depth"]
             values = {"time": hours, "tau": taus, "depth": np.zeros(1), "lat": lat, "lon": lon}
             for name, (dims, vattrs) in specs.items():
                 var = ds.createVariable(name, "f8", dims)
                 var.setncatts(vattrs)
                 var[:] = np.asarray(values[name], dtype=np.float64)
             fill = attrs.get("_FillValue", np.int16(-30000))
-            wt = ds.createVariable("water_temp", "i2", ("time", "depth", "lat", "lon"), zlib=True, complevel=4,
+            vdims = ("time", "depth", "lat", "lon") if has_depth else ("time", "lat", "lon")
+            wt = ds.createVariable(variable, "i2", vdims, zlib=True, complevel=4,
                                    shuffle=True, fill_value=np.int16(fill))  # type: ignore[arg-type]
             wt.set_auto_maskandscale(False)
             for key, value in attrs.items():
                 if key != "_FillValue":
                     wt.setncattr(key, value)
-            wt[:] = packed[:, None, :, :]
+            wt[:] = packed[:, None, :, :] if has_depth else packed
             ds.setncattr("source", source)
             ds.setncattr("history", f"assembled by sstbc from {source}")
         finally:

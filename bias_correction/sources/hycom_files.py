@@ -9,7 +9,8 @@ needed, so nothing is downloaded whole:
 2. once per run, the ``lat``/``lon`` axes, to find the rows j0..j1 and the column ranges of the
    region plus margin (either longitude convention, across 0 or 180);
 3. ``time``/``tau`` of the record (checked against the file name's run and tau);
-4. rows j0..j1 of the depth-0 slab of ``water_temp``: one contiguous block (rows x 4500 x 2 bytes).
+4. rows j0..j1 of the depth-0 slab of ``water_temp`` (or of the 2-D ``surf_el`` of an ``ssh`` file): one
+   contiguous block (rows x 4500 x 2 bytes).
 
 Every Range answer is verified: status 206, ``Content-Range`` equal to the bytes asked for and the
 file size the header implies (a file cut short on the server is caught here), and exactly that
@@ -54,6 +55,8 @@ from bias_correction.sources.http import USER_AGENT
 from bias_correction.sources.hycom import (
     HYCOM_EPOCH,
     STEP_HOURS,
+    describe_run,
+    hycom_variable,
     lat_rows,
     lon_runs,
     product_for,
@@ -318,13 +321,16 @@ def _values(reader: RangeReader, url: str, var: Nc3Variable, first: int, count: 
     return np.frombuffer(data, dtype=var.dtype)
 
 
-def _check_layout(h: Nc3Header, label: str) -> tuple[Nc3Variable, int, int]:
-    for name in ("time", "tau", "lat", "lon", "water_temp", "depth"):
+def _check_layout(h: Nc3Header, label: str, variable: str = "water_temp") -> tuple[Nc3Variable, int, int]:
+    """The data variable (water_temp with depth, or 2-D surf_el) and the grid size; InputValidationError else."""
+    has_depth = hycom_variable(variable).has_depth
+    for name in ("time", "tau", "lat", "lon", variable) + (("depth",) if has_depth else ()):
         if name not in h.variables:
             raise InputValidationError(f"{label}: no variable {name!r} (has {sorted(h.variables)})")
-    wt = h.variables["water_temp"]
-    if wt.dims != ("time", "depth", "lat", "lon") or wt.dtype != ">i2" or not wt.is_record:
-        raise InputValidationError(f"{label}: water_temp is {wt.dtype}{wt.dims}, expected short (time, depth, lat, lon)")
+    wt = h.variables[variable]
+    want = ("time", "depth", "lat", "lon") if has_depth else ("time", "lat", "lon")
+    if wt.dims != want or wt.dtype != ">i2" or not wt.is_record:
+        raise InputValidationError(f"{label}: {variable} is {wt.dtype}{wt.dims}, expected short ({', '.join(want)})")
     if h.numrecs != 1:
         raise InputValidationError(f"{label}: {h.numrecs} records, expected one time per forecast file")
     units = str(h.variables["time"].attrs.get("units", ""))
@@ -332,7 +338,7 @@ def _check_layout(h: Nc3Header, label: str) -> tuple[Nc3Variable, int, int]:
         raise InputValidationError(f"{label}: time units {units!r}, expected 'hours since 2000-01-01 00:00:00'")
     for key in ("scale_factor", "add_offset"):
         if key not in wt.attrs:
-            raise InputValidationError(f"{label}: water_temp has no {key} (packing unknown)")
+            raise InputValidationError(f"{label}: {variable} has no {key} (packing unknown)")
     return wt, h.dims["lat"], h.dims["lon"]
 
 
@@ -342,15 +348,20 @@ def needed_taus(source: HycomSource) -> list[int]:
     return list(range(24 - 12, source.max_tau() + 1, STEP_HOURS))
 
 
-def fetch_hycom_run_files(source: HycomSource, run: dt.datetime) -> Fetched:
-    """The run's surface subset read by Range requests from the whole forecast files, cached in the NCSS layout."""
+def fetch_hycom_run_files(source: HycomSource, run: dt.datetime, variable: str = "water_temp") -> Fetched:
+    """The run's surface subset of ``variable`` (water_temp at 0 m from ``ts3z``/``t3z`` files, or surf_el from
+    ``ssh`` files) read by Range requests from the whole forecast files, cached in the NCSS layout.
+
+    Only the 3-hourly taus are read, also from an hourly product (ESPC-D-V02 ``ssh``).
+    """
+    hycom_variable(variable)
     product = product_for(run)
     source.check_lead(product)
     assert source.files_base is not None
     taus = needed_taus(source)
     south, north, west, east = source.bbox()
-    what = f"HYCOM run {run:%Y-%m-%d %HZ} ({product.name}, whole files)"
-    pattern = product.file_url(source.files_base, run, 999999).replace("999999", "{tau}")  # the ledger's "url"
+    what = f"{describe_run(run, variable)} ({product.name}, whole files)"
+    pattern = product.file_url(source.files_base, run, 999999, variable).replace("999999", "{tau}")  # the ledger's "url"
 
     def build(tmp: Path, label: str) -> Mapping[str, str | None]:
         reader = RangeReader(source.http)
@@ -360,10 +371,10 @@ def fetch_hycom_run_files(source: HycomSource, run: dt.datetime) -> Fetched:
         attrs: dict[str, Any] = {}
         hours, blocks = [], []
         for tau in taus:
-            url = product.file_url(source.files_base, run, tau)
+            url = product.file_url(source.files_base, run, tau, variable)
             flabel = f"{what}: file {url.rsplit('/', 1)[-1]} from {url}"
             header, _total = read_header(reader, url, flabel)
-            wt, nlat, nlon = _check_layout(header, flabel)
+            wt, nlat, nlon = _check_layout(header, flabel, variable)
             if rows is None:
                 lat = _values(reader, url, header.variables["lat"], 0, nlat, flabel).astype(np.float64)
                 lon = _values(reader, url, header.variables["lon"], 0, nlon, flabel).astype(np.float64)
@@ -395,10 +406,11 @@ def fetch_hycom_run_files(source: HycomSource, run: dt.datetime) -> Fetched:
         out_lon = wrap_region(lon[cols], west)
         LOG.info("%s: %d files, %d Range requests", what, len(taus), reader.requests)
         write_run_file(tmp, run, np.array(hours), np.array(taus, dtype=np.float64), lat[rows], out_lon,
-                       np.stack(blocks), attrs, pattern)
+                       np.stack(blocks), attrs, pattern, variable=variable)
         return {"etag": None, "last_modified": None}
 
     # Retries happen per Range request; one assembly attempt (retries=0) so faults are not retried twice over.
-    return acquire(pattern, source.store, source.raw_key(run), http=source.http.model_copy(update={"retries": 0}),
-                   what=what, version="forecast", download=build,
-                   validate=lambda p, label: validate_hycom_file(p, run, source.max_tau(), label, first_tau=taus[0]))
+    return acquire(pattern, source.store, source.raw_key(run, variable),
+                   http=source.http.model_copy(update={"retries": 0}), what=what, version="forecast", download=build,
+                   validate=lambda p, label: validate_hycom_file(p, run, source.max_tau(), label, first_tau=taus[0],
+                                                                 variable=variable))

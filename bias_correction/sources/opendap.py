@@ -5,12 +5,14 @@ dimensions, packing attributes. Values are then fetched as ``.dods`` responses w
 constraints by :func:`dods_get` (requests + a small XDR decoder): first the coordinate axes, then,
 with index ranges computed for the region plus a margin (both longitude conventions; a box across
 the seam of the source's convention needs two column ranges), only
-``water_temp[t0:1:t1][0:1:0][j0:1:j1][i0:1:i1]`` (the surface level); a global field is never
-requested. Values do not go through netCDF-C because it returns garbage without an error when a
-DATADDS body is cut short (it only prints "DAP DATADDS packet is apparently too short"); here every
-response's length is checked against its DDS exactly. The raw packed int16 values are written, with the source's
-packing attributes, to a local NetCDF file in the layout the readers already understand, which is
-then validated and cached with a ledger exactly like a download (:func:`cache.acquire`).
+``water_temp[t0:1:t1][0:1:0][j0:1:j1][i0:1:i1]`` (the surface level), or for sea-surface elevation
+``surf_el[t0:s:t1][j0:1:j1][i0:1:i1]`` (2-D; ``s`` = 3 on the hourly ESPC-D-V02 ``ssh`` run, so only the
+3-hourly steps travel); a global field is never requested. Values do not go through netCDF-C because
+it returns garbage without an error when a DATADDS body is cut short (it only prints "DAP DATADDS
+packet is apparently too short"); here every response's length is checked against its DDS exactly.
+The raw packed int16 values are written, with the source's packing attributes, to a local NetCDF file
+in the layout the readers already understand, which is then validated and cached with a ledger exactly
+like a download (:func:`cache.acquire`).
 
 Failures: ``NetCDF: file not found`` (HTTP 404 on the DDS) -> :class:`NotYetPublishedError`; DAP
 server errors (5xx), I/O failures (resets, timeouts), malformed DDS/DATADDS (an HTML page with
@@ -51,6 +53,8 @@ from bias_correction.sources.cache import Fetched, acquire
 from bias_correction.sources.hycom import (
     HYCOM_EPOCH,
     STEP_HOURS,
+    describe_run,
+    hycom_variable,
     lat_rows,
     lon_runs,
     product_for,
@@ -195,7 +199,8 @@ def dods_get(session: requests.Session, url: str, constraint: str, http: Http, l
 
 
 def _slab(ix: slice) -> str:
-    return f"[{ix.start}:1:{ix.stop - 1}]"
+    """``[start:stride:last]`` of a slice whose ``stop - 1`` is its last index (reachable with its step)."""
+    return f"[{ix.start}:{ix.step or 1}:{ix.stop - 1}]"
 
 
 def _read_columns(session: requests.Session, url: str, http: Http, label: str, name: str, lead: tuple[slice, ...],
@@ -212,7 +217,7 @@ def _read_columns(session: requests.Session, url: str, http: Http, label: str, n
 #: Attributes without which values cannot be decoded; netCDF-C opens a dataset whose DAS request failed
 #: (5xx, HTML) with NO attributes at all, so their absence means a failed DAS, not a different product.
 REQUIRED_ATTRS = {"water_temp": ("scale_factor", "add_offset", "_FillValue"), "sst": ("scale_factor", "_FillValue"),
-                  "time": ("units",)}
+                  "surf_el": ("scale_factor", "add_offset", "_FillValue"), "time": ("units",)}
 
 
 def _metadata(url: str, http: Http, label: str, names: tuple[str, ...]) -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
@@ -241,50 +246,68 @@ def _acquire_assembled(url: str, source_store: Any, key: str, http: Http, what: 
 
 
 # ------------------------------------------------------------------------------------------ HYCOM
-def fetch_hycom_run(source: HycomSource, run: dt.datetime) -> Fetched:
-    """The run's surface subset from the FMRC run dataset over OPeNDAP, cached in the NCSS layout."""
+def fetch_hycom_run(source: HycomSource, run: dt.datetime, variable: str = "water_temp") -> Fetched:
+    """The run's ``variable`` (water_temp: the surface level; surf_el) from the FMRC run dataset over
+    OPeNDAP, every 3 h (an hourly product is strided), cached in the NCSS layout."""
+    spec = hycom_variable(variable)
     product = product_for(run)
     source.check_lead(product)
     assert source.opendap_base is not None
-    url = product.opendap_url(source.opendap_base, run)
+    url = product.opendap_url(source.opendap_base, run, variable)
     south, north, west, east = source.bbox()
     max_tau = source.max_tau()
-    what = f"HYCOM run {run:%Y-%m-%d %HZ} ({product.name}, OPeNDAP)"
+    what = f"{describe_run(run, variable)} ({product.name}, OPeNDAP)"
+    want_dims = ("time", "depth", "lat", "lon") if spec.has_depth else ("time", "lat", "lon")
+    axes = ("time", "depth", "lat", "lon") if spec.has_depth else ("time", "lat", "lon")
 
     def build(tmp: Path, label: str) -> None:
-        meta = _metadata(url, source.http, label, ("water_temp", "time", "depth", "lat", "lon"))
-        dims, wt_attrs = meta["water_temp"]
-        if dims != ("time", "depth", "lat", "lon"):
-            raise InputValidationError(f"{label}: water_temp dims {dims}, expected (time, depth, lat, lon)")
+        meta = _metadata(url, source.http, label, (variable, *axes))
+        dims, wt_attrs = meta[variable]
+        if dims != want_dims:
+            raise InputValidationError(f"{label}: {variable} dims {dims}, expected ({', '.join(want_dims)})")
         session = requests.Session()
-        time_v, depth, lat, lon = (a.astype(np.float64) for a in
-                                   dods_get(session, url, "time,depth,lat,lon", source.http, label))
-        if depth.size == 0 or depth[0] != 0.0:
-            raise InputValidationError(f"{label}: first depth level is not 0 m")
+        values = [a.astype(np.float64) for a in dods_get(session, url, ",".join(axes), source.http, label)]
+        if spec.has_depth:
+            time_v, depth, lat, lon = values
+            if depth.size == 0 or depth[0] != 0.0:
+                raise InputValidationError(f"{label}: first depth level is not 0 m")
+        else:
+            time_v, lat, lon = values
         hours = _hours_since_2000(time_v, str(meta["time"][1].get("units", "")), label)
         run_h = (run - HYCOM_EPOCH).total_seconds() / 3600
         taus_all = np.round(hours - run_h, 6)
-        t_ix = np.flatnonzero((taus_all >= 0) & (taus_all <= max_tau + 1e-6))
-        if t_ix.size == 0 or not np.all(np.diff(taus_all[t_ix]) == STEP_HOURS):
-            raise InputValidationError(f"{label}: time axis has no contiguous steps for tau 0..{max_tau} h")
+        # the 3-hourly steps only: an hourly product (ESPC-D-V02 surf_el) is read with a stride
+        t_ix = np.flatnonzero((taus_all >= 0) & (taus_all <= max_tau + 1e-6) & (np.mod(taus_all, STEP_HOURS) == 0))
+        stride = int(t_ix[1] - t_ix[0]) if t_ix.size > 1 else 1
+        if (t_ix.size == 0 or not np.all(np.diff(taus_all[t_ix]) == STEP_HOURS)
+                or not np.all(np.diff(t_ix) == stride)):
+            raise InputValidationError(f"{label}: time axis has no evenly spaced {STEP_HOURS}-hourly steps for "
+                                       f"tau 0..{max_tau} h")
         rows = lat_rows(lat, south, north)
         runs = lon_runs(lon, west, east)
         if rows.size == 0 or not runs:
             raise InputValidationError(f"{label}: the region {south}..{north}N, {west}..{east}E has no grid point")
-        t = slice(int(t_ix[0]), int(t_ix[-1]) + 1)
-        packed = _read_columns(session, url, source.http, label, "water_temp", (t, slice(0, 1)), rows, runs)[:, 0]
+        t = slice(int(t_ix[0]), int(t_ix[-1]) + 1, stride)
+        lead = (t, slice(0, 1)) if spec.has_depth else (t,)
+        packed = _read_columns(session, url, source.http, label, variable, lead, rows, runs)
+        if spec.has_depth:
+            packed = packed[:, 0]
         attrs = _packing_subset(wt_attrs)
         cols = np.concatenate(runs)
         out_lon = wrap_region(lon[cols], west)
         if not np.all(np.diff(out_lon) > 0):
             raise InputValidationError(f"{label}: assembled longitudes are not ascending")
         LOG.info("%s: %d steps x %d x %d from %s", what, packed.shape[0], rows.size, cols.size, url)
-        write_run_file(tmp, run, hours[t], taus_all[t], lat[rows], out_lon, packed, attrs, url)
+        write_run_file(tmp, run, hours[t], taus_all[t], lat[rows], out_lon, packed, attrs, url, variable=variable)
 
-    source_url = f"{url}.dods?water_temp.water_temp[t0:tau {max_tau} h][0 m][{south}..{north}N][{west}..{east}E]"
+    if spec.has_depth:
+        source_url = f"{url}.dods?water_temp.water_temp[t0:tau {max_tau} h][0 m][{south}..{north}N][{west}..{east}E]"
+    else:
+        source_url = (f"{url}.dods?{variable}.{variable}[t0:tau {max_tau} h every {STEP_HOURS} h]"
+                      f"[{south}..{north}N][{west}..{east}E]")
     return _acquire_assembled(
-        source_url, source.store, source.raw_key(run), source.http, what, "forecast", build,
-        lambda p, label: validate_hycom_file(p, run, max_tau, label))
+        source_url, source.store, source.raw_key(run, variable), source.http, what, "forecast", build,
+        lambda p, label: validate_hycom_file(p, run, max_tau, label, variable=variable))
 
 
 def wrap_region(lon: np.ndarray, west: float) -> np.ndarray:

@@ -163,8 +163,9 @@ def netcdf3_expected_size(path: Path, what: str) -> int:
     return end
 
 
-def check_physical_values(values: np.ndarray, what: str, name: str, valid_range: tuple[float, float]) -> None:
-    """The decoded field has values, all within ``valid_range`` (°C), and is not all zeros
+def check_physical_values(values: np.ndarray, what: str, name: str, valid_range: tuple[float, float],
+                          units: str = "°C") -> None:
+    """The decoded field has values, all within ``valid_range`` (in ``units``), and is not all zeros
     (DAP reads have been seen to return all-zero fields)."""
     finite = np.isfinite(values)
     if not finite.any():
@@ -172,7 +173,7 @@ def check_physical_values(values: np.ndarray, what: str, name: str, valid_range:
     vals = values[finite]
     lo, hi = float(vals.min()), float(vals.max())
     if lo < valid_range[0] or hi > valid_range[1]:
-        raise InputValidationError(f"{what}: {name} range {lo:.2f}..{hi:.2f} °C outside {valid_range}")
+        raise InputValidationError(f"{what}: {name} range {lo:.2f}..{hi:.2f} {units} outside {valid_range}")
     if float(np.abs(vals).max()) == 0.0:
         raise InputValidationError(f"{what}: {name} is zero everywhere")
 

@@ -17,6 +17,7 @@ from bias_correction.testing.formats import (
     oisst_filename,
     oisst_time_value,
     write_hycom_ncss,
+    write_hycom_ssh_ncss,
     write_oisst,
 )
 from bias_correction.testing.server import FAULT_KINDS, FaultPlan, RequestRecord, StandInServer
@@ -40,5 +41,6 @@ __all__ = [
     "oisst_filename",
     "oisst_time_value",
     "write_hycom_ncss",
+    "write_hycom_ssh_ncss",
     "write_oisst",
 ]

@@ -307,36 +307,57 @@ def _check_size(index: tuple[np.ndarray, ...], name: str) -> None:
         raise DapError(403, f"Request too big: {name} would return {n} values (limit {MAX_DODS_VALUES}); subset it")
 
 
-def hycom_run_dataset(twin: Any, run: Any, taus: np.ndarray, name: str, calendar: str = "gregorian") -> DapDataset:
+def hycom_run_dataset(twin: Any, run: Any, taus: np.ndarray, name: str, calendar: str = "gregorian",
+                      variables: Sequence[str] = ("water_temp",)) -> DapDataset:
     """The VIRTUAL global FMRC run dataset of one HYCOM run: full-size axes, values made on demand.
 
-    Dimensions time (len(taus)), depth 40, lat 4251, lon 4500 (0..360, as the native grid); variables
-    time, tau, depth, lat, lon (Float64) and ``water_temp`` (Int16 Grid, NAVO packing and attributes of
-    data_formats.md 2.4). Only the requested hyperslab is generated, from the twin.
+    Dimensions time (len(taus)), lat 4251, lon 4500 (0..360, as the native grid) and, with ``water_temp``,
+    depth 40; variables time, tau, lat, lon (Float64), depth, and the data ``variables``: ``water_temp``
+    (Int16 Grid (time, depth, lat, lon), NAVO packing and attributes of data_formats.md 2.4) and/or
+    ``surf_el`` (Int16 Grid (time, lat, lon), metres, scale 0.001, offset 0). GOFS 3.1's FMRC run holds
+    both; ESPC-D-V02 has one FMRC per variable (``t3z``: water_temp, ``ssh``: surf_el, hourly). Only the
+    requested hyperslab is generated, from the twin.
     """
     from bias_correction.testing.formats import (
         GLBY_NLAT,
         GLBY_NLON,
         HYCOM_DEPTHS,
         HYCOM_GLOBAL_ATTRS,
+        HYCOM_SSH_GLOBAL_ATTRS,
+        SURF_EL_ATTRS,
         WATER_TEMP_ATTRS,
         glby_lat,
         glby_lon,
         hycom_coord_attrs,
         hycom_hours,
         pack_hycom,
+        pack_surf_el,
     )
 
+    unknown = sorted(set(variables) - {"water_temp", "surf_el"})
+    if unknown or not variables:
+        raise ValueError(f"unsupported HYCOM variables {unknown or list(variables)}")
     taus = np.asarray(taus, dtype=np.float64)
     coords = hycom_coord_attrs(run, calendar)
-    ds = DapDataset(name, {"time": len(taus), "depth": len(HYCOM_DEPTHS), "lat": GLBY_NLAT, "lon": GLBY_NLON},
-                    global_attrs=list(HYCOM_GLOBAL_ATTRS))
+    dims = {"time": len(taus), "lat": GLBY_NLAT, "lon": GLBY_NLON}
+    if "water_temp" in variables:
+        dims = {"time": len(taus), "depth": len(HYCOM_DEPTHS), "lat": GLBY_NLAT, "lon": GLBY_NLON}
+    gattrs = HYCOM_GLOBAL_ATTRS if "water_temp" in variables else HYCOM_SSH_GLOBAL_ATTRS
+    ds = DapDataset(name, dims, global_attrs=list(gattrs))
     hours0 = hycom_hours(run)
     ds.add(DapVariable("time", "f8", ("time",), coords["time"], lambda ix: hours0 + taus[ix[0]]))
     ds.add(DapVariable("tau", "f8", ("time",), coords["tau"], lambda ix: taus[ix[0]]))
-    ds.add(DapVariable("depth", "f8", ("depth",), coords["depth"], lambda ix: HYCOM_DEPTHS[ix[0]]))
+    if "depth" in dims:
+        ds.add(DapVariable("depth", "f8", ("depth",), coords["depth"], lambda ix: HYCOM_DEPTHS[ix[0]]))
     ds.add(DapVariable("lat", "f8", ("lat",), coords["lat"], lambda ix: glby_lat(ix[0])))
     ds.add(DapVariable("lon", "f8", ("lon",), coords["lon"], lambda ix: glby_lon(ix[0])))
+
+    def surf_el(ix: tuple[np.ndarray, ...]) -> np.ndarray:
+        _check_size(ix, "surf_el")
+        t, j, i = ix
+        if min(len(t), len(j), len(i)) == 0:
+            return np.zeros((len(t), len(j), len(i)), dtype=np.int16)
+        return pack_surf_el(twin.hycom_surf_el(run, taus[t], glby_lat(j), glby_lon(i)))
 
     def water_temp(ix: tuple[np.ndarray, ...]) -> np.ndarray:
         _check_size(ix, "water_temp")
@@ -346,7 +367,10 @@ def hycom_run_dataset(twin: Any, run: Any, taus: np.ndarray, name: str, calendar
         values = twin.hycom(run, taus[t], glby_lat(j), glby_lon(i), HYCOM_DEPTHS[d])
         return pack_hycom(values)
 
-    ds.add(DapVariable("water_temp", "i2", ("time", "depth", "lat", "lon"), list(WATER_TEMP_ATTRS), water_temp))
+    if "water_temp" in variables:
+        ds.add(DapVariable("water_temp", "i2", ("time", "depth", "lat", "lon"), list(WATER_TEMP_ATTRS), water_temp))
+    if "surf_el" in variables:
+        ds.add(DapVariable("surf_el", "i2", ("time", "lat", "lon"), list(SURF_EL_ATTRS), surf_el))
     return ds
 
 

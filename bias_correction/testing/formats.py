@@ -104,6 +104,9 @@ _HYCOM_GLOBAL_ATTRS: tuple[tuple[str, str], ...] = (
     ("field_type", "instantaneous"),
     ("Conventions", "CF-1.6 NAVO_netcdf_v1.1"),
 )
+#: Global attributes of the 2-D ``ssh`` files: as the 3-D ones, history "archv2ncdf2d" [INFERRED, data_formats.md 2.4].
+_HYCOM_SSH_GLOBAL_ATTRS: tuple[tuple[str, str], ...] = tuple(
+    (k, "archv2ncdf2d" if k == "history" else v) for k, v in _HYCOM_GLOBAL_ATTRS)
 
 
 def oisst_filename(day: date, preliminary: bool = False) -> str:
@@ -375,6 +378,59 @@ def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat
     return path
 
 
+@_netcdf_locked
+def write_hycom_ssh_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                         surf_el_m: np.ndarray, fmt: HycomFormat = "netcdf4", *, calendar: str = "gregorian") -> Path:
+    """Write what THREDDS NCSS returns for ``var=surf_el`` of a HYCOM run (NAVO layout) and return its path.
+
+    ``surf_el_m`` is (ntau, nlat, nlon) metres, NaN = fill; ``short surf_el(time, lat, lon)``, long_name
+    "Water Surface Elevation", standard_name sea_surface_elevation, units "m", scale 0.001, offset 0,
+    _FillValue = missing_value = -30000 (data_formats.md 2.4). A 2-D variable has no ``depth`` axis in the
+    subset. Coordinates, ``tau`` (with its xarray-breaking units), formats and calendar as
+    :func:`write_hycom_ncss`.
+    """
+    if fmt not in ("netcdf4", "netcdf3"):
+        raise ValueError(f"fmt must be 'netcdf4' or 'netcdf3', not {fmt!r}")
+    path = Path(path)
+    if run.tzinfo is not None:
+        run = run.astimezone(timezone.utc).replace(tzinfo=None)
+    tau = np.atleast_1d(np.asarray(tau_hours, dtype=np.float64))
+    lat = np.float64(np.float32(np.atleast_1d(np.asarray(lat, dtype=np.float64))))
+    lon = _f32_round_lon(np.atleast_1d(lon))
+    eta = np.asarray(surf_el_m, dtype=np.float64)
+    shape = (len(tau), len(lat), len(lon))
+    if eta.shape != shape:
+        raise ValueError(f"surf_el has shape {eta.shape}, expected {shape} (tau, lat, lon)")
+    kw: dict[str, object] = {}
+    if fmt == "netcdf4":
+        kw = {"zlib": True, "complevel": 5, "shuffle": True}
+    ds = netCDF4.Dataset(path, "w", format="NETCDF4" if fmt == "netcdf4" else "NETCDF3_64BIT_OFFSET")
+    try:
+        ds.createDimension("lat", len(lat))
+        ds.createDimension("lon", len(lon))
+        ds.createDimension("time", None)
+        coords: dict[str, netCDF4.Variable] = {}
+        attrs = hycom_coord_attrs(run, calendar)
+        for name, dims in (("time", ("time",)), ("tau", ("time",)), ("lat", ("lat",)), ("lon", ("lon",))):
+            var = ds.createVariable(name, "f8", dims)
+            for key, value in attrs[name]:
+                var.setncattr(key, value)
+            coords[name] = var
+        head = [(k, v) for k, v in SURF_EL_ATTRS if k in ("long_name", "standard_name", "units")]
+        tail = [(k, v) for k, v in SURF_EL_ATTRS if k not in ("long_name", "standard_name", "units", "_FillValue")]
+        var = _create_packed(ds, "surf_el", "i2", ("time", "lat", "lon"), HYCOM_FILL, head=head, tail=tail, **kw)
+        for key, value in _HYCOM_SSH_GLOBAL_ATTRS:
+            ds.setncattr(key, value)
+        coords["lat"][:] = lat
+        coords["lon"][:] = lon
+        coords["time"][:] = hycom_hours(run) + tau
+        coords["tau"][:] = tau
+        var[:] = pack_surf_el(eta)
+    finally:
+        ds.close()
+    return path
+
+
 # ---------------------------------------------------------------------------------------- HYCOM attribute tables
 def hycom_coord_attrs(run: datetime, calendar: str = "gregorian") -> dict[str, list[tuple[str, object]]]:
     """Attributes (in file order) of time, tau, depth, lat, lon of a NAVO HYCOM file (data_formats.md 2.4)."""
@@ -406,9 +462,19 @@ def navo_packed_attrs(long_name: str, standard_name: str, units: str, navo_code:
 
 
 HYCOM_GLOBAL_ATTRS = _HYCOM_GLOBAL_ATTRS
+HYCOM_SSH_GLOBAL_ATTRS = _HYCOM_SSH_GLOBAL_ATTRS
 WATER_TEMP_ATTRS = navo_packed_attrs("Water Temperature", "sea_water_temperature", "degC", 15, "in-situ temperature")
 WATER_TEMP_BOTTOM_ATTRS = navo_packed_attrs("Water Temperature", "sea_water_temperature_at_bottom", "degC", 15,
                                             "in-situ temperature")
+
+
+#: ``surf_el`` of the ``ssh`` files (data_formats.md 2.4): metres, scale 0.001, offset 0, NAVO_code 32, no comment.
+SURF_EL_ATTRS = navo_packed_attrs("Water Surface Elevation", "sea_surface_elevation", "m", 32, offset=0.0)
+
+
+def pack_surf_el(values_m: np.ndarray) -> np.ndarray:
+    """metres (NaN = fill) -> NAVO int16 (scale 0.001, offset 0, fill -30000)."""
+    return _pack(values_m, 0.001, 0.0, HYCOM_FILL)
 
 
 def pack_hycom(values_degC: np.ndarray) -> np.ndarray:
@@ -575,3 +641,22 @@ def glby_forecast_layout(run: datetime, calendar: str = "gregorian", salinity: b
     dims: list[tuple[str, int | None]] = [("lat", GLBY_NLAT), ("lon", GLBY_NLON), ("depth", len(HYCOM_DEPTHS)),
                                           ("time", None)]
     return nc3_layout(dims, list(_HYCOM_GLOBAL_ATTRS), variables, numrecs=1)
+
+
+def glby_ssh_layout(run: datetime, calendar: str = "gregorian") -> Nc3Layout:
+    """Layout of a full-size GLBy0.08 ``ssh`` forecast file (one time, ``short surf_el(time, lat, lon)``).
+
+    Variables and attributes follow data_formats.md 2.4 (``hycom_glby_930_*_ssh.nc``: time, tau, lat, lon as
+    double, surf_el short, scale 0.001, offset 0); there is no depth axis [INFERRED: 2-D NAVO writer]. NetCDF-3
+    64-bit offset like the 3-D files; ESPC-D-V02 ``ssh`` files are assumed to be the same kind [INFERRED].
+    """
+    coords = hycom_coord_attrs(run, calendar)
+    variables: list[tuple[str, tuple[str, ...], str, list[tuple[str, object]]]] = [
+        ("time", ("time",), "f8", coords["time"]),
+        ("tau", ("time",), "f8", coords["tau"]),
+        ("lat", ("lat",), "f8", coords["lat"]),
+        ("lon", ("lon",), "f8", coords["lon"]),
+        ("surf_el", ("time", "lat", "lon"), "i2", SURF_EL_ATTRS),
+    ]
+    dims: list[tuple[str, int | None]] = [("lat", GLBY_NLAT), ("lon", GLBY_NLON), ("time", None)]
+    return nc3_layout(dims, list(_HYCOM_SSH_GLOBAL_ATTRS), variables, numrecs=1)

@@ -11,6 +11,13 @@ Global datasets are never materialised: the OPeNDAP FMRC runs (``/thredds/dodsC/
 :mod:`bias_correction.testing.dap`) and the ~3 GB whole forecast files (``/datasets/...``, NetCDF-3
 64-bit offset, served only by HTTP Range requests) generate just the requested bytes from the twin.
 
+Sea-surface elevation ``surf_el`` (metres, packed short, scale 0.001, offset 0) is served as upstream has
+it: in the GOFS 3.1 FMRC run next to ``water_temp`` (NCSS ``var=surf_el``, OPeNDAP), in the ESPC-D-V02
+``FMRC_ESPC-D-V02_ssh`` collection (NCSS and OPeNDAP, HOURLY steps t0..t192), and as whole ``_ssh.nc``
+forecast files, one per tau (GOFS ``t{HHH}``, 3-hourly; ESPC ``t{HHHH}``, hourly). Faults apply to these
+paths like to any other. Limitation: one NCSS request serves one variable (mixing water_temp and surf_el
+gets a 400 here, while TDS would return both).
+
 Run it by hand: ``python -m bias_correction.testing.server --workdir DIR --today YYYY-MM-DD [--port N]``.
 """
 
@@ -50,10 +57,13 @@ from bias_correction.testing.formats import (
     glby_lat,
     glby_forecast_layout,
     glby_lon,
+    glby_ssh_layout,
     hycom_hours,
     oisst_filename,
     pack_hycom,
+    pack_surf_el,
     write_hycom_ncss,
+    write_hycom_ssh_ncss,
     write_oisst,
 )
 from bias_correction.testing.twin import Twin
@@ -78,7 +88,12 @@ OISST_DAP_PATH = "/thredds/dodsC/OisstBase/NetCDF/V2.1/AVHRR"
 
 @dataclass(frozen=True)
 class StandInProduct:
-    """A HYCOM forecast system as the stand-in serves it (runs first..last, 3-hourly taus)."""
+    """A HYCOM forecast collection as the stand-in serves it (runs first..last, its taus).
+
+    GOFS 3.1 has one FMRC run dataset for all variables (water_temp and surf_el) but separate whole
+    files per tau (``ts3z``, ``ssh``); ESPC-D-V02 has one FMRC and one file per tau per variable
+    (``t3z``; ``ssh``, hourly).
+    """
 
     key: str
     first_run: date
@@ -88,35 +103,54 @@ class StandInProduct:
     run_name: str  # FMRC run dataset name, formatted with run=date
     file_name: str  # whole forecast file name, formatted with run=date, tau=int
     salinity: bool
+    #: Data variables of the FMRC run dataset (NCSS and OPeNDAP).
+    variables: tuple[str, ...] = ("water_temp",)
+    #: The data variable of the whole forecast files: "water_temp" (ts3z/t3z layout) or "surf_el" (ssh layout).
+    file_variable: str = "water_temp"
 
     def serves(self, run_day: date, today: date) -> bool:
         return self.first_run <= run_day and (self.last_run is None or run_day <= self.last_run) and run_day < today
 
 
+#: The GOFS 3.1 FMRC run holds every variable (``var=surf_el`` works on it as ``var=water_temp`` does).
 GOFS31_STANDIN = StandInProduct("gofs31", GOFS31_FIRST_RUN, GOFS31_LAST_RUN, np.arange(0.0, 181.0, 3.0), "gregorian",
                                 "GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
-                                "hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ts3z.nc", True)
+                                "hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ts3z.nc", True,
+                                variables=("water_temp", "surf_el"))
+#: GOFS 3.1 ``ssh`` forecast files: surf_el, 3-hourly t000..t180 (data_formats.md 2.1/2.4).
+GOFS31_SSH_STANDIN = StandInProduct("gofs31-ssh", GOFS31_FIRST_RUN, GOFS31_LAST_RUN, np.arange(0.0, 181.0, 3.0),
+                                    "gregorian", "GLBy0.08_930_FMRC_RUN_{run:%Y-%m-%d}T12:00:00Z",
+                                    "hycom_glby_930_{run:%Y%m%d}12_t{tau:03d}_ssh.nc", False,
+                                    variables=("surf_el",), file_variable="surf_el")
 #: ESPC-D-V02 is on THREDDS from 2024-08-10 12Z; its forecasts go to t0192 (data_formats.md 3.1).
 ESPC_STANDIN = StandInProduct("espc-d-v02", date(2024, 8, 10), None, np.arange(0.0, 193.0, 3.0), "standard",
                               "FMRC_ESPC-D-V02_t3z_RUN_{run:%Y-%m-%d}T12:00:00Z",
                               "US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_{run:%Y%m%d}12_t{tau:04d}_t3z.nc", False)
+#: ESPC-D-V02 ``ssh`` collection: surf_el is HOURLY (t0000..t0192 every hour; data_formats.md 3.1/3.2).
+ESPC_SSH_STANDIN = StandInProduct("espc-d-v02-ssh", date(2024, 8, 10), None, np.arange(0.0, 193.0, 1.0), "standard",
+                                  "FMRC_ESPC-D-V02_ssh_RUN_{run:%Y-%m-%d}T12:00:00Z",
+                                  "US058GCOM-OPSnce.espc-d-031-hycom_fcst_glby008_{run:%Y%m%d}12_t{tau:04d}_ssh.nc",
+                                  False, variables=("surf_el",), file_variable="surf_el")
 
 _RE_OISST_ROOT = re.compile(rf"^{re.escape(OISST_PATH)}/?$")
 _RE_OISST_MONTH = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/?$")
 _RE_OISST_FILE = re.compile(rf"^{re.escape(OISST_PATH)}/(\d{{6}})/oisst-avhrr-v02r01\.(\d{{8}})(_preliminary)?\.nc$")
 _RE_NCSS_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?GLBy0\.08/expt_93\.0/FMRC/runs/"
                           r"GLBy0\.08_930_FMRC_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
-_RE_NCSS_ESPC_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?FMRC_ESPC-D-V02_t3z/runs/"
-                               r"FMRC_ESPC-D-V02_t3z_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
+_RE_NCSS_ESPC_RUN = re.compile(r"^/thredds/ncss/(?:grid/)?FMRC_ESPC-D-V02_(t3z|ssh)/runs/"
+                               r"FMRC_ESPC-D-V02_\1_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z$")
 _RE_DAP_GOFS_RUN = re.compile(r"^/thredds/dodsC/GLBy0\.08/expt_93\.0/FMRC/runs/"
                               r"GLBy0\.08_930_FMRC_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z\.(dds|das|dods|ascii)$")
-_RE_DAP_ESPC_RUN = re.compile(r"^/thredds/dodsC/FMRC_ESPC-D-V02_t3z/runs/"
-                              r"FMRC_ESPC-D-V02_t3z_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z\.(dds|das|dods|ascii)$")
+_RE_DAP_ESPC_RUN = re.compile(r"^/thredds/dodsC/FMRC_ESPC-D-V02_(t3z|ssh)/runs/"
+                              r"FMRC_ESPC-D-V02_\1_RUN_(\d{4}-\d{2}-\d{2})T12:00:00Z\.(dds|das|dods|ascii)$")
 _RE_DAP_OISST = re.compile(rf"^{re.escape(OISST_DAP_PATH)}/(\d{{6}})/oisst-avhrr-v02r01\.(\d{{8}})(_preliminary)?"
                            r"\.nc\.(dds|das|dods|ascii)$")
-_RE_FILE_GOFS = re.compile(r"^/datasets/GLBy0\.08/expt_93\.0/data/forecasts/hycom_glby_930_(\d{8})12_t(\d{3})_ts3z\.nc$")
+_RE_FILE_GOFS = re.compile(r"^/datasets/GLBy0\.08/expt_93\.0/data/forecasts/hycom_glby_930_(\d{8})12_t(\d{3})_(ts3z|ssh)\.nc$")
 _RE_FILE_ESPC = re.compile(r"^/datasets/ESPC-D-V02/data/forecasts/US058GCOM-OPSnce\.espc-d-031-hycom_fcst_glby008_"
-                           r"(\d{8})12_t(\d{4})_t3z\.nc$")
+                           r"(\d{8})12_t(\d{4})_(t3z|ssh)\.nc$")
+#: Whole-file products by (tree, file suffix).
+_FILE_PRODUCTS = {("gofs", "ts3z"): GOFS31_STANDIN, ("gofs", "ssh"): GOFS31_SSH_STANDIN,
+                  ("espc", "t3z"): ESPC_STANDIN, ("espc", "ssh"): ESPC_SSH_STANDIN}
 _RE_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
@@ -506,9 +540,13 @@ class StandInServer:
         variables = [v for vals in q.get("var", []) for v in vals.split(",") if v]
         if not variables:
             raise _HttpError(400, "No variables requested (var=...)", plain=True)
-        unknown = [v for v in variables if v != "water_temp"]
+        unknown = [v for v in variables if v not in product.variables]
         if unknown:
             raise _HttpError(400, f"Variable(s) {unknown} not in dataset", plain=True)
+        if len(set(variables)) > 1:  # a stand-in limitation: real NCSS mixes 2-D and 3-D variables in one file
+            raise _HttpError(400, f"stand-in NCSS serves one variable per request, not {sorted(set(variables))}",
+                             plain=True)
+        variable = variables[0]
         bbox: dict[str, float] = {}
         for name in ("north", "south", "west", "east"):
             text = one(name)
@@ -561,9 +599,11 @@ class StandInServer:
         keep = keep[::tstride]
         taus = product.taus[keep]
 
-        # depth
+        # depth (2-D surf_el has none: vertCoord is ignored, as TDS does for 2-D variables)
         vc = one("vertCoord")
-        if vc is None or vc == "":
+        if variable == "surf_el":
+            depth = HYCOM_DEPTHS[:1]
+        elif vc is None or vc == "":
             depth = HYCOM_DEPTHS.copy()
         else:
             try:
@@ -592,7 +632,7 @@ class StandInServer:
         cols = cols[::hstride]
         if rows.size == 0 or cols.size == 0:
             raise _HttpError(400, "Requested bounding box does not contain any grid point", plain=True)
-        n_values = len(taus) * len(depth) * rows.size * cols.size
+        n_values = len(taus) * (len(depth) if variable == "water_temp" else 1) * rows.size * cols.size
         if n_values > NCSS_MAX_VALUES:
             raise _HttpError(403, f"Request too large: {n_values} values (limit {NCSS_MAX_VALUES})", plain=True)
         lat = glby_lat(rows)
@@ -600,11 +640,18 @@ class StandInServer:
         if neg:
             lon = np.where(lon >= 180.0, lon - 360.0, lon)
 
-        key = hashlib.sha1(repr((run_text, taus.tolist(), depth.tolist(), rows.tolist(), cols.tolist(), neg, fmt,
-                                 product.key)).encode()).hexdigest()[:20]
+        key_parts: tuple[Any, ...] = (run_text, taus.tolist(), depth.tolist(), rows.tolist(), cols.tolist(), neg, fmt,
+                                      product.key)
+        if variable != "water_temp":
+            key_parts += (variable,)
+        key = hashlib.sha1(repr(key_parts).encode()).hexdigest()[:20]
         path = self.workdir / "ncss" / f"{run_day:%Y%m%d}" / f"{key}.nc"
 
         def write(tmp: Path) -> None:
+            if variable == "surf_el":
+                eta = self.twin.hycom_surf_el(run, taus, lat, lon)
+                write_hycom_ssh_ncss(tmp, run, taus, lat, lon, eta, fmt, calendar=product.calendar)  # type: ignore[arg-type]
+                return
             temp = self.twin.hycom(run, taus, lat, lon, depth)
             write_hycom_ncss(tmp, run, taus, lat, lon, depth, temp, fmt, calendar=product.calendar)  # type: ignore[arg-type]
 
@@ -618,18 +665,25 @@ class StandInServer:
     # ---- OPeNDAP (DAP2)
     def dap_dataset(self, path: str) -> tuple[dap.DapDataset, str]:
         """The virtual dataset behind a ``/thredds/dodsC/...`` URL path and the requested suffix."""
-        m = _RE_DAP_GOFS_RUN.match(path) or _RE_DAP_ESPC_RUN.match(path)
-        if m:
-            product = GOFS31_STANDIN if "/GLBy0.08/" in path else ESPC_STANDIN
+        m = _RE_DAP_GOFS_RUN.match(path)
+        m_espc = _RE_DAP_ESPC_RUN.match(path)
+        if m or m_espc:
+            if m:
+                product, run_text, suffix = GOFS31_STANDIN, m.group(1), m.group(2)
+            else:
+                assert m_espc is not None
+                product = ESPC_SSH_STANDIN if m_espc.group(1) == "ssh" else ESPC_STANDIN
+                run_text, suffix = m_espc.group(2), m_espc.group(3)
             try:
-                run_day = date.fromisoformat(m.group(1))
+                run_day = date.fromisoformat(run_text)
             except ValueError:
                 raise dap.DapError(404, "Not Found") from None
             name = product.run_name.format(run=run_day)
             if not product.serves(run_day, self.today):
                 raise dap.DapError(404, f"Dataset {name} not found")
             run = datetime(run_day.year, run_day.month, run_day.day, 12)
-            return dap.hycom_run_dataset(self.twin, run, product.taus, name, product.calendar), m.group(2)
+            return dap.hycom_run_dataset(self.twin, run, product.taus, name, product.calendar,
+                                         variables=product.variables), suffix
         m = _RE_DAP_OISST.match(path)
         if m:
             try:
@@ -665,7 +719,29 @@ class StandInServer:
 
     # ---- HYCOM whole forecast files (virtual, Range requests)
     def forecast_layout(self, product: StandInProduct, run: datetime) -> Any:
+        if product.file_variable == "surf_el":
+            return glby_ssh_layout(run, product.calendar)
         return glby_forecast_layout(run, product.calendar, salinity=product.salinity)
+
+    def _ssh_band(self, product: StandInProduct, run: datetime, j0: int, j1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(3-hourly taus, packed surf_el of rows j0..j1, all columns, at those taus), cached per run and rows.
+
+        Only the 3-hourly taus are banded (what readers of daily means take, also from hourly products).
+        """
+        key = (product.key, run, "surf_el", j0, j1)
+        taus = product.taus[np.mod(product.taus, 3.0) == 0.0]
+        with self._lock_for(repr(key)):
+            hit = self._bands.get(key)
+            if hit is None:
+                lat, lon = glby_lat(np.arange(j0, j1 + 1)), glby_lon(np.arange(GLBY_NLON))
+                parts = [pack_surf_el(self.twin.hycom_surf_el(run, taus[k:k + 8], lat, lon))
+                         for k in range(0, len(taus), 8)]
+                hit = np.concatenate(parts, axis=0)
+                with self._locks_lock:
+                    if len(self._bands) >= 4:
+                        self._bands.pop(next(iter(self._bands)))
+                    self._bands[key] = hit
+            return taus, hit
 
     def _band(self, product: StandInProduct, run: datetime, level: int, j0: int, j1: int) -> np.ndarray:
         """Packed water_temp of rows j0..j1 (all columns) at depth ``level`` for every tau of the run, cached."""
@@ -698,6 +774,17 @@ class StandInServer:
         if name == "lon":
             return glby_lon(np.arange(e0, e1))
         per_level = GLBY_NLAT * GLBY_NLON
+        if name == "surf_el":
+            j0, j1 = e0 // GLBY_NLON, (e1 - 1) // GLBY_NLON
+            taus3 = product.taus[np.mod(product.taus, 3.0) == 0.0]
+            if cache and float(tau) in taus3.tolist():
+                _, band = self._ssh_band(product, run, j0, j1)
+                rows = band[int(np.flatnonzero(taus3 == tau)[0])].reshape(-1)
+            else:
+                rows = pack_surf_el(self.twin.hycom_surf_el(run, np.array([float(tau)]), glby_lat(np.arange(j0, j1 + 1)),
+                                                            glby_lon(np.arange(GLBY_NLON)))).reshape(-1)
+            first = j0 * GLBY_NLON
+            return rows[e0 - first:e1 - first]
         if name in ("water_temp", "salinity"):
             out = []
             pos = e0
@@ -782,11 +869,12 @@ class StandInServer:
         try:
             m = _RE_FILE_GOFS.match(path) or _RE_FILE_ESPC.match(path)
             if m:
-                product = GOFS31_STANDIN if path.startswith("/datasets/GLBy0.08/") else ESPC_STANDIN
+                tree = "gofs" if path.startswith("/datasets/GLBy0.08/") else "espc"
+                product = _FILE_PRODUCTS[(tree, m.group(3))]
                 return self._forecast_file(product, m.group(1), int(m.group(2)), head, range_header)
             m = _RE_NCSS_ESPC_RUN.match(path)
             if m:
-                return self._ncss(m.group(1), query, head, ESPC_STANDIN)
+                return self._ncss(m.group(2), query, head, ESPC_SSH_STANDIN if m.group(1) == "ssh" else ESPC_STANDIN)
             m = _RE_OISST_FILE.match(path)
             if m:
                 return self._serve_oisst_file(m.group(1), m.group(2), bool(m.group(3)), head, if_none_match)

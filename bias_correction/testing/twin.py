@@ -21,6 +21,12 @@ Model (every amplitude is a :class:`TwinConfig` field):
   day run.date()+k, 00Z..21Z). The diurnal cycle (first harmonic) averages out exactly over them.
   ``unpredictable`` = daily-mean random error - OISST analysis noise; ``predictable`` = the rest of
   (daily-mean HYCOM - OISST), so the two add up exactly to what the generated files contain.
+* Sea-surface elevation (HYCOM ``surf_el``, metres): truth = large-scale steric height (high in the
+  tropics, low at the poles, a gentle zonal tilt) + a small seasonal term in phase with the SST one +
+  a mesoscale part made of the SST mesoscale waves with the same phases (warm eddies stand high; long
+  waves weighted up, std ~0.13 m). HYCOM's forecast = truth + offset growing with lead + a slightly
+  over-amplified mesoscale + an AR(1)-in-lead random error seeded by ("ssh-err", run, lead day). None of
+  it draws from the generators of the fields above, which stay bit-identical.
 """
 
 from __future__ import annotations
@@ -100,6 +106,23 @@ class TwinConfig:
     mixed_layer_m: float = 30.0
     thermocline_scale_m: float = 600.0
     deep_temp_c: float = 2.0
+    # sea-surface elevation (HYCOM ``surf_el``, metres); no random draw of the fields above depends on these
+    ssh_equator_m: float = 0.55
+    ssh_sin2_m: float = 1.6  # steric height falls poleward: 0.55 m at the equator, -1.05 m at the poles
+    ssh_zonal_m: float = 0.08  # a gentle basin-scale tilt, times cos(lat) sin(lon)
+    ssh_seasonal_m: float = 0.06  # times sin(lat), in phase with the SST seasonal cycle (warm = high)
+    ssh_meso_std_m: float = 0.13  # mesoscale elevation: the SST mesoscale waves, same phases (warm eddies high)
+    ssh_meso_ref_km: float = 300.0  # wave weights (L / ssh_meso_ref_km)^0.5: larger eddies stand higher
+    ssh_bias_m: float = 0.01
+    ssh_bias_per_day_m: float = 0.004
+    ssh_state_gain0: float = 0.05  # HYCOM over-amplifies its eddies a little in elevation too
+    ssh_state_gain_per_day: float = 0.01
+    ssh_err_amp0_m: float = 0.004
+    ssh_err_amp_per_day_m: float = 0.005
+    ssh_err_rho: float = 0.7
+    n_ssh_err_waves: int = 16
+    ssh_err_lmin_km: float = 200.0
+    ssh_err_lmax_km: float = 800.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +212,11 @@ class Twin:
                                  c.meso_speed_km_day, c.meso_mod_period_days)
         k0 = 2 * math.pi / c.oisst_smooth_km
         self._damp = np.exp(-((self._meso.k / k0) ** 2))
+        # surf_el mesoscale = the same waves (phases, propagation, modulation) weighted towards long waves,
+        # normalised to a standard deviation of ssh_meso_std_m. Deterministic: no random draw.
+        weight = np.sqrt((2 * math.pi / self._meso.k) / c.ssh_meso_ref_km)
+        weight = weight / math.sqrt(float(np.mean(weight**2)))
+        self._ssh_weight = weight * (c.ssh_meso_std_m / c.meso_std) if c.meso_std > 0 else np.zeros_like(weight)
         self._land_cache: dict[str, np.ndarray] = {}
         self._coast_cache: dict[str, np.ndarray] = {}
         self._tile_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -397,6 +425,80 @@ class Twin:
         drop = 1.0 - np.exp(-np.maximum(depth - c.mixed_layer_m, 0.0) / c.thermocline_scale_m)  # (ndepth,)
         deep = np.minimum(surf, c.deep_temp_c)
         return surf[:, None] - (surf - deep)[:, None] * drop[None, :, None, None]
+
+    # ------------------------------------------------------------------ sea-surface elevation (surf_el)
+    def _ssh_clim(self, lat: np.ndarray, lon: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Large-scale + seasonal elevation (T, nlat, nlon) in metres at times t (days)."""
+        c = self.config
+        phi = np.deg2rad(np.asarray(lat, dtype=np.float64))
+        lam = np.deg2rad(np.asarray(lon, dtype=np.float64))
+        s = np.sin(phi)
+        base = (c.ssh_equator_m - c.ssh_sin2_m * s**2)[:, None] + c.ssh_zonal_m * np.outer(np.cos(phi), np.sin(lam))
+        doy = np.mod(np.atleast_1d(np.asarray(t, dtype=np.float64)), YEAR_DAYS)[:, None]
+        seas = c.ssh_seasonal_m * s[None, :] * np.cos(2 * math.pi * (doy - c.seasonal_peak_doy) / YEAR_DAYS)
+        return base[None] + seas[:, :, None]
+
+    def _ssh_truth_t(self, t: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(true elevation, its mesoscale part) as (T, nlat, nlon) metres, no land mask."""
+        meso = _wave_sum(lat, lon, self._meso, self._meso_coef(t) * self._ssh_weight[None, :])
+        return self._ssh_clim(lat, lon, t) + meso, meso
+
+    def surf_el_truth(self, when: datetime, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Instantaneous true sea-surface elevation (m, nlat x nlon) at ``when`` (UTC); NaN on land.
+
+        Its mesoscale part is the SST mesoscale's waves with the same phases: warm eddies stand high.
+        """
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        eta, _ = self._ssh_truth_t(np.array([_t_days(when)]), lat, lon)
+        return np.where(self.land(lat, lon), np.nan, eta[0])
+
+    def _ssh_error(self, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Unpredictable surf_el forecast error (T, nlat, nlon) m: AR(1)-in-lead fields, own seeds ("ssh-err")."""
+        c = self.config
+        x = np.asarray(tau_hours, dtype=np.float64) / 24.0
+        if np.any(x < 0):
+            raise ValueError("tau_hours must be >= 0")
+        n_anchor = int(np.floor(x.max())) + 2
+        day = _as_naive_utc(run).date().toordinal()
+        anchors = np.empty((n_anchor, len(lat), len(lon)))
+        prev = None
+        for n in range(n_anchor):
+            w = _make_waves(self._rng("ssh-err", day, n), c.n_ssh_err_waves, c.ssh_err_lmin_km, c.ssh_err_lmax_km, 1.0)
+            fresh = _wave_sum(lat, lon, w, (w.amp * np.exp(1j * w.phase))[None, :])[0]
+            prev = fresh if prev is None else c.ssh_err_rho * prev + math.sqrt(1 - c.ssh_err_rho**2) * fresh
+            anchors[n] = prev
+        n = np.floor(x).astype(int)
+        f = x - n
+        weights = np.zeros((len(x), n_anchor))
+        weights[np.arange(len(x)), n] = 1 - f
+        weights[np.arange(len(x)), n + 1] += f
+        amp = c.ssh_err_amp0_m + c.ssh_err_amp_per_day_m * x
+        return np.tensordot(weights * amp[:, None], anchors, axes=(1, 0))
+
+    def hycom_surf_el(self, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """HYCOM-like ``surf_el`` forecast of run ``run`` at valid times run+tau: metres (ntau, nlat, nlon), NaN on land.
+
+        truth + offset growing with lead + slightly over-amplified mesoscale + AR(1)-in-lead random error.
+        """
+        c = self.config
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        run = _as_naive_utc(run)
+        tau = np.atleast_1d(np.asarray(tau_hours, dtype=np.float64))
+        lead = tau / 24.0
+        eta, meso = self._ssh_truth_t(_t_days(run) + lead, lat, lon)
+        offset = c.ssh_bias_m + c.ssh_bias_per_day_m * lead
+        gain = c.ssh_state_gain0 + c.ssh_state_gain_per_day * lead
+        out = eta + offset[:, None, None] + gain[:, None, None] * meso + self._ssh_error(run, tau, lat, lon)
+        return np.where(self.land(lat, lon)[None], np.nan, out)
+
+    def hycom_daily_surf_el(self, run: datetime, lead_day: int, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Daily-mean HYCOM ``surf_el`` (m, nlat x nlon) of valid day run.date()+lead_day: the mean of the
+        8 three-hourly values 00Z..21Z (taus :meth:`daily_taus`), as for SST; NaN on land."""
+        if lead_day < 1:
+            raise ValueError("lead_day must be >= 1 (the run starts at 12Z of day 0)")
+        return self.hycom_surf_el(run, self.daily_taus(lead_day), lat, lon).mean(axis=0)
 
     @staticmethod
     def daily_taus(lead_day: int) -> np.ndarray:

@@ -12,7 +12,7 @@ and returns corrected SST in degC with NaN on land, so ONNX parity is checked in
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from bias_correction.errors import ConfigError
 
 #: Input channels per time step fed to the core by :class:`CorrectionModule`:
-#: normalised SST (0 on land), ocean mask, lead_days / 7.
+#: normalised SST (0 on land), ocean mask, lead_days / 7; then one channel per auxiliary input.
 WRAPPER_CHANNELS = 3
 #: Lead days are scaled by this before they become an input channel.
 LEAD_SCALE_DAYS = 7.0
@@ -331,6 +331,9 @@ class FAConvLSTM(nn.Module):
         self.peep_i = nn.Parameter(torch.zeros(hidden, 1, 1))
         self.peep_f = nn.Parameter(torch.zeros(hidden, 1, 1))
         self.axial = AxialAttention(hidden, heads)
+        #: No-op tap on the last hidden state H_T (no parameters, nothing in the exported graph): training
+        #: hooks it for the optional Laplacian term (``laplacian_penalty``, Training.laplacian_weight).
+        self.hidden_tap = nn.Identity()
         self.head = _zero_head(hidden)
 
     def _step(self, xt: Tensor, h: Tensor, c: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -356,6 +359,7 @@ class FAConvLSTM(nn.Module):
             h, c = self._step(feat[:, :, t], h, c, mask)
             if (t + 1) % self.axial_every == 0 or t == self.seq_len - 1:
                 h = self.axial(h) * mask
+        h = self.hidden_tap(h)
         x_last = x[:, self.seq_len - 1, 0:1]
         return (x_last + self.head(h)) * mask
 
@@ -397,10 +401,10 @@ class _Attention2d(nn.Module):
 class CALayer(nn.Module):
     """One CA-ConvLSTM layer: two ConvLSTM cells + shared self-attention and cross-attention on h, c."""
 
-    def __init__(self, in_channels: int, hidden: int, kv_pool: int = 1) -> None:
+    def __init__(self, in1: int, in2: int, hidden: int, kv_pool: int = 1) -> None:
         super().__init__()
-        self.cell1 = ConvLSTMCell(in_channels, hidden)
-        self.cell2 = ConvLSTMCell(in_channels, hidden)
+        self.cell1 = ConvLSTMCell(in1, hidden)
+        self.cell2 = ConvLSTMCell(in2, hidden)
         self.sa_h = _Attention2d(hidden, kv_pool)
         self.sa_c = _Attention2d(hidden, kv_pool)
         self.ca_h = _Attention2d(hidden, kv_pool)
@@ -424,11 +428,10 @@ class CALayer(nn.Module):
 class CAConvLSTM(nn.Module):
     """CA-ConvLSTM adapted to bias correction (models.md 6.2-6.3): many-to-one, residual, masked.
 
-    Stream 1 = the input channels as given (HYCOM SST, mask, lead). Stream 2 is derived from the same
-    input, because the pipeline ingests HYCOM SST only (models.md 6.3 allows this): its SST channel is
-    replaced by the day-to-day HYCOM SST tendency (x_t - x_{t-1} of the normalised field, times
-    ``tendency_scale``; 0 at t = 0). HYCOM ``surf_el`` or the latest OISST analysis as stream 2 would
-    need an extra wrapper input and are not wired. No front end (as in the repo); attention and
+    Stream 1 = HYCOM SST, mask, lead. Stream 2 = the auxiliary inputs (channels 3.. of ``x``: HYCOM
+    ``surf_el`` anomaly by default, or the latest OISST analysis) with mask and lead. Without auxiliary
+    inputs, stream 2 falls back to the day-to-day HYCOM SST tendency (x_t - x_{t-1} of the normalised
+    field, times ``tendency_scale``; 0 at t = 0; models.md 6.3). No front end (as in the repo); attention and
     decoder weights shared by the streams; decoder Conv3x3 -> ReLU -> Conv3x3 (zero-initialised last
     conv, so an untrained model is raw HYCOM). Attention is over all H*W positions: tile-only.
     """
@@ -443,8 +446,12 @@ class CAConvLSTM(nn.Module):
         self.hidden = int(hidden)
         self.n_layers = int(layers)
         self.tendency_scale = float(tendency_scale)
+        # Channels beyond the wrapper's (SST, mask, lead) are auxiliary inputs: they become stream 2.
+        self.n_aux = max(0, int(in_channels) - WRAPPER_CHANNELS)
+        in1 = WRAPPER_CHANNELS if self.n_aux > 0 else int(in_channels)
+        in2 = in_channels - 1 if self.n_aux > 0 else int(in_channels)
         self.layers = nn.ModuleList(
-            [CALayer(in_channels if i == 0 else hidden, hidden, kv_pool) for i in range(layers)])
+            [CALayer(in1 if i == 0 else hidden, in2 if i == 0 else hidden, hidden, kv_pool) for i in range(layers)])
         self.dec = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU())
         self.head = nn.Conv2d(hidden, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
@@ -452,10 +459,14 @@ class CAConvLSTM(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         b, _, _, hh, ww = x.shape
-        sst = x[:, :, 0:1]  # [B, T, 1, H, W]
-        prev = torch.cat([sst[:, :1], sst[:, :-1]], dim=1)
-        tend = (sst - prev) * self.tendency_scale
-        x2 = torch.cat([tend, x[:, :, 1:]], dim=2)
+        if self.n_aux > 0:
+            x2 = x[:, :, 1:]  # mask, lead, aux...
+        else:
+            sst = x[:, :, 0:1]  # [B, T, 1, H, W]
+            prev = torch.cat([sst[:, :1], sst[:, :-1]], dim=1)
+            tend = (sst - prev) * self.tendency_scale
+            x2 = torch.cat([tend, x[:, :, 1:]], dim=2)
+        x1 = x[:, :, :3] if self.n_aux > 0 else x  # 3 = WRAPPER_CHANNELS (a literal for TorchScript)
         hs1: list[Tensor] = []
         cs1: list[Tensor] = []
         hs2: list[Tensor] = []
@@ -468,7 +479,7 @@ class CAConvLSTM(nn.Module):
             cs2.append(z)
         top = x.new_zeros(b, self.hidden, hh, ww)
         for t in range(self.seq_len):
-            in1 = x[:, t]
+            in1 = x1[:, t]
             in2 = x2[:, t]
             n1: list[Tensor] = []
             m1: list[Tensor] = []
@@ -526,16 +537,30 @@ class CorrectionModule(nn.Module):
     they travel with the state_dict and become constants in the ONNX graph.
     """
 
-    def __init__(self, core: nn.Module, vmin: float, vmax: float) -> None:
+    def __init__(self, core: nn.Module, vmin: float, vmax: float,
+                 aux_norm: list[tuple[float, float]] | None = None, base_aux: int = -1) -> None:
         super().__init__()
         if not vmax > vmin:
             raise ConfigError(f"normalisation needs vmax > vmin, got vmin={vmin}, vmax={vmax} degC")
+        aux_norm = list(aux_norm or [])
+        if any(not s > 0 for _, s in aux_norm):
+            raise ConfigError(f"auxiliary input scales must be > 0, got {aux_norm}")
         self.core = core
         self.lead_scale = float(LEAD_SCALE_DAYS)
+        self.n_aux = len(aux_norm)
+        if not -1 <= int(base_aux) < self.n_aux:
+            raise ConfigError(f"residual base must be -1 (HYCOM) or an auxiliary channel < {self.n_aux}, got {base_aux}")
+        #: Residual base: -1 = HYCOM SST of the last step (models.md 2.3); i >= 0 = auxiliary channel i of the
+        #: last step (degC, e.g. the latest OISST), so the zero-initialised head starts from that field.
+        self.base_aux = int(base_aux)
         self.register_buffer("vmin", torch.tensor(float(vmin), dtype=torch.float32))
         self.register_buffer("vmax", torch.tensor(float(vmax), dtype=torch.float32))
+        # (offset, scale) per auxiliary channel: normalised = (value - offset) / scale, 0 on land.
+        self.register_buffer("aux_offset", torch.tensor([o for o, _ in aux_norm], dtype=torch.float32))
+        self.register_buffer("aux_scale", torch.tensor([s for _, s in aux_norm] or [], dtype=torch.float32))
 
-    def forward(self, sst: Tensor, lead_days: Tensor) -> Tensor:
+    def forward(self, sst: Tensor, lead_days: Tensor, aux: Optional[Tensor] = None) -> Tensor:
+        """sst [B, T, H, W] degC, lead_days [B], aux [B, T, A, H, W] (units per input) when A > 0."""
         finite = torch.isfinite(sst)  # [B, T, H, W]
         ocean = finite.all(dim=1, keepdim=True)  # [B, 1, H, W]
         maskf = ocean.to(sst.dtype)
@@ -547,6 +572,17 @@ class CorrectionModule(nn.Module):
         lead = (lead_days.to(sst.dtype) / self.lead_scale).reshape(-1, 1, 1, 1, 1)
         lead_ch = lead * torch.ones_like(mask_ch)
         x = torch.cat([norm.unsqueeze(2), mask_ch, lead_ch], dim=2)  # [B, T, 3, H, W]
-        y = self.core(x, maskf)[:, 0]  # [B, H, W], normalised
+        if self.n_aux > 0:
+            if aux is None:
+                raise RuntimeError("this model needs its auxiliary inputs (aux [B, T, A, H, W])")
+            an = (aux - self.aux_offset.reshape(1, 1, -1, 1, 1)) / self.aux_scale.reshape(1, 1, -1, 1, 1)
+            an = torch.where(torch.isfinite(an), an, torch.zeros_like(an)) * mask_ch
+            x = torch.cat([x, an], dim=2)  # [B, T, 3 + A, H, W]
+        y = self.core(x, maskf)[:, 0]  # [B, H, W], normalised; every core returns x_last + head
+        if self.base_aux >= 0 and aux is not None:
+            # Swap the residual base: core(x) - x_last + base, both normalised with the SST pair.
+            base = aux[:, t - 1, self.base_aux]
+            base_n = torch.where(torch.isfinite(base), (base - self.vmin) / rng, torch.zeros_like(base))
+            y = y - norm[:, t - 1] + base_n * maskf[:, 0]
         out = y * rng + self.vmin
         return torch.where(ocean[:, 0], out, torch.full_like(out, float("nan")))

@@ -45,26 +45,26 @@ LABELS = {"convgru-sa": "ConvGRU-SA", "convgru": "ConvGRU", "convlstm": "ConvLST
           "cbam-convlstm-at": "3DCNN-CBAM-ConvLSTM-AT", "faconvlstm": "FAConvLSTM", "ca-convlstm": "CA-ConvLSTM*",
           "lightgbm": "LightGBM", "random-forest": "Random Forest", "mean-bias": "mean bias (lead, doy window)",
           "linear-regression": "linear regression (pixel, lead)", "quantile-mapping": "quantile mapping (lead, xsdba)",
-          "raw-hycom": "raw HYCOM", "persistence": "persistence (OISST of run day - 1)",
+          "raw-hycom": "raw HYCOM", "persistence": "persistence (latest OISST: run day - 1)",
           "oracle-floor": "oracle floor (twin)"}
 
 
 @dataclass
 class BenchConfig:
-    # Defaults = the configuration measured in benchmarks/README.md (about 27 min on 2 busy cores).
-    # A whole year (end 2021-12-31) has ~6x the samples and does not fit in 60 min on 2 cores.
+    # Defaults = the configuration measured in benchmarks/README.md (4 months of runs; see there for the
+    # wall time on 2 cores). A whole year (end 2021-12-31) has ~3x the samples and does not fit in 60 min.
     start: dt.date = dt.date(2021, 1, 1)  # first run
-    end: dt.date = dt.date(2021, 3, 10)  # last run
+    end: dt.date = dt.date(2021, 4, 30)  # last run
     leads: int = 7
     seq_len: int = 4
     features: int = 8
     hidden: int = 16
-    epochs: int = 5
+    epochs: int = 8
     batch_size: int = 4
-    learning_rate: float = 2e-3
-    patience: int = 3
+    learning_rate: float = 1e-3  # the paper's (models.md 12)
+    patience: int = 4
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float = 0.15
     test_fraction: float = 0.2
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     tree_rows: int = 200_000
@@ -72,6 +72,9 @@ class BenchConfig:
     rf_estimators: int = 60
     rf_max_depth: int = 14
     export: bool = False  # also export gridded models to ONNX (parity-checked) and time ORT inference
+    oisst_lag_days: int = 1  # the latest OISST at forecast time (aux input and persistence): day of run - this
+    #: Auxiliary inputs per model; a model not listed gets config.default_aux_inputs(model).
+    aux_inputs: dict[str, list[str]] = field(default_factory=dict)
     arch_overrides: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ca-convlstm": {"layers": 1}})
 
 
@@ -92,13 +95,19 @@ def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4)
     runs = pd.date_range(start, end, freq="D")
     hy = np.empty((len(runs), leads, grid.nlat, grid.nlon), np.float32)
     unpred = np.empty_like(hy)
+    with_ssh = hasattr(tw, "hycom_daily_surf_el")
+    ssh = np.empty_like(hy) if with_ssh else None
     for i, r in enumerate(runs):
         run = dt.datetime(r.year, r.month, r.day, 12)
         for k in range(1, leads + 1):
             d = tw.hycom_daily_error(run, k, lat, lon)
             hy[i, k - 1] = d["hycom"]
             unpred[i, k - 1] = d["unpredictable"]
-    days = pd.date_range(pd.Timestamp(start) - pd.Timedelta(days=1), pd.Timestamp(end) + pd.Timedelta(days=leads))
+            if ssh is not None:
+                ssh[i, k - 1] = tw.hycom_daily_surf_el(run, k, lat, lon)
+    # From the latest analysis of the first window's first run (aux input, persistence) to the last valid day.
+    first = pd.Timestamp(start) - pd.Timedelta(days=seq_len - 1 + 7)
+    days = pd.date_range(first, pd.Timestamp(end) + pd.Timedelta(days=leads))
     oi = np.stack([tw.oisst(d.date(), lat, lon)["sst"] for d in days]).astype(np.float32)
     coords = {"lat": lat, "lon": lon}
     return {
@@ -108,6 +117,9 @@ def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4)
                                       "lead": np.arange(1, leads + 1), **coords}),
         "oisst": xr.DataArray(oi, dims=("time", "lat", "lon"), coords={"time": days.values, **coords}),
         "mask": xr.DataArray(ocean, dims=("lat", "lon"), coords=coords),
+        "surf_el": None if ssh is None else xr.DataArray(ssh, dims=("run", "lead", "lat", "lon"),
+                                                         coords={"run": (runs + pd.Timedelta(hours=12)).values,
+                                                                 "lead": np.arange(1, leads + 1), **coords}),
         "unpredictable": unpred, "run_days": runs.values.astype("datetime64[D]"),
     }
 
@@ -157,7 +169,9 @@ def _predict_gridded(model: torch.nn.Module, s: SampleSet, batch: int = 16) -> n
     out = []
     with torch.no_grad():
         for i in range(0, len(s), batch):
-            out.append(model(torch.from_numpy(s.x[i:i + batch]), torch.from_numpy(s.lead[i:i + batch]).float()).numpy())
+            aux = torch.from_numpy(s.aux[i:i + batch]) if s.aux is not None else None
+            out.append(model(torch.from_numpy(s.x[i:i + batch]), torch.from_numpy(s.lead[i:i + batch]).float(),
+                             aux).numpy())
     return np.concatenate(out)
 
 
@@ -183,7 +197,8 @@ def _gridded(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test
     from bias_correction.training.train import load_checkpoint, train_model
 
     tcfg = Training(model=name, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden, epochs=cfg.epochs,
-                    batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience, seed=cfg.seed)
+                    batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience, seed=cfg.seed,
+                    aux_inputs=list(train.aux_names))
     res = train_model(train, val, tcfg, grid=grid, mask_hash="0" * 64, data_info={"source": "twin benchmark"},
                       out_dir=out_dir / "checkpoints" / name, progress=progress,
                       arch_kwargs=cfg.arch_overrides.get(name))
@@ -205,7 +220,10 @@ def _gridded(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test
         sess = ort.InferenceSession(str(pkg / "model.onnx"), providers=["CPUExecutionProvider"])
 
         def ort_pred(s: SampleSet) -> np.ndarray:
-            return sess.run(None, {"sst": s.x.astype(np.float32), "lead_days": s.lead.astype(np.float32)})[0]
+            feed = {"sst": s.x.astype(np.float32), "lead_days": s.lead.astype(np.float32)}
+            if s.aux is not None:
+                feed["aux"] = s.aux.astype(np.float32)
+            return sess.run(None, feed)[0]
         row.update({"onnx_parity_max_abs_degC": man["parity"]["cpu"]["max_abs_diff_degC"],
                     "torchscript_parity_max_abs_degC": man["parity"]["torchscript"]["max_abs_diff_degC"],
                     "infer_seconds_per_run": _time_per_run(ort_pred, test, cfg.leads),
@@ -315,14 +333,17 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, prog
     out_dir = Path(out_dir)
     (out_dir / "rows").mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    from bias_correction.config import default_aux_inputs
+    from bias_correction.errors import ConfigError
+
     unknown = set(cfg.models) - set(ALL_MODELS)
     if unknown:
-        from bias_correction.errors import ConfigError
-
         raise ConfigError(f"unknown benchmark models {sorted(unknown)}; known: {', '.join(ALL_MODELS)}")
     t0 = time.perf_counter()
     data = twin_dataset(cfg.start, cfg.end, cfg.leads, cfg.seq_len)
-    samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len)
+    available = ("oisst_latest",) + (("surf_el",) if data["surf_el"] is not None else ())
+    samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len, aux_inputs=available,
+                            oisst_lag_days=cfg.oisst_lag_days, surf_el=data["surf_el"])
     train, val, test = split_three(samples, cfg.val_fraction, cfg.test_fraction, gap_days=cfg.seq_len)
     data_seconds = time.perf_counter() - t0
     grid = data["grid"]
@@ -344,7 +365,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, prog
     oi = data["oisst"]
     oi_days = oi["time"].values.astype("datetime64[D]")
     oi_index = {d: i for i, d in enumerate(oi_days.tolist())}
-    pers = np.stack([oi.values[oi_index[(r - np.timedelta64(1, "D")).tolist()]] for r in test.run])
+    pers = np.stack([oi.values[oi_index[(r - np.timedelta64(cfg.oisst_lag_days, "D")).tolist()]] for r in test.run])
     pers = np.where(np.isfinite(raw), pers, np.nan)
     add("persistence", pers, {"n_parameters": None, "train_seconds": None, "infer_seconds_per_run": None})
     run_index = {d: i for i, d in enumerate(data["run_days"].tolist())}
@@ -359,13 +380,18 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, prog
             add(name, blob["pred"], json.loads(str(blob["info"])))
             LOG.info("%s: reused %s", name, cache)
             continue
-        LOG.info("benchmark: %s", name)
+        aux = tuple(cfg.aux_inputs.get(name, default_aux_inputs(name)))
+        if "surf_el" in aux and "surf_el" not in available:
+            raise ConfigError(f"{name}: surf_el requested but the twin provides no HYCOM surf_el")
+        tr, va, te = (s.with_aux(aux) for s in (train, val, test))
+        LOG.info("benchmark: %s (auxiliary inputs %s)", name, list(aux) or "none")
         if name in GRIDDED:
-            r = _gridded(name, cfg, train, val, test, grid, out_dir, progress)
+            r = _gridded(name, cfg, tr, va, te, grid, out_dir, progress)
         elif name in TREES:
-            r = _tree(name, cfg, train, val, test, grid, out_dir)
+            r = _tree(name, cfg, tr, va, te, grid, out_dir)
         else:
-            r = _statistical(name, train, test, cfg.leads)
+            r = _statistical(name, tr, te, cfg.leads)
+        r["aux_inputs"] = list(aux)
         pred = r.pop("pred")
         np.savez_compressed(cache, pred=pred, info=json.dumps(r, default=str))
         add(name, pred, r)

@@ -4,6 +4,12 @@ One sample = (run R, lead k): x = hycom[lead=k] at runs R-T+1 .. R  -> [T, H, W]
 y = OISST on day R.date() + k -> [H, W] degC. Both carry NaN off the authoritative ocean mask.
 Samples with a missing run in the window, or a missing OISST day, are skipped (not filled), so a
 gap in the archive never produces a fabricated input.
+
+Optional auxiliary inputs (:data:`AUX_INPUTS`) ride along per time step, aligned with the same runs:
+
+* ``oisst_latest``: the latest OISST analysis known when run r_j was issued, i.e. OISST of day
+  r_j - ``oisst_lag_days`` (1 day: the preliminary file's latency). Never the target day (no leakage).
+* ``surf_el``: HYCOM sea-surface elevation (m) of run r_j at the same lead (CA-ConvLSTM's stream 2).
 """
 
 from __future__ import annotations
@@ -22,6 +28,21 @@ from bias_correction.errors import ConfigError, InputValidationError
 
 _DAY = np.timedelta64(1, "D")
 
+#: Auxiliary input name -> (units, meaning). The one list every layer (config, wrapper, runtime, pipeline) uses.
+AUX_INPUTS: dict[str, tuple[str, str]] = {
+    "oisst_latest": ("degC", "latest OISST analysis at forecast time (day of run - oisst_lag_days)"),
+    "surf_el": ("m", "HYCOM sea surface elevation of the same run and lead (daily mean)"),
+}
+
+
+def check_aux_names(names: Sequence[str]) -> tuple[str, ...]:
+    """Validated tuple of auxiliary input names (unknown or repeated names fail with the known list)."""
+    out = tuple(names)
+    bad = [n for n in out if n not in AUX_INPUTS]
+    if bad or len(set(out)) != len(out):
+        raise ConfigError(f"auxiliary inputs {list(out)} invalid; known (each at most once): {', '.join(AUX_INPUTS)}")
+    return out
+
 
 @dataclass(frozen=True, eq=False)
 class SampleSet:
@@ -33,6 +54,8 @@ class SampleSet:
     run: np.ndarray  # [N] datetime64[D], day of the last run R
     valid: np.ndarray  # [N] datetime64[D], R + lead
     mask: np.ndarray  # [H, W] bool, True = ocean (the region mask used to build the set)
+    aux: np.ndarray | None = None  # [N, T, A, H, W] auxiliary inputs (units per AUX_INPUTS), NaN on land
+    aux_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -48,7 +71,24 @@ class SampleSet:
     def subset(self, index: np.ndarray) -> SampleSet:
         """Samples selected by an integer or boolean index (copies nothing more than numpy does)."""
         return SampleSet(self.x[index], self.lead[index], self.y[index], self.run[index],
-                         self.valid[index], self.mask)
+                         self.valid[index], self.mask, None if self.aux is None else self.aux[index], self.aux_names)
+
+    def with_aux(self, names: Sequence[str]) -> SampleSet:
+        """The same samples carrying only the auxiliary inputs ``names`` (in that order)."""
+        names = check_aux_names(names)
+        if names == self.aux_names:
+            return self
+        missing = [n for n in names if n not in self.aux_names]
+        if missing:
+            raise ConfigError(f"samples carry auxiliary inputs {list(self.aux_names)}, not {missing}")
+        aux = self.aux[:, :, [self.aux_names.index(n) for n in names]] if names else None  # type: ignore[index]
+        return SampleSet(self.x, self.lead, self.y, self.run, self.valid, self.mask, aux, names)
+
+    def aux_field(self, name: str) -> np.ndarray:
+        """[N, T, H, W] of one auxiliary input; a clear error when the set was built without it."""
+        if name not in self.aux_names or self.aux is None:
+            raise ConfigError(f"samples carry auxiliary inputs {list(self.aux_names)}, not {name!r}")
+        return self.aux[:, :, self.aux_names.index(name)]
 
     def period(self) -> tuple[str, str] | None:
         """First and last valid day (ISO strings), None when empty."""
@@ -69,14 +109,23 @@ def _check_coords(a: xr.DataArray, b: xr.DataArray, what: str) -> None:
             raise InputValidationError(f"{what}: {c} coordinates differ from HYCOM's")
 
 
-def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, seq_len: int) -> SampleSet:
+def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, seq_len: int, *,
+                  aux_inputs: Sequence[str] = (), oisst_lag_days: int = 1,
+                  surf_el: xr.DataArray | None = None) -> SampleSet:
     """Every complete (run, lead) sample, sorted by valid day, then lead, then run.
 
     hycom (run, lead, lat, lon) degC; oisst (time, lat, lon) degC; mask (lat, lon) bool, True = ocean.
-    A field counts as missing when it has no finite value over the ocean.
+    ``surf_el`` (run, lead, lat, lon) m, same runs as hycom, needed when ``aux_inputs`` names it.
+    A field counts as missing when it has no finite value over the ocean; a sample with any missing
+    input (aux included) is skipped.
     """
     if seq_len < 1:
         raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+    aux_names = check_aux_names(aux_inputs)
+    if oisst_lag_days < 1:
+        raise ConfigError(f"oisst_lag_days must be >= 1 (the analysis of the target day is not known), got {oisst_lag_days}")
+    if "surf_el" in aux_names and surf_el is None:
+        raise InputValidationError("auxiliary input surf_el requested but no HYCOM surf_el runs were given")
     for da, dims, what in ((hycom, {"run", "lead", "lat", "lon"}, "hycom"),
                            (oisst, {"time", "lat", "lon"}, "oisst"), (mask, {"lat", "lon"}, "mask")):
         if set(da.dims) != dims:
@@ -100,20 +149,42 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     oi_ok = np.isfinite(oi).any(axis=(1, 2))
     run_index = {d: i for i, d in enumerate(run_days.tolist())}
     oi_index = {d: i for i, d in enumerate(oi_days.tolist()) if oi_ok[i]}
+    ssh = ssh_ok = None
+    if "surf_el" in aux_names:
+        assert surf_el is not None
+        _check_coords(hycom, surf_el, "surf_el")
+        se = surf_el.transpose("run", "lead", "lat", "lon")
+        if not (np.array_equal(_days(se["run"].values), run_days)
+                and np.array_equal(np.asarray(se["lead"].values).astype(int), leads)):
+            raise InputValidationError("surf_el must cover the same runs and leads as the HYCOM SST")
+        ssh = np.where(ocean, np.asarray(se.values, dtype=np.float32), np.float32(np.nan))
+        ssh_ok = np.isfinite(ssh).any(axis=(2, 3))
 
-    xs, ls, ys, rs, vs = [], [], [], [], []
+    xs, ls, ys, rs, vs, auxs = [], [], [], [], [], []
     one = dt.timedelta(days=1)
+    lag = one * int(oisst_lag_days)
     for r_i, r_day in enumerate(run_days.tolist()):
-        window = [run_index.get(r_day - one * (seq_len - 1 - j)) for j in range(seq_len)]
+        window_days = [r_day - one * (seq_len - 1 - j) for j in range(seq_len)]
+        window = [run_index.get(d) for d in window_days]
         if any(w is None for w in window):
+            continue
+        latest = [oi_index.get(d - lag) for d in window_days]
+        if "oisst_latest" in aux_names and any(o is None for o in latest):
             continue
         for l_i, k in enumerate(leads.tolist()):
             if not all(hy_ok[w, l_i] for w in window):
+                continue
+            if ssh_ok is not None and not all(ssh_ok[w, l_i] for w in window):
                 continue
             valid = r_day + one * int(k)
             o_i = oi_index.get(valid)
             if o_i is None:
                 continue
+            if aux_names:
+                chans = []
+                for name in aux_names:
+                    chans.append(oi[latest] if name == "oisst_latest" else ssh[window, l_i])  # type: ignore[index]
+                auxs.append(np.stack(chans, axis=1))  # [T, A, H, W]
             xs.append(hy[window, l_i])
             ls.append(int(k))
             ys.append(oi[o_i])
@@ -123,13 +194,15 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     if not xs:
         empty = np.zeros((0,), dtype="datetime64[D]")
         return SampleSet(np.zeros((0, seq_len, h, w), np.float32), np.zeros(0, int),
-                         np.zeros((0, h, w), np.float32), empty, empty.copy(), ocean)
+                         np.zeros((0, h, w), np.float32), empty, empty.copy(), ocean,
+                         np.zeros((0, seq_len, len(aux_names), h, w), np.float32) if aux_names else None, aux_names)
     run_arr = np.array(rs, dtype="datetime64[D]")
     valid_arr = np.array(vs, dtype="datetime64[D]")
     lead_arr = np.array(ls, dtype=int)
     order = np.lexsort((run_arr, lead_arr, valid_arr))
+    aux_arr = np.stack(auxs)[order] if aux_names else None
     return SampleSet(np.stack(xs)[order], lead_arr[order], np.stack(ys)[order], run_arr[order],
-                     valid_arr[order], ocean)
+                     valid_arr[order], ocean, aux_arr, aux_names)
 
 
 def split_by_valid_date(samples: SampleSet, boundaries: Sequence[dt.date | str | np.datetime64],
@@ -191,18 +264,24 @@ def normalisation(samples: SampleSet) -> tuple[float, float]:
 
 
 class SampleDataset(Dataset):
-    """Torch view of a :class:`SampleSet`: (sst [T,H,W] degC, lead_days scalar, target [H,W] degC)."""
+    """Torch view of a :class:`SampleSet`: (sst [T,H,W] degC, lead_days scalar, aux [T,A,H,W], target [H,W] degC).
+
+    ``aux`` has A = 0 channels when the set carries no auxiliary inputs.
+    """
 
     def __init__(self, samples: SampleSet) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(samples.x, dtype=np.float32))
         self.lead = torch.from_numpy(samples.lead.astype(np.float32))
         self.y = torch.from_numpy(np.ascontiguousarray(samples.y, dtype=np.float32))
+        n, t, h, w = samples.x.shape
+        aux = samples.aux if samples.aux is not None else np.zeros((n, t, 0, h, w), np.float32)
+        self.aux = torch.from_numpy(np.ascontiguousarray(aux, dtype=np.float32))
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.x[i], self.lead[i], self.y[i]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.x[i], self.lead[i], self.aux[i], self.y[i]
 
 
 def make_loader(samples: SampleSet, batch_size: int, *, shuffle: bool, seed: int = 0) -> DataLoader:

@@ -34,6 +34,7 @@ from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.hashing import sha256_file
 from bias_correction.io.provenance import code_version
 from bias_correction.training.architectures import DOMAIN_INDEPENDENT, CorrectionModule
+from bias_correction.training.dataset import AUX_INPUTS
 from bias_correction.training.train import FRAMING, load_checkpoint
 
 MODEL_FILE = "model.onnx"
@@ -55,9 +56,15 @@ def utc_version(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _example_inputs(batch: int, t: int, h: int, w: int, vmin: float, vmax: float,
-                    seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic degC fields inside the training range with a NaN land pattern and leads 1..7."""
+def input_names(model: CorrectionModule) -> list[str]:
+    """Graph input names of ``model``: ``sst``, ``lead_days`` and ``aux`` when it has auxiliary inputs."""
+    return INPUT_NAMES + (["aux"] if model.n_aux else [])
+
+
+def _example_inputs(model: CorrectionModule, batch: int, t: int, h: int, w: int, vmin: float, vmax: float,
+                    seed: int = 1234) -> dict[str, torch.Tensor]:
+    """Deterministic inputs in graph order: degC fields inside the training range with a NaN land
+    pattern, leads 1..7, and auxiliary fields around their normalisation offsets (NaN on the same land)."""
     g = torch.Generator().manual_seed(seed)
     span = vmax - vmin
     base = vmin + span * (0.3 + 0.4 * torch.rand(batch, 1, h, w, generator=g))
@@ -69,30 +76,37 @@ def _example_inputs(batch: int, t: int, h: int, w: int, vmin: float, vmax: float
     if t > 1 and batch > 1:
         sst[1, 0, h - 1, w - 1] = float("nan")  # land in one step only -> masked for that sample
     lead = (torch.arange(batch) % 7 + 1).float()
-    return sst, lead
+    feed = {"sst": sst, "lead_days": lead}
+    if model.n_aux:
+        off = model.aux_offset.reshape(1, 1, -1, 1, 1)
+        scale = model.aux_scale.reshape(1, 1, -1, 1, 1)
+        aux = (off + scale * (0.3 + 0.2 * torch.randn(batch, t, model.n_aux, h, w, generator=g))).float()
+        aux[:, :, :, land] = float("nan")
+        feed["aux"] = aux
+    return feed
 
 
 def _export_onnx(model: CorrectionModule, path: Path, t: int, h: int, w: int, vmin: float, vmax: float) -> bool:
     """dynamo export, batch dynamic; H/W dynamic too, with a fixed-H/W fallback. Returns True if H/W dynamic."""
     # Example sizes >= 2 in every dynamic dim and H != W (models.md 13.2).
     ex_w = w if w != h else w + 1
-    example = _example_inputs(2, t, h, ex_w, vmin, vmax)
+    names = input_names(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    attempts: list[tuple[bool, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]] = [
-        (True, example, {"sst": {0: batch, 2: torch.export.Dim("height", min=2, max=4096),
-                                 3: torch.export.Dim("width", min=2, max=4096)}, "lead_days": {0: batch}}),
-        (False, _example_inputs(2, t, h, w, vmin, vmax), {"sst": {0: batch}, "lead_days": {0: batch}}),
-    ]
+    hd, wd = torch.export.Dim("height", min=2, max=4096), torch.export.Dim("width", min=2, max=4096)
+    dyn = {"sst": {0: batch, 2: hd, 3: wd}, "lead_days": {0: batch}, "aux": {0: batch, 3: hd, 4: wd}}
+    fixed = {"sst": {0: batch}, "lead_days": {0: batch}, "aux": {0: batch}}
+    attempts = [(True, _example_inputs(model, 2, t, h, ex_w, vmin, vmax), dyn),
+                (False, _example_inputs(model, 2, t, h, w, vmin, vmax), fixed)]
     last: Exception | None = None
-    for dynamic_hw, args, shapes in attempts:
+    for dynamic_hw, feed, shapes in attempts:
         try:
             # The exporter warns about torchvision ops it cannot register; we use none of them.
             logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, args, str(path), dynamo=True, external_data=False,
-                                  input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                                  dynamic_shapes=shapes, verbose=False)
+                torch.onnx.export(model, tuple(feed[n] for n in names), str(path), dynamo=True, external_data=False,
+                                  input_names=names, output_names=OUTPUT_NAMES,
+                                  dynamic_shapes={n: shapes[n] for n in names}, verbose=False)
             return dynamic_hw
         except Exception as exc:  # fall back to fixed H/W; batch stays dynamic
             log.warning("ONNX export with %s H/W failed: %s", "dynamic" if dynamic_hw else "fixed", exc)
@@ -100,15 +114,16 @@ def _export_onnx(model: CorrectionModule, path: Path, t: int, h: int, w: int, vm
     raise ModelContractError(f"ONNX export failed: {last}")
 
 
-def _check_graph(path: Path, t: int) -> int:
+def _check_graph(path: Path, t: int, names: list[str] | None = None) -> int:
     """Checker + the I/O signature we promise; returns the default-domain opset."""
+    names = names or INPUT_NAMES
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     ins = {i.name: i for i in model.graph.input}
     outs = {o.name: o for o in model.graph.output}
-    if set(ins) != set(INPUT_NAMES) or set(outs) != set(OUTPUT_NAMES):
+    if set(ins) != set(names) or set(outs) != set(OUTPUT_NAMES):
         raise ModelContractError(f"exported graph has inputs {sorted(ins)} and outputs {sorted(outs)}, "
-                                 f"expected {INPUT_NAMES} and {OUTPUT_NAMES}")
+                                 f"expected {names} and {OUTPUT_NAMES}")
     dims = ins["sst"].type.tensor_type.shape.dim
     if len(dims) != 4 or not dims[0].dim_param or dims[1].dim_value != t:
         raise ModelContractError(f"exported sst input must be [batch(dynamic), {t}, H, W], got "
@@ -158,14 +173,16 @@ def _gate(name: str, max_abs: float, rmse: float) -> None:
 
 def _parity_figures(model: CorrectionModule, run: Any, name: str, shapes: list[tuple[int, int, int]],
                     vmin: float, vmax: float, device: str = "cpu") -> dict[str, Any]:
-    """Run torch eager (on ``device``) and ``run(sst, lead)`` on fixed inputs; gate and return the figures."""
+    """Run torch eager (on ``device``) and ``run(feed)`` (numpy inputs by graph name) on fixed inputs;
+    gate and return the figures."""
     max_abs, sq, n = 0.0, 0.0, 0
+    names = input_names(model)
     for t, h, w in shapes:
         for batch in (1, 7):
-            sst, lead = _example_inputs(batch, t, h, w, vmin, vmax, seed=99 + batch + h)
+            feed = _example_inputs(model, batch, t, h, w, vmin, vmax, seed=99 + batch + h)
             with torch.no_grad():
-                ref = model.to(device)(sst.to(device), lead.to(device)).cpu().numpy()
-            got = np.asarray(run(sst.numpy(), lead.numpy()))
+                ref = model.to(device)(*(feed[k].to(device) for k in names)).cpu().numpy()
+            got = np.asarray(run({k: v.numpy() for k, v in feed.items()}))
             m, s2, k = _compare(ref, got, f"{name}, batch {batch}, {h}x{w}")
             max_abs, sq, n = max(max_abs, m), sq + s2, n + k
     model.to("cpu")
@@ -179,7 +196,7 @@ def parity_check(model: CorrectionModule, onnx_path: Path, t: int, h: int, w: in
                  vmin: float, vmax: float, dynamic_hw: bool = False) -> dict[str, Any]:
     """torch CPU vs ORT CPU in degC on fixed inputs (batch 1 and 7, NaN land); raises over the gate."""
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    fig = _parity_figures(model, lambda s, ld: sess.run(None, {"sst": s, "lead_days": ld})[0],
+    fig = _parity_figures(model, lambda feed: sess.run(None, feed)[0],
                           "ONNX Runtime CPU vs torch CPU", parity_shapes(t, h, w, dynamic_hw), vmin, vmax)
     return {"provider": "CPUExecutionProvider", **fig, "shape": [t, h, w],
             "tolerance_degC": PARITY_MAX_ABS_DEGC, "tolerance_rmse_degC": PARITY_RMSE_DEGC}
@@ -200,7 +217,7 @@ def parity_check_cuda(model: CorrectionModule, onnx_path: Path, t: int, h: int, 
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        fig = _parity_figures(model, lambda s, ld: sess.run(None, {"sst": s, "lead_days": ld})[0],
+        fig = _parity_figures(model, lambda feed: sess.run(None, feed)[0],
                               "ONNX Runtime CUDA vs torch CUDA (TF32 off)", parity_shapes(t, h, w, dynamic_hw),
                               vmin, vmax, device="cuda")
     finally:
@@ -218,10 +235,10 @@ def export_torchscript(model: CorrectionModule, path: Path, t: int, h: int, w: i
         method = "script"
     except Exception as exc:
         log.warning("torch.jit.script failed (%s); tracing at T=%d instead", exc, t)
-        example = _example_inputs(2, t, h, w, vmin, vmax)
+        feed = _example_inputs(model, 2, t, h, w, vmin, vmax)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scripted = torch.jit.trace(model.eval(), example)
+            scripted = torch.jit.trace(model.eval(), tuple(feed[n] for n in input_names(model)))
         method = "trace"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -235,9 +252,11 @@ def parity_check_torchscript(model: CorrectionModule, ts_path: Path, t: int, h: 
         warnings.simplefilter("ignore", DeprecationWarning)
         loaded = torch.jit.load(str(ts_path), map_location="cpu").eval()
 
-    def run(s: np.ndarray, ld: np.ndarray) -> np.ndarray:
+    names = input_names(model)
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            return loaded(torch.from_numpy(s), torch.from_numpy(ld)).numpy()
+            return loaded(*(torch.from_numpy(feed[n]) for n in names)).numpy()
 
     fig = _parity_figures(model, run, "TorchScript vs torch eager", parity_shapes(t, h, w, dynamic_hw), vmin, vmax)
     return {"runtime": "torchscript", **fig}
@@ -291,6 +310,9 @@ def _model_card(man: dict[str, Any]) -> str:
         f"- Input `sst`: [batch, {man['seq_len']}, {g['nlat']}, {g['nlon']}] HYCOM SST in degC for runs R-T+1..R "
         "at one lead, NaN on land.",
         "- Input `lead_days`: [batch] lead in days (1-7) of those fields.",
+        *([f"- Input `aux`: [batch, {man['seq_len']}, {len(man['aux_inputs'])}, {g['nlat']}, {g['nlon']}] "
+           f"auxiliary fields per step, channels {man['aux_inputs']} (latest OISST = day of run - "
+           f"{man['oisst_lag_days']}), NaN on land."] if man.get("aux_inputs") else []),
         f"- Output `sst_corrected`: [batch, {g['nlat']}, {g['nlon']}] corrected SST in degC for day R+lead, "
         "NaN where any input step is NaN.",
         f"- Framing: {man['framing']}.",
@@ -340,6 +362,11 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
     t = int(meta["seq_len"])
     g = meta["grid"]
     h, w = int(g["nlat"]), int(g["nlon"])
+    # --- tile-trained models (train.py, Training.tile_size): the graph example, the parity shapes and the
+    # manifest "tile"/"inputs"/"outputs" shapes use the training tile; "grid" stays the full contract grid.
+    if meta.get("tile"):
+        h, w = int(meta["tile"]["nlat"]), int(meta["tile"]["nlon"])
+    # ---
     vmin, vmax = float(meta["vmin"]), float(meta["vmax"])
 
     parent = Path(model_store) / model_id
@@ -352,14 +379,19 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
     try:
         onnx_path = tmp / MODEL_FILE
         dynamic_hw = _export_onnx(model, onnx_path, t, h, w, vmin, vmax)
-        opset = _check_graph(onnx_path, t)
+        names = input_names(model)
+        opset = _check_graph(onnx_path, t, names)
+        aux_names = list(meta.get("aux_inputs") or [])
+        lag = int(meta.get("oisst_lag_days") or 1)
         period = meta.get("training_period") or {}
         _write_metadata(onnx_path, {
             "seq_len": str(t), "vmin_degC": repr(vmin), "vmax_degC": repr(vmax),
             "grid_id": str(g["grid_id"]), "mask_sha256": str(meta["mask_hash"]),
             "training_period": f"{period.get('start')}/{period.get('end')}",
-            "framing": FRAMING, "architecture": str(meta["architecture"]),
-            "inputs": "sst[batch,T,H,W] degC NaN=land; lead_days[batch] days",
+            "framing": meta.get("framing", FRAMING), "architecture": str(meta["architecture"]),
+            "inputs": "sst[batch,T,H,W] degC NaN=land; lead_days[batch] days"
+                      + (f"; aux[batch,T,{len(aux_names)},H,W] {','.join(aux_names)}" if aux_names else ""),
+            "aux_inputs": ",".join(aux_names),
             "outputs": "sst_corrected[batch,H,W] degC NaN=land",
             "code_version": bias_correction.__version__, "torch_version": torch.__version__,
             "model_id": model_id, "version": version,
@@ -379,21 +411,29 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "architecture": meta["architecture"],
             "arch_kwargs": meta["arch_kwargs"],
             "seq_len": t,
-            "framing": FRAMING,
+            "framing": meta.get("framing", FRAMING),
             "inputs": [{"name": "sst", "units": "degC", "shape": ["batch", t, h, w]},
-                       {"name": "lead_days", "units": "days", "shape": ["batch"]}],
+                       {"name": "lead_days", "units": "days", "shape": ["batch"]},
+                       *([{"name": "aux", "units": [AUX_INPUTS[a][0] for a in aux_names],
+                           "channels": aux_names, "shape": ["batch", t, len(aux_names), h, w]}] if aux_names else [])],
+            "aux_inputs": aux_names,
+            "oisst_lag_days": lag,
             "outputs": [{"name": "sst_corrected", "units": "degC", "shape": ["batch", h, w]}],
             "input_variables": [
                 {"name": "sst", "source": "HYCOM water_temp at 0 m, daily mean of lead day k", "units": "degC",
                  "steps": f"runs R-{t - 1}..R", "land": "NaN"},
                 {"name": "lead_days", "source": "forecast lead day k", "units": "days"},
+                *[{"name": a, "source": AUX_INPUTS[a][1].replace("oisst_lag_days", str(lag)), "units": AUX_INPUTS[a][0],
+                   "steps": f"runs R-{t - 1}..R", "land": "NaN"} for a in aux_names],
             ],
             "lead_days": leads,
             "grid": g,
             "tile": {"nlat": h, "nlon": w, "domain_dependent": meta["architecture"] not in DOMAIN_INDEPENDENT,
                      "dynamic_hw": dynamic_hw},
             "mask_sha256": meta["mask_hash"],
-            "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC"},
+            "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC",
+                              "aux": {a: {"offset": o, "scale": sc} for a, (o, sc) in
+                                      zip(aux_names, meta.get("aux_norm") or [])}},
             "training": {"period_start": period.get("start"), "period_end": period.get("end"),
                          "validation_period": meta.get("validation_period"),
                          "data": meta.get("data_info"), "data_versions": _data_versions(meta.get("data_info")),

@@ -3,7 +3,9 @@
 One row = one ocean pixel x one sample (run R, lead k). Features (float32, models.md 10.1 plus the
 lead, since one model serves all leads): HYCOM at lags 0..T-1, tendency lag0 - lag1, mean and std of
 lag 0 over 3x3 and 5x5 neighbourhoods (ocean cells only), lat, lon, sin/cos of the valid day of year,
-lead days. Target OISST - HYCOM lag 0. ``export_onnx`` converts with onnxmltools (LightGBM) or
+lead days, then per auxiliary input (``SampleSet.aux_names``) its lag-0 value, and for
+``oisst_latest`` also the difference latest OISST - HYCOM lag 0 (:func:`aux_feature_names`).
+Target OISST - HYCOM lag 0. ``export_onnx`` converts with onnxmltools (LightGBM) or
 skl2onnx (RF) and checks parity against the native prediction (atol 1e-4 degC, models.md 13.5);
 when a converter fails the model stays native and the manifest says ``"runtime": "native"``.
 """
@@ -12,14 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.ndimage import uniform_filter
 
 from bias_correction.errors import ConfigError, ModelContractError
-from bias_correction.training.dataset import SampleSet
+
+if TYPE_CHECKING:  # the runtime (correction.tabular) computes features without importing torch
+    from bias_correction.training.dataset import SampleSet
 
 LOG = logging.getLogger(__name__)
 PARITY_ATOL_DEGC = 1e-4
@@ -36,21 +41,60 @@ def _neigh(field: np.ndarray, ocean: np.ndarray, size: int) -> tuple[np.ndarray,
     return m, np.sqrt(np.maximum(m2 - m * m, 0.0))
 
 
-def feature_names(seq_len: int) -> list[str]:
+def aux_feature_names(aux_names: Sequence[str] = ()) -> list[str]:
+    """Feature columns derived from the auxiliary inputs, in column order."""
+    out: list[str] = []
+    for name in aux_names:
+        out.append(f"{name}_lag0")
+        if name == "oisst_latest":
+            out.append("oisst_latest_minus_hycom_lag0")
+    return out
+
+
+def feature_names(seq_len: int, aux_names: Sequence[str] = ()) -> list[str]:
     return ([f"hycom_lag{j}" for j in range(seq_len)] + ["tendency", "mean3", "std3", "mean5", "std5",
-                                                        "lat", "lon", "sin_doy", "cos_doy", "lead_days"])
+                                                        "lat", "lon", "sin_doy", "cos_doy", "lead_days"]
+            + aux_feature_names(aux_names))
 
 
-def features(samples: SampleSet, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [M, F] float32, index [M] of flat positions in [N, H, W]) over cells finite in every lag."""
-    x = samples.x.astype(np.float64)
+def _valid_days(valid: np.ndarray, n: int) -> np.ndarray:
+    try:
+        d = np.asarray(valid).astype("datetime64[D]")
+    except (TypeError, ValueError) as exc:
+        raise ModelContractError(f"valid_days must be dates (datetime64), got {np.asarray(valid).dtype}: {exc}") from None
+    if d.shape != (n,):
+        raise ModelContractError(f"valid_days must have shape [{n}] (one valid day per sample), got {list(d.shape)}")
+    if np.isnat(d).any():
+        raise ModelContractError("valid_days holds NaT; every sample needs its valid day")
+    return d
+
+
+def features_from_arrays(x: np.ndarray, lead: np.ndarray, valid: np.ndarray, aux: np.ndarray | None,
+                         aux_names: Sequence[str], lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [M, F] float32, index [M] of flat positions in [N, H, W]) over the cells where every HYCOM lag
+    and the lag-0 value of every auxiliary input are finite.
+
+    x [N, T, H, W] degC (lag 0 = last step), lead [N] days, valid [N] valid days (datetime64),
+    aux [N, T, A, H, W] in the order of ``aux_names`` (None when A = 0), lat [H], lon [W] degrees.
+    """
+    x = np.asarray(x).astype(np.float64)
+    if x.ndim != 4:
+        raise ModelContractError(f"HYCOM SST must be [N, T, H, W], got shape {list(x.shape)}")
     n, t, h, w = x.shape
+    names = tuple(aux_names)
+    if names and (aux is None or aux.shape[:3] != (n, t, len(names)) or aux.shape[3:] != (h, w)):
+        raise ModelContractError(f"auxiliary inputs {list(names)} must be [N, T, A, H, W] = "
+                                 f"{[n, t, len(names), h, w]}, got {None if aux is None else list(aux.shape)}")
+    if len(lat) != h or len(lon) != w:
+        raise ModelContractError(f"grid has {len(lat)}x{len(lon)} cells, the fields are {h}x{w}")
     ok = np.isfinite(x).all(axis=1)  # [N, H, W]
+    aux0 = [np.asarray(aux[:, -1, i], dtype=np.float64) for i in range(len(names))] if names else []  # type: ignore[index]
+    for a in aux0:
+        ok &= np.isfinite(a)
     lag0 = x[:, -1]
-    ocean = ok
-    m3, s3 = _neigh(lag0, ocean, 3)
-    m5, s5 = _neigh(lag0, ocean, 5)
-    d = samples.valid.astype("datetime64[D]")
+    m3, s3 = _neigh(lag0, ok, 3)
+    m5, s5 = _neigh(lag0, ok, 5)
+    d = _valid_days(valid, n)
     doy = (d - d.astype("datetime64[Y]")).astype(int)
     ang = 2 * np.pi * doy / 365.25
     la, lo = np.meshgrid(np.asarray(lat, float), np.asarray(lon, float), indexing="ij")
@@ -59,10 +103,35 @@ def features(samples: SampleSet, lat: np.ndarray, lon: np.ndarray) -> tuple[np.n
     cols += [tend, m3, s3, m5, s5, np.broadcast_to(la, (n, h, w)), np.broadcast_to(lo, (n, h, w)),
              np.broadcast_to(np.sin(ang)[:, None, None], (n, h, w)),
              np.broadcast_to(np.cos(ang)[:, None, None], (n, h, w)),
-             np.broadcast_to(samples.lead.astype(float)[:, None, None], (n, h, w))]
+             np.broadcast_to(np.asarray(lead).astype(float)[:, None, None], (n, h, w))]
+    for name, a in zip(names, aux0):
+        cols.append(a)
+        if name == "oisst_latest":
+            cols.append(a - lag0)
     idx = np.flatnonzero(ok.ravel())
     rows = np.stack([c.reshape(-1)[idx] for c in cols], axis=1).astype(np.float32)
     return rows, idx
+
+
+def features(samples: SampleSet, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [M, F] float32, index [M] of flat positions in [N, H, W]) of a sample set (its aux included)."""
+    return features_from_arrays(samples.x, samples.lead, samples.valid, samples.aux, samples.aux_names, lat, lon)
+
+
+def predict_fields(predict_rows: Callable[[np.ndarray], np.ndarray], x: np.ndarray, lead: np.ndarray,
+                   valid: np.ndarray, aux: np.ndarray | None, aux_names: Sequence[str], lat: np.ndarray,
+                   lon: np.ndarray) -> np.ndarray:
+    """Corrected degC [N, H, W] = HYCOM lag 0 + predicted residual, NaN where a feature is missing (land).
+
+    The one reconstruction used by :class:`TreeModel` and the packaged runtime (``correction.tabular``).
+    """
+    rows, idx = features_from_arrays(x, lead, valid, aux, aux_names, lat, lon)
+    n, _, h, w = np.shape(x)
+    out = np.full(n * h * w, np.nan, np.float32)
+    if len(idx):
+        res = np.asarray(predict_rows(rows), dtype=np.float32).reshape(-1)
+        out[idx] = np.asarray(x, dtype=np.float32)[:, -1].reshape(-1)[idx] + res
+    return out.reshape(n, h, w)
 
 
 class TreeModel:
@@ -77,6 +146,7 @@ class TreeModel:
         self.seed = int(seed)
         self.params = params
         self.onnx_session: Any = None
+        self.aux_names: tuple[str, ...] = ()
 
     def _estimator(self) -> Any:
         if self.kind == "lightgbm":
@@ -102,9 +172,23 @@ class TreeModel:
             feats, tgt = feats[sel], tgt[sel]
         return feats, tgt
 
+    def _check_inputs(self, s: SampleSet, what: str) -> None:
+        if s.seq_len != self.seq_len:
+            raise ModelContractError(f"{self.kind}: {what} samples have T={s.seq_len}, the model was fitted with "
+                                     f"T={self.seq_len}")
+        if tuple(s.aux_names) != self.aux_names:
+            raise ModelContractError(f"{self.kind}: {what} samples carry auxiliary inputs {list(s.aux_names)}, the "
+                                     f"model was fitted with {list(self.aux_names)}")
+
     def fit(self, train: SampleSet, val: SampleSet | None = None, *, lat: np.ndarray, lon: np.ndarray) -> TreeModel:
+        """Fit on ``train`` (its auxiliary inputs become features); LightGBM early-stops on ``val``."""
+        if len(train) == 0:
+            raise ConfigError(f"{self.kind} needs training samples")
         self.lat, self.lon = np.asarray(lat), np.asarray(lon)
         self.seq_len = train.seq_len
+        self.aux_names = tuple(train.aux_names)
+        if val is not None:
+            self._check_inputs(val, "validation")
         xf, yf = self._rows(train, True)
         self.estimator = self._estimator()
         if self.kind == "lightgbm" and val is not None and len(val):
@@ -129,11 +213,14 @@ class TreeModel:
             return self.onnx_session.run(None, {"features": rows})[0].reshape(-1)
         return np.asarray(self.estimator.predict(rows), dtype=np.float32)
 
+    @property
+    def feature_names(self) -> list[str]:
+        return feature_names(self.seq_len, self.aux_names)
+
     def predict(self, samples: SampleSet) -> np.ndarray:
-        rows, idx = features(samples, self.lat, self.lon)
-        out = np.full(samples.y.size, np.nan, np.float32)
-        out[idx] = samples.x[:, -1].reshape(-1)[idx] + self.predict_rows(rows)
-        return out.reshape(samples.y.shape)
+        self._check_inputs(samples, "prediction")
+        return predict_fields(self.predict_rows, samples.x, samples.lead, samples.valid, samples.aux,
+                              samples.aux_names, self.lat, self.lon)
 
     def export_onnx(self, path: Path, probe: SampleSet) -> dict[str, Any]:
         """Write ``path`` (ONNX, float32 [None, F] -> residual) and return the manifest block.
@@ -142,8 +229,10 @@ class TreeModel:
         ``"runtime": "native"`` with the reason; the caller keeps using the native model.
         """
         path = Path(path)
-        nf = len(feature_names(self.seq_len))
-        info: dict[str, Any] = {"kind": self.kind, "features": feature_names(self.seq_len)}
+        names = self.feature_names
+        nf = len(names)
+        info: dict[str, Any] = {"kind": self.kind, "features": names}
+        self._check_inputs(probe, "probe")
         try:
             if self.kind == "lightgbm":
                 from onnxmltools import convert_lightgbm
@@ -174,6 +263,25 @@ class TreeModel:
             path.unlink(missing_ok=True)
             info.update({"runtime": "native", "reason": str(exc)[:300]})
         return info
+
+    def save_native(self, path: Path) -> dict[str, Any]:
+        """LightGBM only: the booster as LightGBM's text model file (best iteration; no pickle).
+
+        Load it with ``lightgbm.Booster(model_file=path)``; returns the manifest block.
+        """
+        if self.kind != "lightgbm":
+            raise ModelContractError(f"{self.kind} has no pickle-free native format; it ships as ONNX only")
+        path = Path(path)
+        self.estimator.booster_.save_model(str(path))
+        return {"kind": self.kind, "features": self.feature_names, "runtime": "native", "file": path.name,
+                "format": "lightgbm text model", "lightgbm_version": _version("lightgbm")}
+
+
+def _version(module: str) -> str | None:
+    try:
+        return str(__import__(module).__version__)
+    except Exception:  # noqa: BLE001 - informative only
+        return None
 
 
 def write_manifest(path: Path, info: dict[str, Any]) -> None:

@@ -13,10 +13,13 @@ from bias_correction.training.architectures import WRAPPER_CHANNELS, CorrectionM
 
 def make_checkpoint(path: Path, grid: RegularGrid, mask_hash: str, *, arch: str = "convgru", seq_len: int = 3,
                     vmin: float = 20.0, vmax: float = 32.0, seed: int = 0, head_std: float = 0.05,
-                    **arch_kw: Any) -> Path:
+                    aux_inputs: tuple[str, ...] = (), **arch_kw: Any) -> Path:
+    """A random (not trained) checkpoint; ``aux_inputs`` adds auxiliary channels (oisst_latest = residual base)."""
     torch.manual_seed(seed)
-    kw = {"in_channels": WRAPPER_CHANNELS, "features": 4, "hidden": 6, "seq_len": seq_len, **arch_kw}
-    model = CorrectionModule(build_model(arch, **kw), vmin, vmax)
+    kw = {"in_channels": WRAPPER_CHANNELS + len(aux_inputs), "features": 4, "hidden": 6, "seq_len": seq_len, **arch_kw}
+    aux_norm = [(vmin, vmax - vmin) if a == "oisst_latest" else (0.0, 0.4) for a in aux_inputs]
+    base_aux = list(aux_inputs).index("oisst_latest") if "oisst_latest" in aux_inputs else -1
+    model = CorrectionModule(build_model(arch, **kw), vmin, vmax, aux_norm, base_aux)
     with torch.no_grad():  # a zero head would make the model the identity; give it something to do
         torch.nn.init.normal_(model.core.head.weight, std=head_std)
         model.core.head.bias.fill_(-0.01)
@@ -33,7 +36,9 @@ def make_checkpoint(path: Path, grid: RegularGrid, mask_hash: str, *, arch: str 
                            "improvement_pct": 40.0, "n_samples": 10, "n_cells": 7000,
                            "residual_per_lead": per_lead},
             "best_epoch": 1, "epochs_run": 1, "train_seconds": 1.0,
-            "hyperparameters": {"learning_rate": 1e-3}}
+            "hyperparameters": {"learning_rate": 1e-3},
+            "aux_inputs": list(aux_inputs), "aux_norm": [list(p) for p in aux_norm], "base_aux": base_aux,
+            "oisst_lag_days": 1}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.eval().state_dict(), "meta": meta}, path)
     return path

@@ -146,7 +146,7 @@ def test_blend_weights_sum_to_one_and_vanish_at_cuts() -> None:
             assert (w[:, -5:] == 0).all()
     np.testing.assert_allclose(total, 1.0, rtol=0, atol=1e-12)
     x, lead = _fields((60, 80))
-    same = tiling.run_tiled(lambda xb, lb: xb[:, -1], x, lead, (24, 32), margin=5, ramp=4)
+    same = tiling.run_tiled(lambda xb, lb, ab: xb[:, -1], x, lead, (24, 32), margin=5, ramp=4)
     np.testing.assert_array_equal(same, x[:, -1])  # an identity model tiles to the identity: no seams
 
 

@@ -29,7 +29,7 @@ T = 3
 def package(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("pkg")
     hy, oi, mask, grid = synthetic_cubes(nruns=16, nlat=12, nlon=16, noise=0.05)
-    s = build_samples(hy, oi, mask, seq_len=T)
+    s = build_samples(hy, oi, mask, seq_len=T, aux_inputs=("oisst_latest",))
     train, val = split_chronological(s, 0.25, gap_days=T)
     cfg = Training(model="convgru-sa", seq_len=T, features=4, hidden=8, epochs=1, batch_size=8, patience=1)
     res = train_model(train, val, cfg, grid=grid, mask_hash=MASK_HASH, data_info={"runs": 16},
@@ -62,11 +62,12 @@ def test_load_and_parity_with_torch(package: dict) -> None:
     assert corr.active_provider == "CPUExecutionProvider" and corr.package_dir == package["pkg"]
     corr.check_contract(package["grid"], MASK_HASH, T)
     val = package["val"]
-    x, lead = val.x[:9], val.lead[:9]
-    out = corr.correct(x, lead)  # int leads, all 7 in one batch
+    x, lead, aux = val.x[:9], val.lead[:9], val.aux[:9]
+    assert corr.manifest.aux_inputs == ("oisst_latest",)
+    out = corr.correct(x, lead, aux)  # int leads, all 7 in one batch
     model, _ = load_checkpoint(package["ckpt"])
     with torch.no_grad():
-        ref = model(torch.from_numpy(x), torch.from_numpy(lead).float()).numpy()
+        ref = model(torch.from_numpy(x), torch.from_numpy(lead).float(), torch.from_numpy(aux)).numpy()
     assert out.shape == (9, 12, 16) and out.dtype == np.float32
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-5, equal_nan=True)
@@ -84,15 +85,23 @@ def test_contract_mismatches(package: dict) -> None:
         corr.check_contract(g, "b" * 64)
     with pytest.raises(ModelContractError, match=f"T={T}"):
         corr.check_contract(g, MASK_HASH, seq_len=T + 1)
-    x = package["val"].x[:2]
+    x, aux = package["val"].x[:2], package["val"].aux[:2]
     with pytest.raises(ModelContractError, match="shape"):
-        corr.correct(x[:, 1:], np.array([1, 2]))
+        corr.correct(x[:, 1:], np.array([1, 2]), aux)
     with pytest.raises(ModelContractError, match="lead_days must have shape"):
-        corr.correct(x, np.array([1]))
+        corr.correct(x, np.array([1]), aux)
     with pytest.raises(ModelContractError, match="outside"):
-        corr.correct(x, np.array([1, 9]))
+        corr.correct(x, np.array([1, 9]), aux)
     with pytest.raises(ModelContractError, match="floating"):
-        corr.correct(np.zeros(x.shape, np.int32), np.array([1, 2]))
+        corr.correct(np.zeros(x.shape, np.int32), np.array([1, 2]), aux)
+    with pytest.raises(ModelContractError, match=r"needs auxiliary inputs \['oisst_latest'\]"):
+        corr.correct(x, np.array([1, 2]))
+    with pytest.raises(ModelContractError, match="aux"):
+        corr.correct(x, np.array([1, 2]), aux[:, :, :, :-1])
+    holed = aux.copy()
+    holed[0, -1, 0, -1, -1] = np.nan  # an ocean cell without the latest analysis
+    with pytest.raises(ModelContractError, match="oisst_latest is NaN at 1 ocean cells"):
+        corr.correct(x, np.array([1, 2]), holed)
 
 
 def test_tampered_package_refused(package: dict, tmp_path: Path) -> None:

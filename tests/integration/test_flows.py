@@ -56,7 +56,13 @@ def test_daily_flow_end_to_end_then_rerun_is_a_no_op(e2e, upstream) -> None:
         assert ds["sst"].shape == (7, 50, 50)
         assert float(np.abs(ds["sst"] - ds["sst_raw"]).max()) > 0  # the model did something
         prov = json.loads(ds.attrs["sstbc_provenance"])
-        assert len(prov["inputs"]) == settings.training.seq_len and prov["inputs"][-1]["run"] == "2021-03-10T12Z"
+        t = settings.training.seq_len
+        hycom = [r for r in prov["inputs"] if r["input"] == "hycom_sst"]
+        latest = [r for r in prov["inputs"] if r["input"] == "oisst_latest"]
+        assert len(hycom) == t and hycom[-1]["run"] == "2021-03-10T12Z"
+        # The default model also reads the latest OISST analysis known at each run (run day - 1).
+        assert [r["day"] for r in latest] == [str(RUN_DAY - dt.timedelta(days=t - i)) for i in range(t)]
+        assert all(r["sha256"] and r["version"] in ("final", "preliminary") for r in latest)
     mtime = Path(store.url(key)).stat().st_mtime_ns
     upstream.settle()
     requests_before = len(upstream.requests)

@@ -42,3 +42,11 @@ def synthetic_cubes(nruns: int = 30, nlat: int = 12, nlon: int = 16, leads: int 
     oisst = xr.DataArray(oi, dims=("time", "lat", "lon"), coords={"time": days.values, **coords})
     mask = xr.DataArray(ocean, dims=("lat", "lon"), coords=coords)
     return hycom, oisst, mask, grid
+
+
+def synthetic_surf_el(hycom: xr.DataArray, seed: int = 1) -> xr.DataArray:
+    """HYCOM-like sea surface elevation (m) on the same runs/leads: a smooth field tied to the SST anomaly."""
+    rng = np.random.default_rng(seed)
+    anom = hycom - hycom.mean(("lat", "lon"))
+    eta = 0.08 * anom + 0.01 * rng.standard_normal(hycom.shape).astype(np.float32)
+    return eta.astype(np.float32).rename("surf_el")

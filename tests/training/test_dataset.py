@@ -62,5 +62,23 @@ def test_normalisation_uses_given_samples_only() -> None:
     assert vmin == pytest.approx(min(np.nanmin(train.x), np.nanmin(train.y)))
     assert vmax == pytest.approx(max(np.nanmax(train.x), np.nanmax(train.y)))
     assert (vmin, vmax) != normalisation(s)
-    x, lead, y = next(iter(make_loader(train, 5, shuffle=True, seed=0)))
+    x, lead, aux, y = next(iter(make_loader(train, 5, shuffle=True, seed=0)))
+    assert aux.shape == (5, 2, 0, *train.shape)  # no auxiliary inputs requested
     assert x.shape == (5, 2, 12, 16) and lead.shape == (5,) and y.shape == (5, 12, 16)
+
+
+def test_latest_oisst_input_is_the_analysis_known_at_each_run() -> None:
+    hy, oi, mask, _ = synthetic_cubes(nruns=20)
+    s = build_samples(hy, oi, mask, seq_len=3, aux_inputs=("oisst_latest",), oisst_lag_days=2)
+    plain = build_samples(hy, oi, mask, seq_len=3)
+    assert s.aux_names == ("oisst_latest",) and s.aux.shape == (len(s), 3, 1, *s.shape)
+    assert 0 < len(s) < len(plain)  # the first runs have no analysis 2 days before them
+    days = oi["time"].values.astype("datetime64[D]")
+    for i in (0, len(s) // 2, len(s) - 1):
+        for j in range(3):  # step j is run R-2+j; its latest analysis is 2 days older than that run
+            want = days.tolist().index((s.run[i] - np.timedelta64(2 - j, "D") - np.timedelta64(2, "D")).tolist())
+            np.testing.assert_array_equal(s.aux[i, j, 0], np.where(mask.values, oi.values[want], np.nan))
+        assert (s.run[i] - np.timedelta64(2, "D")) < s.valid[i]  # never the target day (no leakage)
+    assert s.with_aux(()).aux is None and s.subset(np.arange(2)).aux.shape[0] == 2
+    with pytest.raises(Exception, match="surf_el"):
+        s.with_aux(("surf_el",))

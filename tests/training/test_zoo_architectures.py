@@ -21,7 +21,7 @@ from bias_correction.training.dataset import build_samples, split_chronological
 from bias_correction.training.export import export_package
 from bias_correction.training.train import architecture_kwargs, train_model
 from tests.correction.helpers import make_checkpoint
-from tests.training import synthetic_cubes
+from tests.training import synthetic_cubes, synthetic_surf_el
 
 ZOO = ["convlstm", "cbam-convlstm-at", "faconvlstm", "ca-convlstm"]
 
@@ -90,15 +90,17 @@ def test_registry_and_tiling_flags() -> None:
 @pytest.mark.parametrize("name", ZOO)
 def test_trains_through_train_model(name: str, tmp_path: Path) -> None:
     hy, oi, mask, grid = synthetic_cubes(nruns=10, nlat=8, nlon=10, noise=0.05, seed=3)
-    s = build_samples(hy, oi, mask, seq_len=2)
-    train, val = split_chronological(s, 0.25, gap_days=2)
     cfg = Training(model=name, seq_len=2, features=4, hidden=4, epochs=1, batch_size=16,
                    learning_rate=3e-3, patience=1, seed=0)
+    aux = cfg.resolved_aux_inputs  # the model's default: surf_el for CA-ConvLSTM, else the latest OISST
+    s = build_samples(hy, oi, mask, seq_len=2, aux_inputs=aux, surf_el=synthetic_surf_el(hy))
+    assert s.aux_names == aux and s.aux is not None and s.aux.shape[2] == len(aux)
+    train, val = split_chronological(s, 0.25, gap_days=2)
     extra = {"layers": 1} if name == "ca-convlstm" else None
     res = train_model(train, val, cfg, grid=grid, mask_hash="f" * 64, data_info={}, out_dir=tmp_path,
                       progress=False, arch_kwargs=extra)
     meta = torch.load(res.checkpoint, weights_only=True)["meta"]
-    assert meta["architecture"] == name and res.epochs_run == 1
+    assert meta["architecture"] == name and res.epochs_run == 1 and meta["aux_inputs"] == list(aux)
     assert res.val_rmse_corrected <= res.val_rmse_raw + 1e-9
 
 
@@ -108,10 +110,12 @@ def test_trains_through_train_model(name: str, tmp_path: Path) -> None:
 def test_exports_through_the_common_path(name: str, tmp_path: Path) -> None:
     *_, grid = synthetic_cubes(nruns=2)
     kw = {"layers": 1, "hidden": 4} if name == "ca-convlstm" else {}
-    ck = make_checkpoint(tmp_path / "ckpt.pt", grid, "a" * 64, arch=name, seq_len=2, **kw)
+    aux = ("surf_el",) if name == "ca-convlstm" else ("oisst_latest",)
+    ck = make_checkpoint(tmp_path / "ckpt.pt", grid, "a" * 64, arch=name, seq_len=2, aux_inputs=aux, **kw)
     pkg = export_package(ck, tmp_path / "store", "zoo")
     man = json.loads((pkg / "manifest.json").read_text())
-    assert man["architecture"] == name
+    assert man["architecture"] == name and man["aux_inputs"] == list(aux)
+    assert man["inputs"][-1]["name"] == "aux" and man["inputs"][-1]["channels"] == list(aux)
     assert man["tile"]["domain_dependent"] is (name not in DOMAIN_INDEPENDENT)
     assert man["parity"]["cpu"]["max_abs_diff_degC"] <= 1e-3
     assert man["parity"]["torchscript"]["max_abs_diff_degC"] <= 1e-3
