@@ -23,6 +23,17 @@ PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"
 ENVELOPE_MARGIN = 1.5
 
 
+def training_envelope(target: np.ndarray, raw: np.ndarray) -> float | None:
+    """Largest |OISST - HYCOM_last| (degC) over the training samples: the corrections a model learned from.
+
+    The maximum, not a high percentile: a model anchored on the latest analysis legitimately applies
+    corrections up to the largest HYCOM-OISST differences it has seen. None when nothing is finite.
+    """
+    delta = np.abs(np.asarray(target, dtype=np.float64) - np.asarray(raw, dtype=np.float64))
+    finite = delta[np.isfinite(delta)]
+    return float(finite.max()) if finite.size else None
+
+
 @dataclass(frozen=True)
 class GateResult:
     failures: tuple[str, ...]

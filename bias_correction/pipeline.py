@@ -363,7 +363,7 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
     max_abs = float(np.abs(d).max()) if d.size else 0.0
     return {"product": str(product), "model_id": prov["model_id"], "model_version": prov["model_version"],
             "runtime": corrector.runtime, "provider": corrector.active_provider,
-            "recorded_provider": prov.get("onnxruntime_provider"), "inputs_verified": len(entries),
+            "recorded_provider": prov.get("onnxruntime_provider"), "inputs_verified": sum(len(v) for v in entries.values()),
             "max_abs_diff_degC": max_abs, "rmse_diff_degC": float(np.sqrt((d * d).mean())) if d.size else 0.0,
             "tolerance_degC": REPLAY_TOLERANCE_DEGC, "ok": max_abs <= REPLAY_TOLERANCE_DEGC}
 

@@ -48,9 +48,12 @@ def _trt_options(manifest: Manifest | None) -> dict[str, str]:
             "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache)}
     if manifest is not None:
         t, (h, w) = manifest.seq_len, manifest.tile_shape
-        opts.update({"trt_profile_min_shapes": f"sst:1x{t}x{h}x{w},lead_days:1",
-                     "trt_profile_opt_shapes": f"sst:7x{t}x{h}x{w},lead_days:7",
-                     "trt_profile_max_shapes": f"sst:64x{t}x{h}x{w},lead_days:64"})
+        a = len(manifest.aux_inputs)
+
+        def shapes(b: int) -> str:
+            return f"sst:{b}x{t}x{h}x{w},lead_days:{b}" + (f",aux:{b}x{t}x{a}x{h}x{w}" if a else "")
+        opts.update({"trt_profile_min_shapes": shapes(1), "trt_profile_opt_shapes": shapes(7),
+                     "trt_profile_max_shapes": shapes(64)})
     return opts
 
 

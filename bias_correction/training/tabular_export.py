@@ -49,6 +49,7 @@ from bias_correction.correction.tabular import (
     load_tabular_manifest,
 )
 from bias_correction.errors import ConfigError, ModelContractError
+from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.hashing import sha256_file
 from bias_correction.training.baselines import _Base, build_baseline, save_npz
@@ -245,8 +246,7 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
     arch, aux = _arch(model), list(_aux_of(model))
     t, (h, w) = train.seq_len, grid.shape
     vmin, vmax = normalisation(train)
-    delta = np.abs(train.y - train.x[:, -1])
-    envelope = float(np.nanpercentile(delta[np.isfinite(delta)], 99.9)) if np.isfinite(delta).any() else None
+    envelope = training_envelope(train.y, train.x[:, -1])
     needs_valid = isinstance(model, TreeModel) or bool(model.needs_valid_days)
     tr_period, val_period = train.period(), val.period()
     residuals = val_scores["residual_per_lead"]
@@ -345,7 +345,7 @@ def model_card(man: dict[str, Any]) -> str:
         + (f"; fitted in {float(tr['seconds']):.1f} s." if tr.get("seconds") is not None else "."),
         (f"- OISST days: {dv['oisst_final_days']} final, {dv['oisst_preliminary_days']} preliminary "
         f"(preliminary share {'n/a' if share is None else f'{100 * share:.1f} %'})."),
-        f"- Correction envelope (99.9th percentile of |OISST - HYCOM|): {_fmt(tr['correction_envelope_degC'], 3)} degC.",
+        f"- Correction envelope (largest |OISST - HYCOM| in training): {_fmt(tr['correction_envelope_degC'], 3)} degC.",
         f"- Data: {json.dumps(tr['data'])}.",
         "",
         "## Validation (degC, ocean cells)",

@@ -46,6 +46,7 @@ import bias_correction
 from bias_correction.config import Training
 from bias_correction.correction import tiling
 from bias_correction.errors import ConfigError, ModelContractError
+from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training.architectures import (
     DOMAIN_INDEPENDENT,
@@ -369,10 +370,8 @@ def train_model(
     resume = cfg.resume if resume is None else bool(resume)
 
     vmin, vmax = normalisation(samples_train)
-    # Largest corrections the model learns from (99.9th percentile of |OISST - HYCOM_last| over ocean):
-    # the publication gate refuses corrections far outside this envelope.
-    delta = np.abs(samples_train.y - samples_train.x[:, -1])
-    envelope = float(np.nanpercentile(delta[np.isfinite(delta)], 99.9)) if np.isfinite(delta).any() else None
+    # Largest correction the model learns from: the publication gate refuses corrections far outside it.
+    envelope = training_envelope(samples_train.y, samples_train.x[:, -1])
     want_aux = cfg.resolved_aux_inputs
     for s, what in ((samples_train, "training"), (samples_val, "validation")):
         if tuple(s.aux_names) != tuple(want_aux):

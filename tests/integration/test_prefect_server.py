@@ -72,6 +72,7 @@ def test_serve_deployments_and_trigger_a_run(trained, upstream, tmp_path) -> Non
               120, "all four deployments", [served])
         run = requests.post(f"{api}/deployments/{dep['id']}/create_flow_run",
                             json={"parameters": {"day": "2021-03-12"}}, timeout=10).json()
+        assert "id" in run, run  # the API's answer (e.g. a parameter validation error)
         state = _wait(lambda: (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=5).json()["state"])["type"]
                       in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 300, "flow run", [served])
         assert state["type"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]

@@ -80,7 +80,7 @@ def test_replay_regenerates_the_product_within_tolerance(world, tmp_path, capsys
     pipeline.correct_run(ctx, DAY, pipeline.load_corrector(settings))
     key = product_key("scs", RUN, "convgru-sa")
     out = pipeline.replay_product(ctx, key)
-    assert out["ok"] and out["max_abs_diff_degC"] <= 1e-5 and out["inputs_verified"] == 4
+    assert out["ok"] and out["max_abs_diff_degC"] <= 1e-5 and out["inputs_verified"] == 4  # the 4 HYCOM runs (this package takes no auxiliary input)
     cfg = _toml(settings, tmp_path / "c.toml")
     assert main(["replay", ctx.store.url(key), "--config", str(cfg), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

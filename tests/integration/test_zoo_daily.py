@@ -95,5 +95,7 @@ def test_ca_convlstm_trains_and_corrects_with_surf_el(prefect_harness, upstream,
     res = daily_correction(settings.model_dump(mode="json"), day, verify=True)
     kinds = _inputs_by_kind(res["product"]["key"], Store(settings.storage_root))
     assert [r["run"] for r in kinds["surf_el"]] == [f"{day - dt.timedelta(days=t - 1 - i)}T12Z" for i in range(t)]
+    replay = pipeline.replay_product(ctx, res["product"]["key"])  # SST and surf_el inputs, sha256-checked
+    assert replay["ok"] and replay["inputs_verified"] == 2 * t, replay
     m = res["metrics"]
     assert m["corrected"]["rmse"] <= m["raw"]["rmse"] + 1e-6  # early stopping keeps epoch 0 (= raw) at worst
