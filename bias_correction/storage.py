@@ -60,6 +60,25 @@ class Store:
         key = check_key(key)
         return os.path.join(self.root, *key.split("/")) if self.is_local else f"{self.root}/{key}"
 
+    @contextlib.contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        """Serialise read-modify-write of ``key`` across processes: an exclusive ``flock`` on
+        ``locks/<key>.lock`` on a local root (outside the published tree, so consumers never see it).
+        A remote root has no lock: keep one writer per key there."""
+        if not self.is_local:
+            yield
+            return
+        import fcntl
+
+        lock = Path(self.url("locks/" + check_key(key) + ".lock"))
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.url(key)))
 

@@ -22,7 +22,8 @@ copy; a crash there leaves the previous alias whole and the next run repairs it.
 
 Re-publishing a day (new model version, re-trained model, new inputs) adds a version: earlier
 versions stay addressable by their keys and stay listed in the index.
-Limitation: two concurrent publishers of the same day race on the index (last writer wins); the
+Concurrent publishers of the same day are serialised on the index with a file lock on a local root.
+Limitation: on S3 two concurrent publishers of the same day race on the index (last writer wins); the
 daily flow runs one publisher per region.
 """
 
@@ -166,15 +167,20 @@ def read_index(store: Store, ikey: str) -> dict[str, Any] | None:
 
 def update_index(store: Store, ikey: str, pid: str, alias: str, entry: dict[str, Any],
                  region: str, run: dt.datetime) -> dict[str, Any]:
-    """Add ``entry`` as the current version of product ``pid`` and rewrite the index atomically."""
-    idx = read_index(store, ikey) or {"schema_version": INDEX_SCHEMA, "region": region,
-                                      "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "products": {}}
-    prod = idx["products"].setdefault(pid, {"alias_key": alias, "current": None, "versions": []})
-    prod["versions"] = [v for v in prod["versions"] if v["product_version"] != entry["product_version"]] + [entry]
-    prod["current"] = entry["product_version"]
-    prod["alias_key"] = alias
-    idx["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    store.write_bytes(ikey, (json.dumps(idx, indent=1, sort_keys=True) + "\n").encode())
+    """Add ``entry`` as the current version of product ``pid`` and rewrite the index atomically.
+
+    Concurrent publishers of the same day (other models, other processes) are serialised on a local
+    root (``Store.exclusive``), so no one's entry is lost.
+    """
+    with store.exclusive(ikey):
+        idx = read_index(store, ikey) or {"schema_version": INDEX_SCHEMA, "region": region,
+                                          "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "products": {}}
+        prod = idx["products"].setdefault(pid, {"alias_key": alias, "current": None, "versions": []})
+        prod["versions"] = [v for v in prod["versions"] if v["product_version"] != entry["product_version"]] + [entry]
+        prod["current"] = entry["product_version"]
+        prod["alias_key"] = alias
+        idx["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        store.write_bytes(ikey, (json.dumps(idx, indent=1, sort_keys=True) + "\n").encode())
     return idx
 
 

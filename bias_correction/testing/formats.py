@@ -8,7 +8,7 @@ in the same order, with the same storage (chunking, compression, data model).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
@@ -291,6 +291,18 @@ def _bottom_of(values: np.ndarray) -> np.ndarray:
     return np.where(finite.any(axis=1), bottom, np.nan)
 
 
+def _ncss_axes(path: Path | str, run: datetime, tau_hours: Sequence[float] | np.ndarray, lat: np.ndarray,
+               lon: np.ndarray, fmt: str) -> tuple[Path, datetime, np.ndarray, np.ndarray, np.ndarray]:
+    """(path, naive-UTC run, tau, lat, lon) of an NCSS-like subset: float32-rounded coordinates as served."""
+    if fmt not in ("netcdf4", "netcdf3"):
+        raise ValueError(f"fmt must be 'netcdf4' or 'netcdf3', not {fmt!r}")
+    if run.tzinfo is not None:
+        run = run.astimezone(timezone.utc).replace(tzinfo=None)
+    tau = np.atleast_1d(np.asarray(tau_hours, dtype=np.float64))
+    lat = np.float64(np.float32(np.atleast_1d(np.asarray(lat, dtype=np.float64))))
+    return Path(path), run, tau, lat, _f32_round_lon(np.atleast_1d(lon))
+
+
 @_netcdf_locked
 def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                      depth: np.ndarray, water_temp_degC: np.ndarray, fmt: HycomFormat = "netcdf4", *,
@@ -305,14 +317,7 @@ def write_hycom_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray, lat
     shuffle, as TDS writes it). ``salinity_psu`` (same shape) adds ``salinity`` and ``salinity_bottom``.
     ``calendar`` is "gregorian" for GOFS 3.1 and "standard" for ESPC-D-V02 (data_formats.md 3.3, [ONE-SRC]).
     """
-    if fmt not in ("netcdf4", "netcdf3"):
-        raise ValueError(f"fmt must be 'netcdf4' or 'netcdf3', not {fmt!r}")
-    path = Path(path)
-    if run.tzinfo is not None:
-        run = run.astimezone(timezone.utc).replace(tzinfo=None)
-    tau = np.atleast_1d(np.asarray(tau_hours, dtype=np.float64))
-    lat = np.float64(np.float32(np.atleast_1d(np.asarray(lat, dtype=np.float64))))
-    lon = _f32_round_lon(np.atleast_1d(lon))
+    path, run, tau, lat, lon = _ncss_axes(path, run, tau_hours, lat, lon, fmt)
     depth = np.atleast_1d(np.asarray(depth, dtype=np.float64))
     wt = np.asarray(water_temp_degC, dtype=np.float64)
     shape = (len(tau), len(depth), len(lat), len(lon))
@@ -389,14 +394,7 @@ def write_hycom_ssh_ncss(path: str | Path, run: datetime, tau_hours: np.ndarray,
     subset. Coordinates, ``tau`` (with its xarray-breaking units), formats and calendar as
     :func:`write_hycom_ncss`.
     """
-    if fmt not in ("netcdf4", "netcdf3"):
-        raise ValueError(f"fmt must be 'netcdf4' or 'netcdf3', not {fmt!r}")
-    path = Path(path)
-    if run.tzinfo is not None:
-        run = run.astimezone(timezone.utc).replace(tzinfo=None)
-    tau = np.atleast_1d(np.asarray(tau_hours, dtype=np.float64))
-    lat = np.float64(np.float32(np.atleast_1d(np.asarray(lat, dtype=np.float64))))
-    lon = _f32_round_lon(np.atleast_1d(lon))
+    path, run, tau, lat, lon = _ncss_axes(path, run, tau_hours, lat, lon, fmt)
     eta = np.asarray(surf_el_m, dtype=np.float64)
     shape = (len(tau), len(lat), len(lon))
     if eta.shape != shape:

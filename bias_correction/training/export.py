@@ -131,7 +131,8 @@ def _check_graph(path: Path, t: int, names: list[str] | None = None) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _write_metadata(path: Path, props: dict[str, str]) -> None:
+def write_onnx_metadata(path: Path, props: dict[str, str]) -> None:
+    """Replace an ONNX file's metadata_props with ``props`` (contract facts a reader can check)."""
     model = onnx.load(str(path))
     del model.metadata_props[:]
     for k, v in props.items():
@@ -384,7 +385,7 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
         aux_names = list(meta.get("aux_inputs") or [])
         lag = int(meta.get("oisst_lag_days") or 1)
         period = meta.get("training_period") or {}
-        _write_metadata(onnx_path, {
+        write_onnx_metadata(onnx_path, {
             "seq_len": str(t), "vmin_degC": repr(vmin), "vmax_degC": repr(vmax),
             "grid_id": str(g["grid_id"]), "mask_sha256": str(meta["mask_hash"]),
             "training_period": f"{period.get('start')}/{period.get('end')}",

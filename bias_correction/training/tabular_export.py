@@ -201,17 +201,6 @@ def _parity(ref: np.ndarray, got: np.ndarray, tol: float, what: str) -> dict[str
     return {"max_abs_diff_degC": max_abs, "rmse_diff_degC": rmse, "n_ocean_values": int(d.size), "tolerance_degC": tol}
 
 
-def _onnx_metadata(path: Path, props: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for k, v in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(model, str(path))
-
-
 def _write_artifact(model: TreeModel | _Base, runtime: str, tmp: Path, val: SampleSet,
                     contract: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """Write the model artifact for ``runtime`` into ``tmp``; (file name, manifest block)."""
@@ -220,7 +209,9 @@ def _write_artifact(model: TreeModel | _Base, runtime: str, tmp: Path, val: Samp
             info = model.export_onnx(tmp / ONNX_FILE, val)
             if info.get("runtime") != "onnx":
                 raise ModelContractError(f"{model.kind} ONNX conversion failed: {info.get('reason')}")
-            _onnx_metadata(tmp / ONNX_FILE, {**contract, "features": ",".join(info["features"]),
+            from bias_correction.training.export import write_onnx_metadata
+
+            write_onnx_metadata(tmp / ONNX_FILE, {**contract, "features": ",".join(info["features"]),
                                              "inputs": f"features[rows,{len(info['features'])}] float32",
                                              "outputs": "residual[rows] degC (OISST - HYCOM lag 0)"})
             info["bytes"] = (tmp / ONNX_FILE).stat().st_size

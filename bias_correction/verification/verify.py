@@ -174,7 +174,10 @@ _TYPES = {"lead": "INTEGER", "n": "INTEGER"}
 class ScoreTable:
     """The accumulating score table: one SQLite file under the storage root.
 
-    For a remote root the file is downloaded, updated and uploaded atomically (single writer).
+    Every update is read-modify-write of the whole file, written atomically. On a local root writers are
+    serialised with an exclusive ``flock`` (``Store.exclusive``; backfill workers are separate
+    processes verifying at once; without it one worker's rows can be lost). A remote root keeps a single
+    writer at a time (the backfill and daily flows write from one process per root).
     """
 
     def __init__(self, store: Store, key: str = TABLE_KEY) -> None:
@@ -182,7 +185,8 @@ class ScoreTable:
 
     @contextlib.contextmanager
     def _db(self, write: bool) -> Iterator[sqlite3.Connection]:
-        with tempfile.TemporaryDirectory(prefix="sstbc-scores-") as tmp:
+        with self.store.exclusive(self.key) if write else contextlib.nullcontext(), \
+                tempfile.TemporaryDirectory(prefix="sstbc-scores-") as tmp:
             local = Path(tmp) / "scores.sqlite"
             if self.store.exists(self.key):
                 local.write_bytes(self.store.read_bytes(self.key))

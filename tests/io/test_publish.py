@@ -125,3 +125,29 @@ def test_index_day_and_version_keys_are_validated(tmp_path) -> None:
     store.write_bytes(publish.index_key("scs", RUN), b"{broken")
     with pytest.raises(ProductError, match="not valid JSON"):
         publish.current_entry(store, "scs", RUN, "convgru-sa")
+
+
+def _index_many(root: str, worker: int, n: int) -> None:
+    store = Store(root)
+    ikey = publish.index_key("scs", RUN)
+    for i in range(n):
+        pid = f"sstbc_scs_20210420T12Z_model{worker}-{i}"
+        publish.update_index(store, ikey, pid, f"products/{pid}.nc",
+                             {"product_version": "v1", "key": f"products/{pid}_vv1.nc", "sha256": "0" * 64},
+                             "scs", RUN)
+
+
+def test_concurrent_publishers_of_one_day_keep_every_index_entry(tmp_path) -> None:
+    """Publishers of other models (separate processes) update one day's index at once: none is lost."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_index_many, args=(str(tmp_path), w, 15)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    idx = publish.read_index(Store(tmp_path), publish.index_key("scs", RUN))
+    assert len(idx["products"]) == 45
+    assert not [k for k in Store(tmp_path).list("products") if k.endswith(".lock")]  # locks live outside

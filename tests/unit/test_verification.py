@@ -66,3 +66,29 @@ def test_plots_are_written(tmp_path) -> None:
     p2 = plot_maps(np.arange(40.0), np.arange(50.0), raw - corrected, corrected - truth, tmp_path / "maps.png")
     for p in (p1, p2):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def _upsert_many(root: str, worker: int, n: int) -> None:
+    corrected, raw, truth, persistence, mask = _fields(shape=(6, 7))
+    table = ScoreTable(Store(root))
+    for i in range(n):
+        run = dt.datetime(2021, 1, 1, 12) + dt.timedelta(days=worker * 1000 + i)
+        table.upsert(lead_scores(run=run, model_id="m", model_version="v1", product_key=f"p{worker}-{i}.nc",
+                                 corrected=corrected[None], raw=raw[None], truth=truth[None],
+                                 valid_dates=[run.date() + dt.timedelta(days=1)], persistence=persistence,
+                                 mask=mask, truth_versions=["final"]))
+
+
+def test_concurrent_writers_in_separate_processes_lose_no_rows(tmp_path) -> None:
+    """Backfill workers verify at once: read-modify-write of the table must be serialised."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_upsert_many, args=(str(tmp_path), w, 12)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    rows = ScoreTable(Store(tmp_path)).rows()
+    assert len(rows) == 36 and len({r.product_key for r in rows}) == 36
