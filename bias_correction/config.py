@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bias_correction.errors import ConfigError
+from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES, anchor_input
 
 ENV_PREFIX = "SSTBC_"
 #: Environment variables with the prefix that are not configuration keys.
 NON_CONFIG_ENV = {"SSTBC_CONFIG", "SSTBC_CRASH_AT"}
+
+
+#: Set while validating plain data (see :func:`_validate_without_env`); per thread and task.
+_PLAIN_DATA: ContextVar[bool] = ContextVar("sstbc_plain_settings_data", default=False)
 
 
 class _Section(BaseModel):
@@ -144,16 +150,16 @@ class Training(_Section):
     seed: int = 0
     start: dt.date = dt.date(2021, 1, 1)
     end: dt.date = dt.date(2021, 3, 31)
-    #: Auxiliary inputs per time step besides HYCOM SST: "oisst_latest" (the latest OISST analysis at
-    #: forecast time) and/or "surf_el" (HYCOM sea surface elevation). None = the model's default
-    #: (:func:`default_aux_inputs`): surf_el for CA-ConvLSTM's second stream, oisst_latest otherwise.
-    aux_inputs: list[Literal["oisst_latest", "surf_el"]] | None = None
+    #: Auxiliary inputs per time step besides HYCOM SST, by name from ``bias_correction.inputs``
+    #: (the latest OISST analysis at forecast time, HYCOM sea surface elevation, ...). None = the
+    #: model's default (:func:`default_aux_inputs`).
+    aux_inputs: list[str] | None = None
     #: Age of the latest OISST analysis at forecast time: day of run - this (1 = preliminary latency).
     oisst_lag_days: int = Field(1, ge=1, le=7)
     #: What the zero-initialised head corrects: "hycom" (the paper's framing: epoch 0 = raw HYCOM) or
-    #: "oisst_latest" (epoch 0 = persistence of the latest analysis; the network learns the change).
-    #: None = "oisst_latest" when that is an auxiliary input, else "hycom".
-    residual_base: Literal["hycom", "oisst_latest"] | None = None
+    #: an anchor input (``inputs.RESIDUAL_BASES``: epoch 0 = persistence of the latest analysis; the
+    #: network learns the change). None = the first anchor among the auxiliary inputs, else "hycom".
+    residual_base: str | None = None
     #: Random square training tiles (models.md 11.2): each training sample is cropped to
     #: tile_size x tile_size cells (the same crop for its T steps, aux and target; seeded) and validation
     #: runs blended overlapping tiles of that size over the whole domain, like inference. None = train on
@@ -175,15 +181,30 @@ class Training(_Section):
             raise ValueError(f"training end {self.end} is before start {self.start}")
         if self.aux_inputs is not None and len(set(self.aux_inputs)) != len(self.aux_inputs):
             raise ValueError(f"aux_inputs lists an input twice: {self.aux_inputs}")
-        if self.residual_base == "oisst_latest" and "oisst_latest" not in self.resolved_aux_inputs:
-            raise ValueError("residual_base = 'oisst_latest' needs 'oisst_latest' among aux_inputs")
+        if self.residual_base not in (None, "hycom") and self.residual_base not in self.resolved_aux_inputs:
+            raise ValueError(f"residual_base = {self.residual_base!r} needs {self.residual_base!r} among aux_inputs")
         return self
+
+    @field_validator("aux_inputs")
+    @classmethod
+    def _known_inputs(cls, v: list[str] | None) -> list[str] | None:
+        unknown = [n for n in v or () if n not in AUX_INPUTS]
+        if unknown:
+            raise ValueError(f"unknown auxiliary input(s) {unknown}; known: {list(AUX_INPUTS)}")
+        return v
+
+    @field_validator("residual_base")
+    @classmethod
+    def _known_base(cls, v: str | None) -> str | None:
+        if v is not None and v not in RESIDUAL_BASES:
+            raise ValueError(f"residual_base must be one of {list(RESIDUAL_BASES)}, got {v!r}")
+        return v
 
     @property
     def resolved_residual_base(self) -> str:
         if self.residual_base is not None:
             return self.residual_base
-        return "oisst_latest" if "oisst_latest" in self.resolved_aux_inputs else "hycom"
+        return anchor_input(self.resolved_aux_inputs) or "hycom"
 
     @property
     def resolved_aux_inputs(self) -> tuple[str, ...]:
@@ -261,7 +282,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment overrides the file (passed as init kwargs); no dotenv or secret dirs.
+        # Environment overrides the file (passed as init kwargs); no dotenv or secret dirs. Plain data
+        # that already folds the environment in (settings passed between tasks) takes init kwargs only.
+        if _PLAIN_DATA.get():
+            return (init_settings,)
         return (env_settings, init_settings)
 
     def fingerprint(self) -> str:
@@ -333,9 +357,14 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
 
 
 def _validate_without_env(data: dict[str, Any]) -> Settings:
-    """Validate ``data`` as-is: the environment is already folded into it, so overrides win."""
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+    """Validate ``data`` as-is: the environment is already folded into it, so overrides win.
+
+    A context variable (local to this thread/task, unlike ``os.environ``) tells
+    :meth:`Settings.settings_customise_sources` to take the given data only: the process environment
+    is neither read nor touched, so concurrent ``load_settings()`` calls in other threads see it whole.
+    """
+    token = _PLAIN_DATA.set(True)
     try:
         return Settings(**data)
     finally:
-        os.environ.update(saved)
+        _PLAIN_DATA.reset(token)

@@ -34,23 +34,23 @@ def daily_correction(settings: dict[str, Any], day: dt.date, verify: bool = True
 def fill_archive(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
     """Archive every HYCOM run and OISST day needed to train on runs ``start``..``end``."""
     s = settings_from_dict(settings)
-    aux, lag = pipeline.training_inputs(s)
+    _, lag = pipeline.training_inputs(s)
     run_days, oisst_days = pipeline.archive_dates(start, end, s.training.seq_len, s.lead_days, lag)
     mask = tasks.configured(tasks.ensure_mask, settings)(settings, oisst_days[0], run_days[0])
     runs = tasks.configured(tasks.archive_hycom_run, settings).map(unmapped(settings), run_days, wait_for=[mask])
     days = tasks.configured(tasks.archive_oisst_day, settings).map(unmapped(settings), oisst_days, wait_for=[mask])
-    ssh = (tasks.configured(tasks.archive_hycom_run, settings).map(unmapped(settings), run_days, unmapped("surf_el"),
-                                                                   wait_for=[mask])
-           if "surf_el" in aux else None)
+    extra = {name: tasks.configured(tasks.archive_hycom_run, settings).map(unmapped(settings), run_days,
+                                                                          unmapped(variable), wait_for=[mask])
+             for name, variable in pipeline.extra_run_fields(s)}
     run_results, day_results = runs.result(), days.result()
     out = {
         "mask": mask,
         "hycom_runs": len(run_results), "hycom_written": sum(r["written"] for r in run_results),
         "oisst_days": len(day_results), "oisst_written": sum(r["written"] for r in day_results),
     }
-    if ssh is not None:
-        ssh_results = ssh.result()
-        out.update(surf_el_runs=len(ssh_results), surf_el_written=sum(r["written"] for r in ssh_results))
+    for name, futures in extra.items():  # auxiliary inputs archived per run (e.g. sea-surface elevation)
+        results = futures.result()
+        out.update({f"{name}_runs": len(results), f"{name}_written": sum(r["written"] for r in results)})
     return out
 
 

@@ -4,9 +4,10 @@ Training pairs, the daily correction and verification all read from here, so eac
 opened and regridded once. Each archive file records the raw file it came from (URL, sha256,
 preliminary/final), which is what lets derived data be traced back and refreshed.
 
-HYCOM runs are archived per variable (:data:`HYCOM_VARIABLES`): ``sst`` (daily-mean ``water_temp`` at
-0 m, °C) under ``archive/{grid}/hycom/``, ``surf_el`` (daily-mean sea-surface elevation, m) under the
-sibling folder ``archive/{grid}/hycom_surf_el/``. The field inside has the archive variable's name.
+HYCOM runs are archived per variable (:data:`HYCOM_VARIABLES`, one per declared HYCOM input): ``sst``
+(daily-mean ``water_temp`` at 0 m, °C) under ``archive/{grid}/hycom/``, any other variable ``v`` (e.g.
+sea-surface elevation, m) under the sibling folder ``archive/{grid}/hycom_{v}/``. The field inside
+has the archive variable's name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import xarray as xr
 
 from bias_correction.errors import ConfigError, InputValidationError
 from bias_correction.grid.grids import RegularGrid
+from bias_correction.inputs import HYCOM_FIELDS
 from bias_correction.io.netcdf import read_dataset, write_dataset
 from bias_correction.sources.http import Fetched
 from bias_correction.storage import Store
@@ -48,15 +50,15 @@ class HycomArchiveVariable:
     long_name: str
 
 
+#: Archived HYCOM fields by archive name, one per declared HYCOM input (``bias_correction.inputs``).
 HYCOM_VARIABLES: dict[str, HycomArchiveVariable] = {
-    "sst": HycomArchiveVariable("sst", "water_temp", "degC", "HYCOM daily-mean surface temperature forecast, regridded"),
-    "surf_el": HycomArchiveVariable("surf_el", "surf_el", "m",
-                                    "HYCOM daily-mean sea surface elevation forecast, regridded"),
+    name: HycomArchiveVariable(name, spec.native, spec.units, f"{spec.description}, regridded")
+    for name, spec in HYCOM_FIELDS.items()
 }
 
 
 def hycom_archive_variable(variable: str) -> HycomArchiveVariable:
-    """The archived HYCOM field called ``variable`` ("sst" or "surf_el"); ConfigError for anything else."""
+    """The archived HYCOM field called ``variable`` (:data:`HYCOM_VARIABLES`); ConfigError for anything else."""
     try:
         return HYCOM_VARIABLES[variable]
     except KeyError:
@@ -89,7 +91,7 @@ def write_oisst(store: Store, grid: RegularGrid, day: dt.date, sst: np.ndarray, 
 
 def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.DataArray, fetched: Fetched,
                 variable: str = "sst") -> ArchiveEntry:
-    """Archive a run's regridded daily means (lead, lat, lon) as ``variable`` ("sst" in °C, "surf_el" in m)."""
+    """Archive a run's regridded daily means (lead, lat, lon) as ``variable`` (units from :data:`HYCOM_VARIABLES`)."""
     spec = hycom_archive_variable(variable)
     units = daily.attrs.get("units")
     if units is not None and units != spec.units:
@@ -123,7 +125,7 @@ def existing(store: Store, key: str) -> ArchiveEntry | None:
 
 
 def read_field(store: Store, key: str) -> xr.DataArray:
-    """The field of an archive file (``sst`` of OISST days and HYCOM runs, or e.g. HYCOM ``surf_el``)."""
+    """The field of an archive file (``sst`` of OISST days and HYCOM runs, or another archived HYCOM variable)."""
     with store.local_path(key) as path:
         ds = read_dataset(path, engine="netcdf4")
     names = list(ds.data_vars)

@@ -96,3 +96,32 @@ def format_provenance(prov: dict[str, Any]) -> str:
         lines.append(f"    {i.get('run')}: {i.get('url')}")
         lines.append(f"      sha256 {i.get('sha256')}  version {i.get('version')}  archive {i.get('archive_key', '?')}")
     return "\n".join(lines)
+
+
+def input_record(name: str, when_key: str, when: str, entry: Any) -> dict[str, Any]:
+    """Provenance of one input field: which input, its run or day, where it came from, which version."""
+    return {"input": name, when_key: when, "url": entry.source["url"], "sha256": entry.source["sha256"],
+            "version": entry.source["version"], "archive_key": entry.key}
+
+
+def product_provenance(
+    *, inputs: list[dict[str, Any]], manifest: Any, model_sha256: dict[str, str], config_fingerprint: str,
+    active_provider: str, runtime: str, mask_sha256: str, grid_id: str, region: str, run: Any,
+    input_digest: str, gate_failure: str | None, uncertainty_calibrated: bool,
+) -> dict[str, Any]:
+    """The provenance record of a product (global attribute ``sstbc_provenance`` and the sidecar)."""
+    raw = getattr(manifest, "raw", {}) or {}
+    return {
+        "inputs": inputs, "model_id": manifest.model_id, "model_version": manifest.version,
+        "model_sha256": model_sha256, "code_version": code_version(),
+        "config_fingerprint": config_fingerprint, "onnxruntime_provider": active_provider,
+        "runtime": runtime, "mask_sha256": mask_sha256, "grid_id": grid_id,
+        "region": region, "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "input_digest": input_digest,
+        "publication_gate": "passed" if gate_failure is None else f"failed, fallback raw HYCOM: {gate_failure}",
+        "uncertainty_method": ("calibrated validation residual statistics (per-lead RMS of corrected - OISST, "
+                               "model validation period)") if uncertainty_calibrated
+        else "fallback: RMS of the applied correction",
+        "training_data_versions": (raw.get("training") or {}).get("data_versions"),
+        "parity": {k: {kk: v.get(kk) for kk in ("max_abs_diff_degC", "rmse_diff_degC", "skipped") if kk in v}
+                   for k, v in (raw.get("parity") or {}).items() if isinstance(v, dict)},
+    }

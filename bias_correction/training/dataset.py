@@ -5,11 +5,10 @@ y = OISST on day R.date() + k -> [H, W] degC. Both carry NaN off the authoritati
 Samples with a missing run in the window, or a missing OISST day, are skipped (not filled), so a
 gap in the archive never produces a fabricated input.
 
-Optional auxiliary inputs (:data:`AUX_INPUTS`) ride along per time step, aligned with the same runs:
-
-* ``oisst_latest``: the latest OISST analysis known when run r_j was issued, i.e. OISST of day
-  r_j - ``oisst_lag_days`` (1 day: the preliminary file's latency). Never the target day (no leakage).
-* ``surf_el``: HYCOM sea-surface elevation (m) of run r_j at the same lead (CA-ConvLSTM's stream 2).
+Optional auxiliary inputs (declared in :mod:`bias_correction.inputs`) ride along per time step,
+aligned with the same runs, by their time rule: an analysis input takes the OISST analysis known
+when run r_j was issued, i.e. of day r_j - ``oisst_lag_days`` (never the target day: no leakage); a
+same-run input takes that run's field at the same lead (given as ``run_fields``).
 """
 
 from __future__ import annotations
@@ -25,20 +24,18 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
 from bias_correction.errors import ConfigError, InputValidationError
+from bias_correction.inputs import AUX_INPUTS as INPUT_REGISTRY
 
 _DAY = np.timedelta64(1, "D")
 
-#: Auxiliary input name -> (units, meaning). The one list every layer (config, wrapper, runtime, pipeline) uses.
-AUX_INPUTS: dict[str, tuple[str, str]] = {
-    "oisst_latest": ("degC", "latest OISST analysis at forecast time (day of run - oisst_lag_days)"),
-    "surf_el": ("m", "HYCOM sea surface elevation of the same run and lead (daily mean)"),
-}
+#: Auxiliary input name -> (units, meaning), read from the input registry (for manifest writers).
+AUX_INPUTS: dict[str, tuple[str, str]] = {n: (s.units, s.description) for n, s in INPUT_REGISTRY.items()}
 
 
 def check_aux_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validated tuple of auxiliary input names (unknown or repeated names fail with the known list)."""
     out = tuple(names)
-    bad = [n for n in out if n not in AUX_INPUTS]
+    bad = [n for n in out if n not in INPUT_REGISTRY]
     if bad or len(set(out)) != len(out):
         raise ConfigError(f"auxiliary inputs {list(out)} invalid; known (each at most once): {', '.join(AUX_INPUTS)}")
     return out
@@ -111,11 +108,12 @@ def _check_coords(a: xr.DataArray, b: xr.DataArray, what: str) -> None:
 
 def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, seq_len: int, *,
                   aux_inputs: Sequence[str] = (), oisst_lag_days: int = 1,
-                  surf_el: xr.DataArray | None = None) -> SampleSet:
+                  **run_fields: xr.DataArray) -> SampleSet:
     """Every complete (run, lead) sample, sorted by valid day, then lead, then run.
 
     hycom (run, lead, lat, lon) degC; oisst (time, lat, lon) degC; mask (lat, lon) bool, True = ocean.
-    ``surf_el`` (run, lead, lat, lon) m, same runs as hycom, needed when ``aux_inputs`` names it.
+    ``run_fields``: per same-run auxiliary input named in ``aux_inputs``, its (run, lead, lat, lon)
+    field in the input's units, covering the same runs and leads as hycom.
     A field counts as missing when it has no finite value over the ocean; a sample with any missing
     input (aux included) is skipped.
     """
@@ -124,8 +122,10 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     aux_names = check_aux_names(aux_inputs)
     if oisst_lag_days < 1:
         raise ConfigError(f"oisst_lag_days must be >= 1 (the analysis of the target day is not known), got {oisst_lag_days}")
-    if "surf_el" in aux_names and surf_el is None:
-        raise InputValidationError("auxiliary input surf_el requested but no HYCOM surf_el runs were given")
+    specs = [INPUT_REGISTRY[n] for n in aux_names]
+    for spec in specs:
+        if spec.per_lead and run_fields.get(spec.name) is None:
+            raise InputValidationError(f"auxiliary input {spec.name} requested but no {spec.name} runs were given")
     for da, dims, what in ((hycom, {"run", "lead", "lat", "lon"}, "hycom"),
                            (oisst, {"time", "lat", "lon"}, "oisst"), (mask, {"lat", "lon"}, "mask")):
         if set(da.dims) != dims:
@@ -149,16 +149,19 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     oi_ok = np.isfinite(oi).any(axis=(1, 2))
     run_index = {d: i for i, d in enumerate(run_days.tolist())}
     oi_index = {d: i for i, d in enumerate(oi_days.tolist()) if oi_ok[i]}
-    ssh = ssh_ok = None
-    if "surf_el" in aux_names:
-        assert surf_el is not None
-        _check_coords(hycom, surf_el, "surf_el")
-        se = surf_el.transpose("run", "lead", "lat", "lon")
-        if not (np.array_equal(_days(se["run"].values), run_days)
-                and np.array_equal(np.asarray(se["lead"].values).astype(int), leads)):
-            raise InputValidationError("surf_el must cover the same runs and leads as the HYCOM SST")
-        ssh = np.where(ocean, np.asarray(se.values, dtype=np.float32), np.float32(np.nan))
-        ssh_ok = np.isfinite(ssh).any(axis=(2, 3))
+    per_run: dict[str, np.ndarray] = {}  # same-run inputs: (run, lead, lat, lon), NaN off the ocean
+    for spec in specs:
+        if not spec.per_lead:
+            continue
+        field = run_fields[spec.name]
+        _check_coords(hycom, field, spec.name)
+        fr = field.transpose("run", "lead", "lat", "lon")
+        if not (np.array_equal(_days(fr["run"].values), run_days)
+                and np.array_equal(np.asarray(fr["lead"].values).astype(int), leads)):
+            raise InputValidationError(f"{spec.name} must cover the same runs and leads as the HYCOM SST")
+        per_run[spec.name] = np.where(ocean, np.asarray(fr.values, dtype=np.float32), np.float32(np.nan))
+    per_run_ok = {n: np.isfinite(a).any(axis=(2, 3)) for n, a in per_run.items()}
+    needs_analysis = any(not spec.per_lead for spec in specs)
 
     xs, ls, ys, rs, vs, auxs = [], [], [], [], [], []
     one = dt.timedelta(days=1)
@@ -169,12 +172,12 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
         if any(w is None for w in window):
             continue
         latest = [oi_index.get(d - lag) for d in window_days]
-        if "oisst_latest" in aux_names and any(o is None for o in latest):
+        if needs_analysis and any(o is None for o in latest):
             continue
         for l_i, k in enumerate(leads.tolist()):
             if not all(hy_ok[w, l_i] for w in window):
                 continue
-            if ssh_ok is not None and not all(ssh_ok[w, l_i] for w in window):
+            if not all(ok[w, l_i] for ok in per_run_ok.values() for w in window):
                 continue
             valid = r_day + one * int(k)
             o_i = oi_index.get(valid)
@@ -182,8 +185,8 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
                 continue
             if aux_names:
                 chans = []
-                for name in aux_names:
-                    chans.append(oi[latest] if name == "oisst_latest" else ssh[window, l_i])  # type: ignore[index]
+                for spec in specs:
+                    chans.append(per_run[spec.name][window, l_i] if spec.per_lead else oi[latest])  # type: ignore[index]
                 auxs.append(np.stack(chans, axis=1))  # [T, A, H, W]
             xs.append(hy[window, l_i])
             ls.append(int(k))

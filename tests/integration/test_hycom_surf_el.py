@@ -20,9 +20,10 @@ from bias_correction.errors import (
 )
 from bias_correction.io import archive
 from bias_correction.io.netcdf import read_dataset
-from bias_correction.sources.hycom import ESPC_D_V02, GOFS31, HycomSource, run_time
+from bias_correction.sources.hycom import ESPC_D_V02, GOFS31, run_time
 from bias_correction.storage import Store
 from tests.conftest import settings_for
+from tests.integration.test_hycom_modes import _source
 
 DAY = dt.date(2021, 2, 10)
 RUN = run_time(DAY)
@@ -36,16 +37,6 @@ GOFS_SSH_FILES = r"/datasets/GLBy0\.08/expt_93\.0/data/forecasts/hycom_glby_930_
 ESPC_SSH_FILES = r"/datasets/ESPC-D-V02/data/forecasts/.*_2024100112_t\d{4}_ssh\.nc"
 FMRC = r"GLBy0\.08_930_FMRC_RUN_2021-02-10"
 PACKING_ATOL = 5.01e-4  # surf_el is packed to 0.001 m: each 3-hourly value is within 0.0005 m
-
-
-def _source(upstream, tmp_path, mode: str, region: dict | None = None, **http) -> HycomSource:
-    over: dict = {"upstream": {"hycom_access": mode, "hycom_opendap": upstream.hycom_opendap_base,
-                               "hycom_files": upstream.hycom_files_base}}
-    if region:
-        over["region"] = region
-    if http:
-        over["http"] = http
-    return pipeline.make_context(settings_for(upstream, tmp_path, **over)).hycom
 
 
 def _new_requests(upstream, first: int) -> list:

@@ -44,6 +44,23 @@ def _wait(predicate, timeout: float, what: str, procs=()):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _api_json(method: str, url: str, *, within: float = 90.0, **kw):
+    """One API call, retried (bounded) while the server answers 5xx: a fresh Prefect server can pass its
+    health check and still answer 503 'Service Unavailable' while its services start (seen in CI)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            r = requests.request(method, url, timeout=10, **kw)
+            if r.status_code < 500:
+                return r.json()
+            why = f"HTTP {r.status_code}: {r.text[:200]}"
+        except requests.RequestException as exc:
+            why = repr(exc)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{method} {url} kept failing for {within:.0f} s: {why}")
+        time.sleep(1)
+
+
 def test_serve_deployments_and_trigger_a_run(trained, upstream, tmp_path) -> None:
     import datetime as dt
 
@@ -68,12 +85,12 @@ def test_serve_deployments_and_trigger_a_run(trained, upstream, tmp_path) -> Non
                                                timeout=5)).status_code == 200 and r.json(), 180, "deployment", [served])
         assert dep["schedules"] and dep["schedules"][0]["schedule"]["cron"] == settings.orchestration.daily_cron
         wanted = {"daily-correction", "daily-verification", "retraining", "backfill"}
-        _wait(lambda: wanted <= {d["name"] for d in requests.post(f"{api}/deployments/filter", json={}, timeout=10).json()},
+        _wait(lambda: wanted <= {d["name"] for d in _api_json("POST", f"{api}/deployments/filter", json={})},
               120, "all four deployments", [served])
-        run = requests.post(f"{api}/deployments/{dep['id']}/create_flow_run",
-                            json={"parameters": {"day": "2021-03-12"}}, timeout=10).json()
+        run = _api_json("POST", f"{api}/deployments/{dep['id']}/create_flow_run",
+                        json={"parameters": {"day": "2021-03-12"}})
         assert "id" in run, run  # the API's answer (e.g. a parameter validation error)
-        state = _wait(lambda: (s := requests.get(f"{api}/flow_runs/{run['id']}", timeout=5).json()["state"])["type"]
+        state = _wait(lambda: (s := _api_json("GET", f"{api}/flow_runs/{run['id']}")["state"])["type"]
                       in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 300, "flow run", [served])
         assert state["type"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
         key = product_key("scs", run_time(dt.date(2021, 3, 12)), settings.model_id)

@@ -70,3 +70,49 @@ def test_the_example_config_in_deploy_loads() -> None:
 
     s = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "sstbc.example.toml")
     assert s.upstream.oisst_access == ("https", "s3") and s.region.name == "scs"
+
+
+def test_plain_data_validation_never_touches_the_environment(monkeypatch) -> None:
+    """Tasks validate settings passed as plain data in threads while other threads load settings
+    from the environment: neither may see the other's view (the old validator emptied os.environ)."""
+    import os
+    import threading
+
+    from bias_correction.config import settings_from_dict
+
+    monkeypatch.setenv("SSTBC_LEAD_DAYS", "3")
+    data = load_settings().model_dump()
+    data["lead_days"] = 5
+    seen_env, seen_plain, errors = [], [], []
+
+    def from_env() -> None:
+        try:
+            seen_env.extend(load_settings().lead_days for _ in range(150))
+        except Exception as exc:  # noqa: BLE001 - reported through the assertion below
+            errors.append(exc)
+
+    def from_plain() -> None:
+        seen_plain.extend(settings_from_dict(data).lead_days for _ in range(150))
+
+    threads = [threading.Thread(target=f) for f in (from_env, from_plain, from_env, from_plain)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert set(seen_env) == {3} and len(seen_env) == 300
+    assert set(seen_plain) == {5} and len(seen_plain) == 300
+    assert os.environ["SSTBC_LEAD_DAYS"] == "3"
+
+
+def test_auxiliary_inputs_and_residual_bases_come_from_the_input_registry() -> None:
+    from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES
+
+    for name in AUX_INPUTS:
+        assert load_settings(training={"aux_inputs": [name]}).training.resolved_aux_inputs == (name,)
+    with pytest.raises(ConfigError, match="unknown auxiliary input"):
+        load_settings(training={"aux_inputs": ["sea_ice"]})
+    with pytest.raises(ConfigError, match="residual_base"):
+        load_settings(training={"residual_base": "sea_ice"})
+    anchors = [b for b in RESIDUAL_BASES if b != "hycom"]
+    assert anchors and all(AUX_INPUTS[b].anchor for b in anchors)

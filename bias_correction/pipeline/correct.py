@@ -1,0 +1,173 @@
+"""The daily correction of one run: gather the declared inputs, infer, gate, publish.
+
+``correct_run`` is idempotent: a product whose input digest (inputs, model, code, grid, mask) is
+already current is not rebuilt. Publication goes through ``io.publish`` (versioned file + sidecar,
+per-day index last, then the alias).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import bias_correction
+from bias_correction.grid.mask import OceanMask, apply_mask
+from bias_correction.inputs import HYCOM_SST, aux_specs
+from bias_correction.io import archive
+from bias_correction.io.archive import ArchiveEntry
+from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
+from bias_correction.io.provenance import input_record, product_provenance
+from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.fill import input_entries
+from bias_correction.sources.hycom import run_time
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: dt.datetime
+    product: ProductInfo
+    model_id: str
+    model_version: str
+    provider: str
+    inputs: list[dict[str, Any]]
+
+
+def input_digest(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_days_of(day: dt.date, seq_len: int) -> list[dt.date]:
+    """The T run days whose forecasts feed the correction of the run of ``day`` (oldest first)."""
+    return [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
+
+
+def run_inputs(ctx: Context, day: dt.date, seq_len: int, aux_inputs: tuple[str, ...] = (),
+               oisst_lag_days: int = 1) -> tuple[list[dt.date], dict[str, list[ArchiveEntry]], list[dict[str, Any]]]:
+    """Archive entries of every input of the run of ``day``, by input name, and their provenance.
+
+    HYCOM SST of runs day-T+1..day, then per declared auxiliary input one field per run (its time
+    rule decides which: the same run, or the analysis known when the run was issued).
+    """
+    run_days = run_days_of(day, seq_len)
+    entries: dict[str, list[ArchiveEntry]] = {}
+    records: list[dict[str, Any]] = []
+    for spec in (HYCOM_SST, *aux_specs(aux_inputs)):
+        entries[spec.name] = input_entries(ctx, spec, run_days, oisst_lag_days)
+        records += [input_record(spec.name, spec.when_key, spec.label_for_run(d, oisst_lag_days), e)
+                    for d, e in zip(run_days, entries[spec.name], strict=True)]
+    return run_days, entries, records
+
+
+def infer(ctx: Context, corrector: Any, mask: OceanMask, entries: dict[str, list[ArchiveEntry]],
+          run_days: list[dt.date]) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch."""
+    fields = [archive.read_field(ctx.store, e.key) for e in entries[HYCOM_SST.name]]
+    stack = np.stack([f.values for f in fields], axis=1)  # (lead, T, lat, lon)
+    span = f"{run_days[0]}..{run_days[-1]}"
+    x = apply_mask(stack, mask, f"HYCOM runs {span}")
+    leads = fields[-1]["lead"].values
+    aux = None
+    specs = aux_specs(tuple(corrector.manifest.aux_inputs))
+    if specs:
+        chans = []
+        for spec in specs:
+            vals = [archive.read_field(ctx.store, e.key).values for e in entries[spec.name]]
+            if spec.per_lead:  # (lead, lat, lon) per run
+                a = np.stack(vals, axis=1)
+            else:  # one field per run, the same for every lead
+                a = np.broadcast_to(np.stack(vals)[None], (len(leads), len(vals), *vals[0].shape))
+            chans.append(apply_mask(a, mask, f"{spec.name} for runs {span}"))
+        aux = np.stack(chans, axis=2)  # (lead, T, A, lat, lon)
+    valid = fields[-1]["valid_date"].values
+    corrected = corrector.correct(x, leads.astype(np.float32), aux, valid_days=valid)
+    return corrected, x[:, -1], valid
+
+
+def publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndarray,
+                     corrected: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Run the gate; returns the field to publish and the failed GateResult when falling back (else None).
+
+    With ``publication_fallback = "fail"`` a failed gate raises ProductError and nothing is published.
+    """
+    from bias_correction.errors import ProductError
+    from bias_correction.gate import check_publication
+
+    envelope = (corrector.manifest.raw.get("training") or {}).get("correction_envelope_degC")
+    result = check_publication(inputs=raw[:, None], raw=raw, corrected=corrected, mask=mask.values,
+                               providers_requested=ctx.settings.providers, active_provider=corrector.active_provider,
+                               envelope_degC=envelope)
+    if result.ok:
+        return corrected, None
+    if ctx.settings.publication_fallback == "raw":
+        LOG.warning("publication gate failed (%s); publishing raw HYCOM flagged as fallback", result.message())
+        return np.where(mask.values[None], raw, np.nan).astype(np.float32), result
+    raise ProductError(f"publication gate failed for model {corrector.manifest.model_id} "
+                       f"{corrector.manifest.version}: {result.message()}; nothing was published")
+
+
+def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
+    """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
+
+    Publication (``io.publish``): immutable versioned file + sidecar, per-day index last, then the
+    alias ``product_key``. A day re-published with another model or inputs gets a new version; the
+    previous one stays addressable.
+    """
+    from bias_correction.io import publish
+
+    run = run_time(day)
+    manifest = corrector.manifest
+    seq_len = int(manifest.seq_len)
+    mask = require_mask(ctx)
+    corrector.check_contract(ctx.grid, mask.sha256, seq_len)
+    run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
+    model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
+    digest = input_digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
+                           "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
+    region, model_id = ctx.settings.region.name, ctx.settings.model_id
+    key = product_key(region, run, model_id)
+    info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
+    current = publish.current_entry(ctx.store, region, run, model_id)
+    if current is not None and current.get("input_digest") == digest:
+        if not publish.alias_matches(ctx.store, key, current):  # a crash after the index: repair the alias
+            publish.refresh_alias(ctx.store, current["key"], key, {"input_digest": digest, "repaired": True})
+        LOG.info("product %s is up to date; nothing to do", key)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest, current["key"], current["sha256"]),
+                         provider="(not run)", **info_kwargs)
+    if current is None and existing_digest(ctx.store, key) == digest:  # published before the index existed
+        LOG.info("product %s is up to date; nothing to do", key)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
+    corrected, raw, valid_dates = infer(ctx, corrector, mask, entries, run_days)
+    corrected, gate = publication_gate(ctx, corrector, mask, raw, corrected)
+    leads = list(range(1, corrected.shape[0] + 1))
+    per_lead = manifest.residual_rmse_per_lead
+    calibrated = all(k in per_lead for k in leads)
+    uncertainty = np.array([per_lead[k] for k in leads]) if calibrated else None
+    provenance = product_provenance(
+        inputs=inputs, manifest=manifest, model_sha256=model_sha, config_fingerprint=ctx.settings.fingerprint(),
+        active_provider=corrector.active_provider, runtime=getattr(corrector, "runtime", "onnx"),
+        mask_sha256=mask.sha256, grid_id=ctx.grid.grid_id, region=region, run=run, input_digest=digest,
+        gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
+    )
+    ds = build_product(
+        run=run, grid=ctx.grid, mask=mask, region_name=region,
+        sst_corrected=corrected, sst_raw=raw, valid_dates=valid_dates,
+        provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
+        uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
+    )
+    if gate is not None:  # fallback: raw HYCOM published, flagged as such
+        ds.attrs.update(sstbc_fallback="raw_hycom", sstbc_gate_failures=gate.message(),
+                        summary=ds.attrs.get("summary", "") + " FALLBACK: the correction failed the publication gate "
+                        "and this file carries the uncorrected HYCOM forecast in sst.")
+    pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
+                                  product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
+    LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)
+    return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
+                     provider=corrector.active_provider, **info_kwargs)

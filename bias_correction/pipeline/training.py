@@ -1,0 +1,113 @@
+"""Training from the archive and export into the model store (gridded networks and tabular models)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bias_correction.config import Settings
+from bias_correction.errors import InputValidationError
+from bias_correction.inputs import aux_specs
+from bias_correction.io import archive
+from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.fill import archive_dates, training_inputs
+from bias_correction.sources.hycom import run_time
+from bias_correction.sources.oisst import PRELIMINARY
+
+
+def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, dict[str, int]]:
+    """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts."""
+    from bias_correction.training.dataset import build_samples
+
+    cfg = ctx.settings.training
+    seq_len = cfg.seq_len
+    aux, lag = training_inputs(ctx.settings)
+    run_days, oisst_days = archive_dates(start, end, seq_len, ctx.settings.lead_days, lag)
+    mask = require_mask(ctx)
+    runs = [run_time(d) for d in run_days]
+    hycom = archive.load_hycom_runs(ctx.store, ctx.grid, runs)
+    run_fields = {s.name: archive.load_hycom_runs(ctx.store, ctx.grid, runs, variable=s.variable)
+                  for s in aux_specs(aux) if s.per_lead}
+    if run_fields:  # keep the runs every same-run field has
+        common = hycom["run"].values
+        for field in run_fields.values():
+            common = np.intersect1d(common, field["run"].values)
+        hycom = hycom.sel(run=common)
+        run_fields = {n: f.sel(run=common) for n, f in run_fields.items()}
+    oisst, versions = archive.load_oisst_days(ctx.store, ctx.grid, oisst_days)
+    versions["preliminary_days"] = [str(t)[:10] for t, v in zip(oisst["time"].values, oisst.attrs["versions"], strict=True)
+                                    if v == PRELIMINARY]
+    samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len, aux_inputs=aux,
+                            oisst_lag_days=cfg.oisst_lag_days, **run_fields)
+    return samples, versions
+
+
+def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
+    """Train the configured model on runs ``start``..``end`` (chronological train/validation split).
+
+    Gridded networks write a checkpoint file; the tabular models (trees, statistical baselines,
+    ``training.tabular_export``) fit on the same samples and split and stage a verified package folder
+    as their checkpoint, which :func:`export_checkpoint` installs into the model store.
+    """
+    from bias_correction.training.dataset import split_chronological
+    from bias_correction.training.tabular_export import is_tabular_model, train_tabular
+    from bias_correction.training.train import train_model
+
+    cfg = ctx.settings.training
+    mask = require_mask(ctx)
+    samples, versions = training_samples(ctx, start, end)
+    train, val = split_chronological(samples, cfg.val_fraction, gap_days=cfg.seq_len)
+    out_dir = ctx.store.url(f"training/{ctx.settings.model_id}/{start:%Y%m%d}-{end:%Y%m%d}") if ctx.store.is_local else None
+    if out_dir is None:
+        raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
+    data_info = {"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
+                 "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
+                 "samples": {"train": len(train), "val": len(val)}}
+    if is_tabular_model(cfg.model):
+        return train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
+                             out_dir=Path(out_dir), data_info=data_info)
+    result = train_model(
+        train, val, cfg, grid=ctx.grid, mask_hash=mask.sha256, progress=progress,
+        data_info=data_info,
+        out_dir=Path(out_dir),
+    )
+    return {
+        "checkpoint": str(result.checkpoint), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds, "n_parameters": result.n_parameters,
+        "samples": {"train": len(train), "val": len(val)},
+        "val": {"rmse_raw": result.val_rmse_raw, "rmse_model": result.val_rmse_corrected},
+    }
+
+
+def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:
+    """Export a checkpoint to a model package in the model store (parity checked).
+
+    A gridded checkpoint file becomes an ONNX/TorchScript package; a tabular checkpoint (the package
+    folder ``sstbc train`` staged) is verified and installed as ``model_store/model_id/<new version>``.
+    """
+    from bias_correction.correction.package import load_manifest
+
+    if Path(checkpoint).is_dir():
+        from bias_correction.correction.tabular import load_tabular_manifest
+        from bias_correction.training.tabular_export import install_package
+
+        package = install_package(Path(checkpoint), Path(settings.model_store), settings.model_id)
+        manifest = load_tabular_manifest(package)
+        return {"package": str(package), "version": manifest.version, "kind": "tabular",
+                "architecture": manifest.architecture, "runtime": manifest.raw["runtime"],
+                "parity": manifest.raw["parity"]}
+    from bias_correction.training.export import export_package
+
+    package = export_package(checkpoint, Path(settings.model_store), settings.model_id)
+    manifest = load_manifest(package)
+    return {"package": str(package), "version": manifest.version, "parity": manifest.raw["parity"]}
+
+
+def train_and_export(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
+    """Train the configured model (gridded or tabular) and export it into the model store."""
+    trained = train_from_archive(ctx, start, end, progress=progress)
+    exported = export_checkpoint(ctx.settings, Path(trained["checkpoint"]))
+    return {"training": trained, "export": exported}

@@ -1,0 +1,119 @@
+"""Verification of published products against OISST: per-lead scores, the score table, plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bias_correction.errors import NotYetPublishedError
+from bias_correction.io import archive
+from bias_correction.io.netcdf import read_dataset
+from bias_correction.io.product import product_key
+from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.fill import archive_oisst_day
+from bias_correction.sources.hycom import run_time
+from bias_correction.sources.oisst import PRELIMINARY
+from bias_correction.verification.metrics import improvement_percent, scores
+
+
+def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict[str, Any]:
+    """Score a product against OISST of its valid days (and persistence of the day-before analysis).
+
+    Rows go to the score table (re-scored rows replace older ones, e.g. preliminary -> final).
+    Raises NotYetPublishedError when an OISST valid day is not published yet.
+    """
+    from bias_correction.verification.verify import ScoreTable, lead_scores, summary
+
+    mask = require_mask(ctx)
+    with ctx.store.local_path(key) as path:
+        ds = read_dataset(path, engine="netcdf4")
+    corrected, raw = ds["sst"].values, ds["sst_raw"].values
+    days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+    run = dt.datetime.fromisoformat(str(ds["forecast_reference_time"].values)[:19])
+    prov = json.loads(ds.attrs.get("sstbc_provenance", "{}"))
+    entries = [archive_oisst_day(ctx, d) for d in days]
+    truth = np.stack([archive.read_field(ctx.store, e.key).values for e in entries])
+    try:
+        pers_entry = archive_oisst_day(ctx, run.date() - dt.timedelta(days=1))
+        persistence = archive.read_field(ctx.store, pers_entry.key).values
+    except NotYetPublishedError:
+        persistence = None
+    rows = lead_scores(
+        run=run, model_id=str(prov.get("model_id", "")), model_version=str(prov.get("model_version", "")),
+        product_key=key, corrected=corrected, raw=raw, truth=truth,
+        truth_versions=[str(e.source.get("version")) for e in entries], valid_dates=days,
+        persistence=persistence, mask=mask.values,
+    )
+    if store_scores:
+        ScoreTable(ctx.store).upsert(rows)
+    pooled = summary(rows)
+    r, c = scores(raw, truth, mask.values), scores(corrected, truth, mask.values)
+    return {
+        "raw": r, "corrected": c, "improvement_percent": improvement_percent(r["rmse"], c["rmse"]),
+        "rmse_persistence": pooled.get("rmse_persistence"),
+        "oisst_versions": sorted({row.oisst_version for row in rows}),
+        "per_lead": [{"lead_day": row.lead, "valid_date": row.valid_date, "rmse_raw": row.rmse_raw,
+                      "rmse_corrected": row.rmse_corrected, "rmse_corrected_ci": [row.rmse_corrected_lo, row.rmse_corrected_hi],
+                      "rmse_persistence": row.rmse_persistence, "skill_vs_raw": row.skill_vs_raw,
+                      "skill_vs_persistence": row.skill_vs_persistence} for row in rows],
+    }
+
+def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """Score the products of runs ``start``..``end`` that are unscored, or scored against a
+    preliminary OISST day whose final analysis is now due. Days without OISST yet are pending."""
+    from bias_correction.verification.verify import ScoreTable, markdown_table
+
+    table = ScoreTable(ctx.store)
+    scored_rows = table.rows(model_id=ctx.settings.model_id)
+    by_product: dict[str, list[Any]] = {}
+    for r in scored_rows:
+        by_product.setdefault(r.product_key, []).append(r)
+    scored, pending, skipped = [], [], []
+    day = start
+    while day <= end:
+        key = product_key(ctx.settings.region.name, run_time(day), ctx.settings.model_id)
+        rows = by_product.get(key, [])
+        due = not rows or any(r.oisst_version == PRELIMINARY and ctx.oisst.final_expected(dt.date.fromisoformat(r.valid_date))
+                              for r in rows)
+        if not ctx.store.exists(key):
+            skipped.append(day.isoformat())
+        elif due:
+            try:
+                verify_product(ctx, key)
+                scored.append(day.isoformat())
+            except NotYetPublishedError as exc:
+                pending.append({"run": day.isoformat(), "reason": str(exc)})
+        day += dt.timedelta(days=1)
+    rows = [r for r in table.rows(model_id=ctx.settings.model_id) if start.isoformat() <= r.run[:10] <= end.isoformat()]
+    return {"scored": scored, "pending": pending, "no_product": skipped, "rows": len(rows),
+            "markdown": markdown_table(rows) if rows else "no verified product in this period"}
+
+
+def verification_plots(ctx: Context, start: dt.date, end: dt.date, out_dir: Path) -> list[str]:
+    """PNG plots of the period: RMSE by lead over time, and maps of mean correction and mean error."""
+    from bias_correction.verification.verify import ScoreTable, plot_maps, plot_rmse_by_lead
+
+    rows = [r for r in ScoreTable(ctx.store).rows(model_id=ctx.settings.model_id)
+            if start.isoformat() <= r.run[:10] <= end.isoformat()]
+    if not rows:
+        return []
+    paths = [plot_rmse_by_lead(rows, out_dir / f"rmse_by_lead_{start:%Y%m%d}_{end:%Y%m%d}.png")]
+    corr_sum = err_sum = None
+    count = 0
+    for key in sorted({r.product_key for r in rows}):
+        with ctx.store.local_path(key) as path:
+            ds = read_dataset(path, engine="netcdf4")
+        days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+        truth = np.stack([archive.read_field(ctx.store, archive.oisst_key(ctx.grid, d)).values for d in days])
+        corr = (ds["sst"].values - ds["sst_raw"].values).mean(axis=0)
+        err = (ds["sst"].values - truth).mean(axis=0)
+        corr_sum = corr if corr_sum is None else corr_sum + corr
+        err_sum = err if err_sum is None else err_sum + err
+        count += 1
+    paths.append(plot_maps(ctx.grid.lat, ctx.grid.lon, corr_sum / count, err_sum / count,
+                           out_dir / f"mean_correction_error_{start:%Y%m%d}_{end:%Y%m%d}.png"))
+    return [str(p) for p in paths]
