@@ -36,10 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bias_correction import zoo  # noqa: E402  (after the sys.path line: runs from a checkout)
+
+#: The default model (attention: tiled on large domains) and the first purely convolutional one.
+_ATTENTION = zoo.DEFAULT_MODEL
+_CONV = next(s.id for s in zoo.specs(zoo.GRIDDED) if not s.domain_dependent)
 CASES = {
-    "default": {"arch": "convgru-sa", "shape": (50, 50), "kw": {"features": 8, "hidden": 16, "kv_pool": 4}},
-    "1000x1000": {"arch": "convgru", "shape": (1000, 1000), "kw": {"features": 8, "hidden": 16}},
-    "1000x1000-tiled": {"arch": "convgru-sa", "shape": (50, 50), "domain": (1000, 1000),
+    "default": {"arch": _ATTENTION, "shape": (50, 50), "kw": {"features": 8, "hidden": 16, "kv_pool": 4}},
+    "1000x1000": {"arch": _CONV, "shape": (1000, 1000), "kw": {"features": 8, "hidden": 16}},
+    "1000x1000-tiled": {"arch": _ATTENTION, "shape": (50, 50), "domain": (1000, 1000),
                         "kw": {"features": 8, "hidden": 16, "kv_pool": 4}},
 }
 T, LEADS, VMIN, VMAX = 4, 7, 20.0, 32.0
@@ -74,7 +79,7 @@ def _export(case_name: str, workdir: str) -> str:
     path = Path(workdir) / f"{case_name}.onnx"
     if not path.exists():
         # Export at a small tile: the graph has dynamic H/W when the exporter allows it.
-        h, w = (48, 56) if case["arch"] == "convgru" else case["shape"]
+        h, w = (48, 56) if case["arch"] == _CONV else case["shape"]
         _export_onnx(_model(case), path, T, h, w, VMIN, VMAX)
     return str(path)
 
@@ -102,7 +107,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
         so.intra_op_num_threads = job["threads"]
         so.log_severity_level = 3
         if backend == "ort-cuda":
-            from bias_correction.correction.runtime import _CUDA_OPTIONS
+            from bias_correction.correction.session import _CUDA_OPTIONS
 
             sess = ort.InferenceSession(job["onnx"], so, providers=[("CUDAExecutionProvider", _CUDA_OPTIONS)])
             if "CUDAExecutionProvider" not in sess.get_providers():

@@ -94,7 +94,7 @@ def plan(settings: Settings, start: dt.date, end: dt.date, model_ids: list[str])
 
 @functools.lru_cache(maxsize=8)
 def _corrector(model_store: str, model_id: str, version: str, providers: str) -> Any:
-    from bias_correction.correction.runtime import load_corrector
+    from bias_correction.correction.base import load_corrector
 
     return load_corrector(model_store, model_id, version, providers)  # type: ignore[arg-type]
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bias_correction import zoo
 from bias_correction.errors import ConfigError
 from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES, anchor_input
 
@@ -138,7 +139,7 @@ class Orchestration(_Section):
 class Training(_Section):
     """Training defaults (models.md section 3.8 / 12), shared by every gridded model."""
 
-    model: str = "convgru-sa"
+    model: str = zoo.DEFAULT_MODEL
     seq_len: int = Field(4, ge=1, le=16, description="T: number of daily HYCOM fields per sample")
     features: int = Field(8, ge=1)
     hidden: int = Field(16, ge=1)
@@ -211,18 +212,15 @@ class Training(_Section):
         return tuple(self.aux_inputs) if self.aux_inputs is not None else default_aux_inputs(self.model)
 
 
-#: Models without learned inputs beyond HYCOM SST (statistical baselines).
-SST_ONLY_MODELS = frozenset({"mean-bias", "linear-regression", "quantile-mapping"})
+#: Models without learned inputs beyond HYCOM SST (statistical baselines), from ``bias_correction.zoo``.
+SST_ONLY_MODELS = frozenset(s.id for s in zoo.MODELS if not s.default_inputs)
 
 
 def default_aux_inputs(model: str) -> tuple[str, ...]:
-    """Default auxiliary inputs of a model: CA-ConvLSTM's stream 2 is HYCOM surf_el (models.md 6.3);
-    every other learned model also sees the latest OISST analysis; the statistical baselines see none."""
-    if model == "ca-convlstm":
-        return ("surf_el",)
-    if model in SST_ONLY_MODELS:
-        return ()
-    return ("oisst_latest",)
+    """Default auxiliary inputs of a model, as its ``bias_correction.zoo`` entry declares (CA-ConvLSTM's
+    stream 2 is HYCOM surf_el, models.md 6.3; the other learned models see the latest OISST analysis; the
+    statistical baselines none; an unknown model the latest OISST analysis)."""
+    return zoo.default_inputs(model)
 
 
 class Settings(BaseSettings):
@@ -239,7 +237,7 @@ class Settings(BaseSettings):
     #: Model store: one folder per model id and version (manifest, card, artifacts).
     model_store: str = "models"
     #: Model package id; defaults to ``training.model``, so one value selects what trains and what runs.
-    model_id: str = "convgru-sa"
+    model_id: str = zoo.DEFAULT_MODEL
     model_version: str = "latest"
     #: Execution providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda``/``tensorrt`` fail if not active.
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
@@ -263,7 +261,7 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and data.get("model_id") is None:
             tr = data.get("training") or {}
             model = tr.get("model") if isinstance(tr, dict) else getattr(tr, "model", None)
-            data = {**data, "model_id": model or "convgru-sa"}
+            data = {**data, "model_id": model or zoo.DEFAULT_MODEL}
         return data
 
     @field_validator("model_id")

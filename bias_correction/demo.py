@@ -43,7 +43,7 @@ def demo_settings(workdir: Path, oisst_base: str, ncss_base: str, plan: DemoPlan
 @contextlib.contextmanager
 def stand_in_upstream(workdir: Path, plan: DemoPlan) -> Iterator[Any]:
     """Start the loopback servers that stand in for NCEI and HYCOM THREDDS."""
-    from bias_correction.testing.server import StandInServer
+    from bias_correction.testing.standin import StandInServer
     from bias_correction.testing.twin import Twin, TwinConfig
 
     twin = Twin(TwinConfig(seed=plan.twin_seed))

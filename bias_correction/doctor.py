@@ -34,7 +34,7 @@ def _providers(settings: Settings) -> Check:
         import onnx
         from onnx import TensorProto, helper
 
-        from bias_correction.correction.runtime import create_session
+        from bias_correction.correction.session import create_session
 
         graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],

@@ -135,10 +135,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bias_correction import pipeline
 
     if getattr(args, "model", None):  # --model NAME overrides training.model for this run
-        from bias_correction.training.architectures import ARCHITECTURES
-        from bias_correction.training.tabular_export import TABULAR_MODELS
+        from bias_correction import zoo
 
-        known = sorted(set(ARCHITECTURES) | set(TABULAR_MODELS))
+        known = sorted(zoo.ids())
         if args.model not in known:
             raise ConfigError(f"unknown model {args.model!r}; known: {', '.join(known)}")
         follows = settings.model_id == settings.training.model  # model_id not set apart: it follows the model
@@ -166,6 +165,16 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     _emit(args, {"command": "benchmark", "out": str(args.out),
                  "rmse": {k: r["scores"]["overall"]["rmse"] for k, r in res["rows"].items()},
                  "total_seconds": res["total_seconds"]}, table)
+    return 0
+
+
+def cmd_hindcast(args: argparse.Namespace) -> int:
+    from bias_correction.training import hindcast, hindcast_config
+
+    res = hindcast.run_hindcast(hindcast_config.config_from_args(args), Path(args.out), progress=False)
+    _emit(args, {"command": "hindcast", "out": str(args.out),
+                 "rmse": {k: r["overall"]["rmse"] for k, r in res["rows"].items()},
+                 "total_seconds": res["total_seconds"]}, (Path(args.out) / "results.md").read_text())
     return 0
 
 
@@ -342,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_args(p)
     common(p)
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("hindcast", help="rolling-origin hindcast: fixed seasonal windows, seeds, paired CIs (twin)")
+    from bias_correction.training.hindcast_config import add_arguments as _hindcast_args
+
+    _hindcast_args(p)
+    common(p)
+    p.set_defaults(func=cmd_hindcast)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX, check parity and write a model package")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `sstbc train`")

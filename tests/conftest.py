@@ -18,7 +18,7 @@ for _k in [k for k in os.environ if k.startswith("SSTBC_")]:
     os.environ.pop(_k)
 
 from bias_correction.config import Settings, settings_from_dict  # noqa: E402
-from bias_correction.testing.server import StandInServer  # noqa: E402
+from bias_correction.testing.standin import StandInServer  # noqa: E402
 from bias_correction.testing.twin import Twin  # noqa: E402
 
 #: The stand-ins' clock: every day of early 2021 is published as final.

@@ -12,86 +12,73 @@ checked before anything else is trusted, ``MODEL_CARD.md``), written by
   conversion failed its parity check, loaded with ``lightgbm.Booster(model_file=...)``;
 * ``params.npz``: a statistical baseline's fitted parameters (``allow_pickle=False``).
 
-:class:`TabularCorrector` offers the :class:`~bias_correction.correction.runtime.Corrector` interface:
-the per-pixel features (``training.trees.features_from_arrays``: HYCOM lags, neighbourhood statistics,
+:class:`TabularCorrector` offers the :class:`~bias_correction.correction.base.Corrector` interface:
+the per-pixel features (``correction.tabular_apply.features_from_arrays``: HYCOM lags, neighbourhood statistics,
 lat/lon of the package's grid, day of year of ``valid_days``, lead, auxiliary inputs) are built here,
 so the daily pipeline calls every model the same way.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from bias_correction.correction.package import (
+from bias_correction import zoo
+from bias_correction.correction.gridded import PackageCorrector
+from bias_correction.correction.manifest import (
+    BOOSTER_FILE,
+    GRIDDED,
     MANIFEST_FILE,
+    ONNX_FILE,
+    PARAMS_FILE,
     SCHEMA2_FIELDS,
+    SCHEMA_VERSION,
+    TABULAR_FIELDS,
     Manifest,
+    grid_from_manifest,
+    kind_of,
     manifest_from_raw,
     read_manifest_json,
     verify_artifacts,
 )
-from bias_correction.correction.runtime import PROVIDER_CHOICES, Corrector
+from bias_correction.correction.manifest import TABULAR as KIND
+from bias_correction.correction.session import PROVIDER_CHOICES, create_session
+from bias_correction.correction.tabular_apply import feature_names, load_npz, predict_fields
 from bias_correction.errors import (
     ConfigError,
     ModelContractError,
     ProviderUnavailableError,
 )
-from bias_correction.grid.grids import RegularGrid
 
-KIND = "tabular"
-GRIDDED = "gridded"
-TREE_MODELS = ("lightgbm", "random-forest")
-BASELINE_MODELS = ("mean-bias", "linear-regression", "quantile-mapping")
-TABULAR_MODELS = TREE_MODELS + BASELINE_MODELS
 NATIVE = "native"
-ONNX_FILE = "model.onnx"
-BOOSTER_FILE = "lightgbm_booster.txt"
-PARAMS_FILE = "params.npz"
+TREE_MODELS = zoo.ids(zoo.TABULAR)
+BASELINE_MODELS = zoo.ids(zoo.BASELINE)
+TABULAR_MODELS = TREE_MODELS + BASELINE_MODELS
+
+
+def model_file_for(spec: zoo.ModelSpec, runtime: str) -> str | None:
+    """The artifact a tabular model ships for ``runtime`` (None: that runtime is not one of its own)."""
+    if not spec.is_tabular or runtime not in spec.runtimes:
+        return None
+    if runtime == "onnx":
+        return ONNX_FILE
+    return BOOSTER_FILE if spec.family == zoo.TABULAR else PARAMS_FILE
+
+
 #: Where each model's artifact may come from, by runtime.
-MODEL_FILES = {("random-forest", "onnx"): ONNX_FILE, ("lightgbm", "onnx"): ONNX_FILE,
-               ("lightgbm", NATIVE): BOOSTER_FILE,
-               **{(b, NATIVE): PARAMS_FILE for b in BASELINE_MODELS}}
-#: Fields a tabular manifest must have besides the schema-2 ones.
-TABULAR_FIELDS = ("kind", "model_file", "runtime", "architecture", "seq_len", "grid", "mask_sha256", "lead_days",
-                  "aux_inputs", "oisst_lag_days", "normalisation")
+MODEL_FILES = {(s.id, rt): str(model_file_for(s, rt)) for s in zoo.specs(zoo.TABULAR, zoo.BASELINE)
+               for rt in s.runtimes}
 
 #: (x [B,T,H,W], lead [B], valid [B] | None, aux [B,T,A,H,W] | None) -> corrected [B,H,W] degC.
 Predict = Callable[..., np.ndarray]
 
 
 def package_kind(package_dir: Path) -> str:
-    """"tabular" or "gridded" as the package's manifest declares (no ``kind`` = gridded).
-
-    Only a routing hint: an unreadable manifest answers "gridded" and the gridded loader then reports
-    it; a tabular package is verified in full by :func:`load_tabular_manifest`.
-    """
-    try:
-        raw = json.loads((Path(package_dir) / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return GRIDDED
-    kind = raw.get("kind", GRIDDED) if isinstance(raw, dict) else GRIDDED
-    if kind not in (GRIDDED, KIND):
-        raise ModelContractError(f"{Path(package_dir) / MANIFEST_FILE}: unknown package kind {kind!r} "
-                                 f"(expected {GRIDDED!r} or {KIND!r})")
-    return str(kind)
-
-
-def grid_from_manifest(grid: dict[str, Any], where: str = "manifest") -> RegularGrid:
-    """The :class:`RegularGrid` of a manifest's ``grid`` dict (its grid_id must match the parameters)."""
-    try:
-        g = RegularGrid(lat0=float(grid["lat0"]), lon0=float(grid["lon0"]), step=float(grid["step"]),
-                        nlat=int(grid["nlat"]), nlon=int(grid["nlon"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelContractError(f"{where}: grid needs lat0, lon0, step, nlat, nlon: {exc!r}") from None
-    if "grid_id" in grid and g.grid_id != grid["grid_id"]:
-        raise ModelContractError(f"{where}: grid parameters give grid id {g.grid_id}, the manifest says "
-                                 f"{grid['grid_id']}")
-    return g
+    """"tabular" or "gridded" as the package's manifest declares (no ``kind`` = gridded); a routing hint."""
+    return kind_of(package_dir)
 
 
 def load_tabular_manifest(path: Path) -> Manifest:
@@ -100,7 +87,7 @@ def load_tabular_manifest(path: Path) -> Manifest:
     if raw.get("kind") != KIND:
         raise ModelContractError(f"{mpath}: package kind {raw.get('kind', GRIDDED)!r} is not {KIND!r}")
     verify_artifacts(pkg, mpath, raw.get("artifacts"))
-    if raw.get("schema_version") != 2:
+    if raw.get("schema_version") != SCHEMA_VERSION:
         raise ModelContractError(f"{mpath}: tabular packages need schema_version 2, got {raw.get('schema_version')!r}")
     missing = [k for k in (*SCHEMA2_FIELDS, *TABULAR_FIELDS) if k not in raw]
     if missing:
@@ -117,6 +104,10 @@ def load_tabular_manifest(path: Path) -> Manifest:
     return manifest_from_raw(pkg, mpath, raw)
 
 
+def _grid(manifest: Manifest) -> Any:
+    return grid_from_manifest(manifest.grid, str(manifest.package_dir))
+
+
 def _check_request(manifest: Manifest, providers: str, runtime: str) -> None:
     who = f"model {manifest.model_id} {manifest.version} ({manifest.architecture}, tabular)"
     if providers not in PROVIDER_CHOICES:
@@ -127,24 +118,20 @@ def _check_request(manifest: Manifest, providers: str, runtime: str) -> None:
             "CPU TreeEnsemble operators, baselines numpy); set providers = 'auto' or 'cpu'")
     if runtime == "torchscript":
         raise ConfigError(f"runtime='torchscript' requested but {who} has no TorchScript artifact (its model is "
-                          f"{manifest.raw['model_file']}); set runtime = 'onnx' (tabular packages run on ONNX Runtime "
+                          f"{manifest.model_file}); set runtime = 'onnx' (tabular packages run on ONNX Runtime "
                           "or natively)")
     if runtime not in ("onnx", NATIVE):
         raise ConfigError(f"runtime must be 'onnx' or 'torchscript' (or 'native' for tabular packages), got {runtime!r}")
 
 
 def _tree_backend(manifest: Manifest) -> tuple[Predict, str, str, bool]:
-    from bias_correction.training.trees import feature_names, predict_fields
-
-    raw, pkg = manifest.raw, manifest.package_dir
+    pkg = manifest.package_dir
     names = feature_names(manifest.seq_len, manifest.aux_inputs)
-    if list(raw.get("features") or []) != names:
-        raise ModelContractError(f"{pkg}: manifest features {raw.get('features')} differ from the feature layout "
+    if list(manifest.features or []) != names:
+        raise ModelContractError(f"{pkg}: manifest features {manifest.features} differ from the feature layout "
                                  f"of this code {names}; re-export the model")
-    path = pkg / raw["model_file"]
-    if raw["runtime"] == "onnx":
-        from bias_correction.correction.runtime import create_session
-
+    path = manifest.model_path
+    if manifest.runtime == "onnx":
         try:
             sess, active = create_session(path, "cpu")
         except Exception as exc:  # noqa: BLE001 - an unloadable graph is a package problem
@@ -173,7 +160,7 @@ def _tree_backend(manifest: Manifest) -> tuple[Predict, str, str, bool]:
             return np.asarray(booster.predict(rows), dtype=np.float32)
 
         active = runtime = NATIVE
-    grid = grid_from_manifest(manifest.grid, str(pkg))
+    grid = _grid(manifest)
     lat, lon, aux_names = grid.lat, grid.lon, manifest.aux_inputs
 
     def predict(x: np.ndarray, lead: np.ndarray, valid: np.ndarray | None, aux: np.ndarray | None) -> np.ndarray:
@@ -183,9 +170,7 @@ def _tree_backend(manifest: Manifest) -> tuple[Predict, str, str, bool]:
 
 
 def _baseline_backend(manifest: Manifest) -> tuple[Predict, str, str, bool]:
-    from bias_correction.training.baselines import load_npz
-
-    model = load_npz(manifest.package_dir / manifest.raw["model_file"], expected=manifest.architecture)
+    model = load_npz(manifest.model_path, expected=manifest.architecture)
 
     def predict(x: np.ndarray, lead: np.ndarray, valid: np.ndarray | None, aux: np.ndarray | None) -> np.ndarray:
         return model.predict_arrays(x, lead, valid)
@@ -193,7 +178,7 @@ def _baseline_backend(manifest: Manifest) -> tuple[Predict, str, str, bool]:
     return predict, NATIVE, NATIVE, bool(model.needs_valid_days)
 
 
-class TabularCorrector(Corrector):
+class TabularCorrector(PackageCorrector):
     """A verified tabular package and its CPU backend (ONNX Runtime trees, LightGBM booster or numpy)."""
 
     __slots__ = ("_needs_valid_days",)
@@ -215,7 +200,7 @@ class TabularCorrector(Corrector):
         """
         manifest = load_tabular_manifest(Path(package_dir))
         _check_request(manifest, providers, runtime)
-        backend = _tree_backend if manifest.architecture in TREE_MODELS else _baseline_backend
+        backend = _tree_backend if zoo.get(manifest.architecture).family == zoo.TABULAR else _baseline_backend
         predict, active, rt, needs_valid = backend(manifest)
         return cls(manifest, predict, active, rt, needs_valid)
 
@@ -275,7 +260,14 @@ def load_tabular(package_dir: Path | str, providers: str = "auto", runtime: str 
 
 __all__ = [
     "BASELINE_MODELS",
+    "BOOSTER_FILE",
+    "GRIDDED",
     "KIND",
+    "MANIFEST_FILE",
+    "MODEL_FILES",
+    "NATIVE",
+    "ONNX_FILE",
+    "PARAMS_FILE",
     "TABULAR_MODELS",
     "TREE_MODELS",
     "TabularCorrector",

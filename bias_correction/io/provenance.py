@@ -110,7 +110,6 @@ def product_provenance(
     input_digest: str, gate_failure: str | None, uncertainty_calibrated: bool,
 ) -> dict[str, Any]:
     """The provenance record of a product (global attribute ``sstbc_provenance`` and the sidecar)."""
-    raw = getattr(manifest, "raw", {}) or {}
     return {
         "inputs": inputs, "model_id": manifest.model_id, "model_version": manifest.version,
         "model_sha256": model_sha256, "code_version": code_version(),
@@ -121,7 +120,7 @@ def product_provenance(
         "uncertainty_method": ("calibrated validation residual statistics (per-lead RMS of corrected - OISST, "
                                "model validation period)") if uncertainty_calibrated
         else "fallback: RMS of the applied correction",
-        "training_data_versions": (raw.get("training") or {}).get("data_versions"),
+        "training_data_versions": manifest.data_versions,
         "parity": {k: {kk: v.get(kk) for kk in ("max_abs_diff_degC", "rmse_diff_degC", "skipped") if kk in v}
-                   for k, v in (raw.get("parity") or {}).items() if isinstance(v, dict)},
+                   for k, v in (manifest.parity or {}).items() if isinstance(v, dict)},
     }

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bias_correction.config import Settings
 from bias_correction.errors import InputValidationError
@@ -16,6 +16,9 @@ from bias_correction.grid.regrid import Regridder
 from bias_correction.sources.hycom import HycomSource
 from bias_correction.sources.oisst import OisstSource, _utc_today
 from bias_correction.storage import Store
+
+if TYPE_CHECKING:
+    from bias_correction.correction.base import Corrector
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ def require_mask(ctx: Context) -> OceanMask:
     return mask
 
 
-def load_corrector(settings: Settings) -> Any:
+def load_corrector(settings: Settings) -> Corrector:
     """The configured model package, verified (sha256 of every artifact), on the configured runtime/provider."""
-    from bias_correction.correction.runtime import load_corrector as _load
+    from bias_correction.correction.base import load_corrector as _load
 
     return _load(settings.model_store, settings.model_id, settings.model_version, settings.providers, settings.runtime)

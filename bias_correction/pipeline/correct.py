@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import bias_correction
+from bias_correction.correction.base import Corrector
 from bias_correction.grid.mask import OceanMask, apply_mask
 from bias_correction.inputs import HYCOM_SST, aux_specs
 from bias_correction.io import archive
@@ -66,7 +67,7 @@ def run_inputs(ctx: Context, day: dt.date, seq_len: int, aux_inputs: tuple[str, 
     return run_days, entries, records
 
 
-def infer(ctx: Context, corrector: Any, mask: OceanMask, entries: dict[str, list[ArchiveEntry]],
+def infer(ctx: Context, corrector: Corrector, mask: OceanMask, entries: dict[str, list[ArchiveEntry]],
           run_days: list[dt.date]) -> tuple[np.ndarray, np.ndarray, Any]:
     """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch."""
     fields = [archive.read_field(ctx.store, e.key) for e in entries[HYCOM_SST.name]]
@@ -91,7 +92,7 @@ def infer(ctx: Context, corrector: Any, mask: OceanMask, entries: dict[str, list
     return corrected, x[:, -1], valid
 
 
-def publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndarray,
+def publication_gate(ctx: Context, corrector: Corrector, mask: OceanMask, raw: np.ndarray,
                      corrected: np.ndarray) -> tuple[np.ndarray, Any]:
     """Run the gate; returns the field to publish and the failed GateResult when falling back (else None).
 
@@ -100,7 +101,7 @@ def publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndar
     from bias_correction.errors import ProductError
     from bias_correction.gate import check_publication
 
-    envelope = (corrector.manifest.raw.get("training") or {}).get("correction_envelope_degC")
+    envelope = corrector.manifest.correction_envelope_degC
     result = check_publication(inputs=raw[:, None], raw=raw, corrected=corrected, mask=mask.values,
                                providers_requested=ctx.settings.providers, active_provider=corrector.active_provider,
                                envelope_degC=envelope)
@@ -113,7 +114,7 @@ def publication_gate(ctx: Context, corrector: Any, mask: OceanMask, raw: np.ndar
                        f"{corrector.manifest.version}: {result.message()}; nothing was published")
 
 
-def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
+def correct_run(ctx: Context, day: dt.date, corrector: Corrector) -> RunResult:
     """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
 
     Publication (``io.publish``): immutable versioned file + sidecar, per-day index last, then the
@@ -128,7 +129,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     mask = require_mask(ctx)
     corrector.check_contract(ctx.grid, mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
-    model_sha = {name: a["sha256"] for name, a in manifest.raw["artifacts"].items()}
+    model_sha = manifest.artifact_sha256
     digest = input_digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
                            "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
     region, model_id = ctx.settings.region.name, ctx.settings.model_id
@@ -152,7 +153,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Any) -> RunResult:
     uncertainty = np.array([per_lead[k] for k in leads]) if calibrated else None
     provenance = product_provenance(
         inputs=inputs, manifest=manifest, model_sha256=model_sha, config_fingerprint=ctx.settings.fingerprint(),
-        active_provider=corrector.active_provider, runtime=getattr(corrector, "runtime", "onnx"),
+        active_provider=corrector.active_provider, runtime=corrector.runtime,
         mask_sha256=mask.sha256, grid_id=ctx.grid.grid_id, region=region, run=run, input_digest=digest,
         gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
     )

@@ -24,15 +24,16 @@ def preliminary_days(ctx: Context) -> list[dt.date]:
 
 def derived_from_preliminary(ctx: Context) -> dict[str, Any]:
     """What rests on preliminary OISST: archived days, and model packages trained with such days."""
-    from bias_correction.correction.package import list_versions, load_manifest
+    from bias_correction.correction.manifest import load_manifest
+    from bias_correction.correction.package import list_versions
 
     days = preliminary_days(ctx)
     models = []
     store = Path(ctx.settings.model_store)
     for model_dir in sorted(p for p in store.glob("*") if p.is_dir()) if store.exists() else []:
         for version in list_versions(store, model_dir.name):
-            raw = load_manifest(model_dir / version).raw
-            used = raw.get("training", {}).get("data", {}).get("preliminary_days", [])
+            training = load_manifest(model_dir / version).training
+            used = ((training.data if training else None) or {}).get("preliminary_days", [])
             if used:
                 models.append({"model_id": model_dir.name, "version": version, "preliminary_days": used})
     return {"oisst_preliminary_days": [d.isoformat() for d in days], "models": models}

@@ -28,7 +28,7 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
     ``product`` is a local path or a key in the storage root. Returns the max |difference| of ``sst``
     over ocean against the published file; ``ok`` when within :data:`REPLAY_TOLERANCE_DEGC`.
     """
-    from bias_correction.correction.runtime import load_corrector as _load
+    from bias_correction.correction.base import load_corrector as _load
 
     local = Path(product)
     if local.is_file():

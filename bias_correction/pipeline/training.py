@@ -53,8 +53,9 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     as their checkpoint, which :func:`export_checkpoint` installs into the model store.
     """
     from bias_correction.training.dataset import split_chronological
-    from bias_correction.training.tabular_export import is_tabular_model, train_tabular
+    from bias_correction.training.tabular_export import train_tabular
     from bias_correction.training.train import train_model
+    from bias_correction.zoo import is_tabular
 
     cfg = ctx.settings.training
     mask = require_mask(ctx)
@@ -66,7 +67,7 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     data_info = {"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
                  "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
                  "samples": {"train": len(train), "val": len(val)}}
-    if is_tabular_model(cfg.model):
+    if is_tabular(cfg.model):
         return train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
                              out_dir=Path(out_dir), data_info=data_info)
     result = train_model(
@@ -88,22 +89,20 @@ def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:
     A gridded checkpoint file becomes an ONNX/TorchScript package; a tabular checkpoint (the package
     folder ``sstbc train`` staged) is verified and installed as ``model_store/model_id/<new version>``.
     """
-    from bias_correction.correction.package import load_manifest
+    from bias_correction.correction.manifest import load_manifest
 
     if Path(checkpoint).is_dir():
-        from bias_correction.correction.tabular import load_tabular_manifest
         from bias_correction.training.tabular_export import install_package
 
         package = install_package(Path(checkpoint), Path(settings.model_store), settings.model_id)
-        manifest = load_tabular_manifest(package)
-        return {"package": str(package), "version": manifest.version, "kind": "tabular",
-                "architecture": manifest.architecture, "runtime": manifest.raw["runtime"],
-                "parity": manifest.raw["parity"]}
+        manifest = load_manifest(package)
+        return {"package": str(package), "version": manifest.version, "kind": manifest.kind,
+                "architecture": manifest.architecture, "runtime": manifest.runtime, "parity": manifest.parity}
     from bias_correction.training.export import export_package
 
     package = export_package(checkpoint, Path(settings.model_store), settings.model_id)
     manifest = load_manifest(package)
-    return {"package": str(package), "version": manifest.version, "parity": manifest.raw["parity"]}
+    return {"package": str(package), "version": manifest.version, "parity": manifest.parity}
 
 
 def train_and_export(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:

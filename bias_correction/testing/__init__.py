@@ -20,7 +20,9 @@ from bias_correction.testing.formats import (
     write_hycom_ssh_ncss,
     write_oisst,
 )
-from bias_correction.testing.server import FAULT_KINDS, FaultPlan, RequestRecord, StandInServer
+from bias_correction.testing.standin.app import StandInServer
+from bias_correction.testing.standin.faults import FAULT_KINDS, FaultPlan
+from bias_correction.testing.standin.server import RequestRecord
 from bias_correction.testing.twin import Twin, TwinConfig
 
 __all__ = [

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bias_correction import zoo
 from bias_correction.errors import ConfigError
 
 #: Input channels per time step fed to the core by :class:`CorrectionModule`:
@@ -499,19 +500,15 @@ class CAConvLSTM(nn.Module):
         return (x_last + self.head(self.dec(top))) * mask
 
 
+#: Model id -> core network class, from the registry (``bias_correction.zoo``: each gridded spec's
+#: ``build`` names a class of this module).
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "convgru-sa": ConvGRUSA,
-    "convgru": ConvGRU,
-    "convlstm": ConvLSTM,
-    "cbam-convlstm-at": CBAMConvLSTMAT,
-    "faconvlstm": FAConvLSTM,
-    "ca-convlstm": CAConvLSTM,
-}
+    s.id: globals()[str(s.build).partition(":")[2]] for s in zoo.specs(zoo.GRIDDED)}
 #: Architectures whose output at a cell does not depend on the domain size (pure convolutions): they
 #: run on any H/W without tiling. Every other one runs on its training tile (attention, pooled stats).
-DOMAIN_INDEPENDENT = frozenset({"convgru", "convlstm"})
+DOMAIN_INDEPENDENT = frozenset(s.id for s in zoo.specs(zoo.GRIDDED) if not s.domain_dependent)
 #: Architectures with full H*W attention maps: keys/values are pooled automatically on large tiles.
-KV_POOLED = frozenset({"convgru-sa", "ca-convlstm"})
+KV_POOLED = frozenset(s.id for s in zoo.specs(zoo.GRIDDED) if s.kv_pooled)
 
 
 def build_model(name: str, **kw: Any) -> nn.Module:

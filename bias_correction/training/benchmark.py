@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bias_correction.inputs import OISST_LATEST, SURF_EL
+from bias_correction import zoo
+
 if TYPE_CHECKING:  # heavy imports (torch, xarray) stay lazy: the CLI builds its parser from this module
     import torch
 
@@ -36,15 +39,12 @@ if TYPE_CHECKING:  # heavy imports (torch, xarray) stay lazy: the CLI builds its
 
 LOG = logging.getLogger(__name__)
 
-GRIDDED = ["convgru-sa", "convgru", "convlstm", "cbam-convlstm-at", "faconvlstm", "ca-convlstm"]
-STATISTICAL = ["mean-bias", "linear-regression", "quantile-mapping"]
-TREES = ["lightgbm", "random-forest"]
+GRIDDED = list(zoo.ids(zoo.GRIDDED))
+STATISTICAL = list(zoo.ids(zoo.BASELINE))
+TREES = list(zoo.ids(zoo.TABULAR))
 ALL_MODELS = GRIDDED + TREES + STATISTICAL
 REFERENCE = ["raw-hycom", "persistence", "oracle-floor"]
-LABELS = {"convgru-sa": "ConvGRU-SA", "convgru": "ConvGRU", "convlstm": "ConvLSTM",
-          "cbam-convlstm-at": "3DCNN-CBAM-ConvLSTM-AT", "faconvlstm": "FAConvLSTM", "ca-convlstm": "CA-ConvLSTM*",
-          "lightgbm": "LightGBM", "random-forest": "Random Forest", "mean-bias": "mean bias (lead, doy window)",
-          "linear-regression": "linear regression (pixel, lead)", "quantile-mapping": "quantile mapping (lead, xsdba)",
+LABELS = {**{s.id: s.label for s in zoo.MODELS},
           "raw-hycom": "raw HYCOM", "persistence": "persistence (latest OISST: run day - 1)",
           "oracle-floor": "oracle floor (twin)"}
 
@@ -75,12 +75,19 @@ class BenchConfig:
     oisst_lag_days: int = 1  # the latest OISST at forecast time (aux input and persistence): day of run - this
     #: Auxiliary inputs per model; a model not listed gets config.default_aux_inputs(model).
     aux_inputs: dict[str, list[str]] = field(default_factory=dict)
-    arch_overrides: dict[str, dict[str, Any]] = field(default_factory=lambda: {"ca-convlstm": {"layers": 1}})
+    arch_overrides: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {s.id: dict(s.bench_overrides) for s in zoo.MODELS if s.bench_overrides})
 
 
 # ----------------------------------------------------------------------------------------------- data
-def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4) -> dict[str, Any]:
-    """HYCOM (run, lead, lat, lon), OISST (time, lat, lon), mask and the unpredictable error, in degC."""
+def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4, *, twin: Any = None,
+                 region: Any = None, step: float = 0.08, preliminary: bool = False) -> dict[str, Any]:
+    """HYCOM (run, lead, lat, lon), OISST (time, lat, lon), mask and the unpredictable error, in degC.
+
+    ``twin`` (default ``Twin()``) and ``region`` (default ``Region()``) choose the synthetic ocean and the
+    box; ``preliminary=True`` adds ``oisst_preliminary``: the as-issued analyses of the same days (what
+    operations feed as inputs at run time; ``oisst`` stays the final version, the verifying target).
+    """
     import pandas as pd
     import xarray as xr
 
@@ -88,8 +95,8 @@ def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4)
     from bias_correction.grid.grids import target_grid
     from bias_correction.testing.twin import Twin
 
-    tw = Twin()
-    grid = target_grid(Region(), 0.08)
+    tw = Twin() if twin is None else twin
+    grid = target_grid(Region() if region is None else region, step)
     lat, lon = grid.lat, grid.lon
     ocean = ~np.asarray(tw.land(lat, lon), dtype=bool)
     runs = pd.date_range(start, end, freq="D")
@@ -110,16 +117,23 @@ def twin_dataset(start: dt.date, end: dt.date, leads: int = 7, seq_len: int = 4)
     days = pd.date_range(first, pd.Timestamp(end) + pd.Timedelta(days=leads))
     oi = np.stack([tw.oisst(d.date(), lat, lon)["sst"] for d in days]).astype(np.float32)
     coords = {"lat": lat, "lon": lon}
-    return {
+    extra: dict[str, Any] = {}
+    if preliminary:
+        prelim = np.stack([tw.oisst(d.date(), lat, lon, preliminary=True)["sst"] for d in days]).astype(np.float32)
+        extra["oisst_preliminary"] = xr.DataArray(prelim, dims=("time", "lat", "lon"),
+                                                  coords={"time": days.values, **coords})
+    return {**extra,
         "grid": grid,
         "hycom": xr.DataArray(hy, dims=("run", "lead", "lat", "lon"),
                               coords={"run": (runs + pd.Timedelta(hours=12)).values,
                                       "lead": np.arange(1, leads + 1), **coords}),
         "oisst": xr.DataArray(oi, dims=("time", "lat", "lon"), coords={"time": days.values, **coords}),
         "mask": xr.DataArray(ocean, dims=("lat", "lon"), coords=coords),
-        "surf_el": None if ssh is None else xr.DataArray(ssh, dims=("run", "lead", "lat", "lon"),
-                                                         coords={"run": (runs + pd.Timedelta(hours=12)).values,
-                                                                 "lead": np.arange(1, leads + 1), **coords}),
+        # same-run auxiliary fields the twin provides, by input name (build_samples' run_fields)
+        "run_fields": {} if ssh is None else {
+            SURF_EL.name: xr.DataArray(ssh, dims=("run", "lead", "lat", "lon"),
+                                       coords={"run": (runs + pd.Timedelta(hours=12)).values,
+                                               "lead": np.arange(1, leads + 1), **coords})},
         "unpredictable": unpred, "run_days": runs.values.astype("datetime64[D]"),
     }
 
@@ -213,19 +227,20 @@ def _gridded(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test
     if cfg.export:
         import onnxruntime as ort
 
+        from bias_correction.correction.manifest import load_manifest
         from bias_correction.training.export import export_package
 
         pkg = export_package(res.checkpoint, out_dir / "models", name.replace("-", "_"), "bench")
-        man = json.loads((pkg / "manifest.json").read_text())
-        sess = ort.InferenceSession(str(pkg / "model.onnx"), providers=["CPUExecutionProvider"])
+        man = load_manifest(pkg)
+        sess = ort.InferenceSession(str(man.model_path), providers=["CPUExecutionProvider"])
 
         def ort_pred(s: SampleSet) -> np.ndarray:
             feed = {"sst": s.x.astype(np.float32), "lead_days": s.lead.astype(np.float32)}
             if s.aux is not None:
                 feed["aux"] = s.aux.astype(np.float32)
             return sess.run(None, feed)[0]
-        row.update({"onnx_parity_max_abs_degC": man["parity"]["cpu"]["max_abs_diff_degC"],
-                    "torchscript_parity_max_abs_degC": man["parity"]["torchscript"]["max_abs_diff_degC"],
+        row.update({"onnx_parity_max_abs_degC": man.parity["cpu"]["max_abs_diff_degC"],
+                    "torchscript_parity_max_abs_degC": man.parity["torchscript"]["max_abs_diff_degC"],
                     "infer_seconds_per_run": _time_per_run(ort_pred, test, cfg.leads),
                     "infer_runtime": "ONNX Runtime CPU", "package": str(pkg)})
     return {"pred": pred, **row}
@@ -235,8 +250,7 @@ def _tree(name: str, cfg: BenchConfig, train: SampleSet, val: SampleSet, test: S
           out_dir: Path) -> dict[str, Any]:
     from bias_correction.training.trees import TreeModel
 
-    kw = ({"n_estimators": cfg.lgbm_estimators} if name == "lightgbm"
-          else {"n_estimators": cfg.rf_estimators, "max_depth": cfg.rf_max_depth})
+    kw = {arg: getattr(cfg, attr) for arg, attr in zoo.get(name).bench_params.items()}
     t0 = time.perf_counter()
     m = TreeModel(name, max_rows=cfg.tree_rows, seed=cfg.seed, **kw).fit(train, val, lat=grid.lat, lon=grid.lon)
     secs = time.perf_counter() - t0
@@ -309,7 +323,7 @@ def plot(result: dict[str, Any], maps: dict[str, np.ndarray], path: Path) -> Non
         pl = r["scores"]["per_lead"]
         ks = sorted(int(k) for k in pl)
         ax.plot(ks, [pl[str(k)]["rmse"] for k in ks], marker="o", label=LABELS.get(name, name),
-                lw=2.5 if name == "convgru-sa" else 1.2, ls="--" if name in REFERENCE else "-")
+                lw=2.5 if name == zoo.DEFAULT_MODEL else 1.2, ls="--" if name in REFERENCE else "-")
     ax.set_xlabel("lead day"); ax.set_ylabel("RMSE vs OISST (°C)"); ax.set_title("Test-period RMSE by lead")
     ax.legend(fontsize=7, ncol=3); ax.grid(alpha=0.3)
     vmax = float(np.nanmax(maps["raw-hycom"])) if "raw-hycom" in maps else None
@@ -341,9 +355,9 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, prog
         raise ConfigError(f"unknown benchmark models {sorted(unknown)}; known: {', '.join(ALL_MODELS)}")
     t0 = time.perf_counter()
     data = twin_dataset(cfg.start, cfg.end, cfg.leads, cfg.seq_len)
-    available = ("oisst_latest",) + (("surf_el",) if data["surf_el"] is not None else ())
+    available = (OISST_LATEST.name, *data["run_fields"])
     samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len, aux_inputs=available,
-                            oisst_lag_days=cfg.oisst_lag_days, surf_el=data["surf_el"])
+                            oisst_lag_days=cfg.oisst_lag_days, **data["run_fields"])
     train, val, test = split_three(samples, cfg.val_fraction, cfg.test_fraction, gap_days=cfg.seq_len)
     data_seconds = time.perf_counter() - t0
     grid = data["grid"]
@@ -381,8 +395,9 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, *, resume: bool = False, prog
             LOG.info("%s: reused %s", name, cache)
             continue
         aux = tuple(cfg.aux_inputs.get(name, default_aux_inputs(name)))
-        if "surf_el" in aux and "surf_el" not in available:
-            raise ConfigError(f"{name}: surf_el requested but the twin provides no HYCOM surf_el")
+        missing = [a for a in aux if a not in available]
+        if missing:
+            raise ConfigError(f"{name}: auxiliary input(s) {missing} requested but the twin does not provide them")
         tr, va, te = (s.with_aux(aux) for s in (train, val, test))
         LOG.info("benchmark: %s (auxiliary inputs %s)", name, list(aux) or "none")
         if name in GRIDDED:

@@ -28,16 +28,12 @@ from bias_correction.inputs import AUX_INPUTS as INPUT_REGISTRY
 
 _DAY = np.timedelta64(1, "D")
 
-#: Auxiliary input name -> (units, meaning), read from the input registry (for manifest writers).
-AUX_INPUTS: dict[str, tuple[str, str]] = {n: (s.units, s.description) for n, s in INPUT_REGISTRY.items()}
-
-
 def check_aux_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validated tuple of auxiliary input names (unknown or repeated names fail with the known list)."""
     out = tuple(names)
     bad = [n for n in out if n not in INPUT_REGISTRY]
     if bad or len(set(out)) != len(out):
-        raise ConfigError(f"auxiliary inputs {list(out)} invalid; known (each at most once): {', '.join(AUX_INPUTS)}")
+        raise ConfigError(f"auxiliary inputs {list(out)} invalid; known (each at most once): {', '.join(INPUT_REGISTRY)}")
     return out
 
 
@@ -51,7 +47,7 @@ class SampleSet:
     run: np.ndarray  # [N] datetime64[D], day of the last run R
     valid: np.ndarray  # [N] datetime64[D], R + lead
     mask: np.ndarray  # [H, W] bool, True = ocean (the region mask used to build the set)
-    aux: np.ndarray | None = None  # [N, T, A, H, W] auxiliary inputs (units per AUX_INPUTS), NaN on land
+    aux: np.ndarray | None = None  # [N, T, A, H, W] auxiliary inputs (units per bias_correction.inputs), NaN on land
     aux_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
@@ -108,12 +104,15 @@ def _check_coords(a: xr.DataArray, b: xr.DataArray, what: str) -> None:
 
 def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, seq_len: int, *,
                   aux_inputs: Sequence[str] = (), oisst_lag_days: int = 1,
-                  **run_fields: xr.DataArray) -> SampleSet:
+                  issued_oisst: xr.DataArray | None = None, **run_fields: xr.DataArray) -> SampleSet:
     """Every complete (run, lead) sample, sorted by valid day, then lead, then run.
 
     hycom (run, lead, lat, lon) degC; oisst (time, lat, lon) degC; mask (lat, lon) bool, True = ocean.
     ``run_fields``: per same-run auxiliary input named in ``aux_inputs``, its (run, lead, lat, lon)
     field in the input's units, covering the same runs and leads as hycom.
+    ``issued_oisst`` (time, lat, lon) degC: the analyses as operations had them at run time (the
+    preliminary version) for the analysis-type auxiliary inputs; targets stay ``oisst`` (the final).
+    None = ``oisst`` for both.
     A field counts as missing when it has no finite value over the ocean; a sample with any missing
     input (aux included) is skipped.
     """
@@ -138,6 +137,16 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     hy = np.where(ocean, hy, np.float32(np.nan))
     oi = np.asarray(oisst.transpose("time", "lat", "lon").values, dtype=np.float32)
     oi = np.where(ocean, oi, np.float32(np.nan))
+    oi_in, oi_in_index = oi, None  # the analyses fed as inputs (as issued), by day
+    if issued_oisst is not None:
+        if set(issued_oisst.dims) != {"time", "lat", "lon"}:
+            raise InputValidationError(f"issued_oisst must have dims ['lat', 'lon', 'time'], got {list(issued_oisst.dims)}")
+        _check_coords(hycom, issued_oisst, "issued_oisst")
+        oi_in = np.where(ocean, np.asarray(issued_oisst.transpose("time", "lat", "lon").values, dtype=np.float32),
+                         np.float32(np.nan))
+        in_days = _days(issued_oisst["time"].values)
+        in_ok = np.isfinite(oi_in).any(axis=(1, 2))
+        oi_in_index = {d: i for i, d in enumerate(in_days.tolist()) if in_ok[i]}
     run_days = _days(hycom["run"].values)
     leads = np.asarray(hycom["lead"].values).astype(int)
     oi_days = _days(oisst["time"].values)
@@ -149,6 +158,7 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     oi_ok = np.isfinite(oi).any(axis=(1, 2))
     run_index = {d: i for i, d in enumerate(run_days.tolist())}
     oi_index = {d: i for i, d in enumerate(oi_days.tolist()) if oi_ok[i]}
+    in_index = oi_index if oi_in_index is None else oi_in_index
     per_run: dict[str, np.ndarray] = {}  # same-run inputs: (run, lead, lat, lon), NaN off the ocean
     for spec in specs:
         if not spec.per_lead:
@@ -171,7 +181,7 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
         window = [run_index.get(d) for d in window_days]
         if any(w is None for w in window):
             continue
-        latest = [oi_index.get(d - lag) for d in window_days]
+        latest = [in_index.get(d - lag) for d in window_days]
         if needs_analysis and any(o is None for o in latest):
             continue
         for l_i, k in enumerate(leads.tolist()):
@@ -186,7 +196,7 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
             if aux_names:
                 chans = []
                 for spec in specs:
-                    chans.append(per_run[spec.name][window, l_i] if spec.per_lead else oi[latest])  # type: ignore[index]
+                    chans.append(per_run[spec.name][window, l_i] if spec.per_lead else oi_in[latest])  # type: ignore[index]
                 auxs.append(np.stack(chans, axis=1))  # [T, A, H, W]
             xs.append(hy[window, l_i])
             ls.append(int(k))

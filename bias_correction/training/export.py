@@ -13,7 +13,6 @@ H/W are dynamic -- an odd non-square shape): max |diff| <= 0.01 and RMSE of the 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -30,18 +29,25 @@ import onnxruntime as ort
 import torch
 
 import bias_correction
+from bias_correction import zoo
+from bias_correction.correction.manifest import (  # noqa: F401  (file names re-exported for callers)
+    CARD_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SCHEMA_VERSION,
+    TORCHSCRIPT_FILE,
+    Manifest,
+    artifact_entry,
+    utc_stamp,
+    utc_version,
+)
 from bias_correction.errors import ConfigError, ModelContractError
-from bias_correction.hashing import sha256_file
+from bias_correction.hashing import sha256_file  # noqa: F401  (re-exported)
 from bias_correction.io.provenance import code_version
-from bias_correction.training.architectures import DOMAIN_INDEPENDENT, CorrectionModule
-from bias_correction.training.dataset import AUX_INPUTS
+from bias_correction.training.architectures import CorrectionModule
+from bias_correction.inputs import aux_input
 from bias_correction.training.train import FRAMING, load_checkpoint
 
-MODEL_FILE = "model.onnx"
-TORCHSCRIPT_FILE = "model.ts"
-MANIFEST_FILE = "manifest.json"
-CARD_FILE = "MODEL_CARD.md"
-SCHEMA_VERSION = 2
 #: Export-time parity gate, torch fp32 vs ORT fp32 (CPU; CUDA with TF32 off), degC over ocean.
 PARITY_MAX_ABS_DEGC = 0.01
 PARITY_RMSE_DEGC = 0.001
@@ -49,11 +55,6 @@ INPUT_NAMES = ["sst", "lead_days"]
 OUTPUT_NAMES = ["sst_corrected"]
 
 log = logging.getLogger(__name__)
-
-
-def utc_version(now: dt.datetime | None = None) -> str:
-    """Sortable UTC version string, e.g. ``20210501T120000Z``."""
-    return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
 def input_names(model: CorrectionModule) -> list[str]:
@@ -206,7 +207,7 @@ def parity_check(model: CorrectionModule, onnx_path: Path, t: int, h: int, w: in
 def parity_check_cuda(model: CorrectionModule, onnx_path: Path, t: int, h: int, w: int,
                       vmin: float, vmax: float, dynamic_hw: bool = False) -> dict[str, Any]:
     """torch CUDA vs ORT CUDA, TF32 off on both sides; {"skipped": why} where CUDA is not active."""
-    from bias_correction.correction.runtime import CUDA, create_session
+    from bias_correction.correction.session import CUDA, create_session
     from bias_correction.errors import ProviderUnavailableError
 
     if not torch.cuda.is_available():
@@ -405,7 +406,7 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
         cuda_parity = parity_check_cuda(model, onnx_path, t, h, w, vmin, vmax, dynamic_hw)
         leads = [int(k) for k in (meta.get("lead_days") or range(1, 8))]
         residuals = _residual_stats(meta.get("val_scores"), leads)
-        manifest: dict[str, Any] = {
+        manifest = Manifest(**{
             "schema_version": SCHEMA_VERSION,
             "model_id": model_id,
             "version": version,
@@ -415,7 +416,7 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "framing": meta.get("framing", FRAMING),
             "inputs": [{"name": "sst", "units": "degC", "shape": ["batch", t, h, w]},
                        {"name": "lead_days", "units": "days", "shape": ["batch"]},
-                       *([{"name": "aux", "units": [AUX_INPUTS[a][0] for a in aux_names],
+                       *([{"name": "aux", "units": [aux_input(a).units for a in aux_names],
                            "channels": aux_names, "shape": ["batch", t, len(aux_names), h, w]}] if aux_names else [])],
             "aux_inputs": aux_names,
             "oisst_lag_days": lag,
@@ -424,12 +425,12 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
                 {"name": "sst", "source": "HYCOM water_temp at 0 m, daily mean of lead day k", "units": "degC",
                  "steps": f"runs R-{t - 1}..R", "land": "NaN"},
                 {"name": "lead_days", "source": "forecast lead day k", "units": "days"},
-                *[{"name": a, "source": AUX_INPUTS[a][1].replace("oisst_lag_days", str(lag)), "units": AUX_INPUTS[a][0],
+                *[{"name": a, "source": aux_input(a).description.replace("oisst_lag_days", str(lag)), "units": aux_input(a).units,
                    "steps": f"runs R-{t - 1}..R", "land": "NaN"} for a in aux_names],
             ],
             "lead_days": leads,
             "grid": g,
-            "tile": {"nlat": h, "nlon": w, "domain_dependent": meta["architecture"] not in DOMAIN_INDEPENDENT,
+            "tile": {"nlat": h, "nlon": w, "domain_dependent": zoo.domain_dependent(meta["architecture"]),
                      "dynamic_hw": dynamic_hw},
             "mask_sha256": meta["mask_hash"],
             "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC",
@@ -449,13 +450,11 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "code_version": code_version(),
             "torch_version": torch.__version__,
             "onnx_opset": opset,
-            "artifacts": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                          for name in (MODEL_FILE, TORCHSCRIPT_FILE)},
-            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "artifacts": {name: artifact_entry(tmp / name) for name in (MODEL_FILE, TORCHSCRIPT_FILE)},
+            "created": utc_stamp(),
             "export_seconds": round(time.perf_counter() - t0, 2),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        (tmp / CARD_FILE).write_text(_model_card(manifest))
+        })
+        manifest.write(tmp, _model_card(manifest.raw))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,6 @@ the benchmark: the ONNX file grows with the number of nodes), overridable per ca
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -35,14 +34,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bias_correction.correction.package import CARD_FILE, MANIFEST_FILE
-from bias_correction.correction.tabular import (
-    BASELINE_MODELS,
+from bias_correction import zoo
+from bias_correction.correction.manifest import (
     BOOSTER_FILE,
-    KIND,
-    NATIVE,
+    CARD_FILE,
+    MANIFEST_FILE,
     ONNX_FILE,
     PARAMS_FILE,
+    SCHEMA_VERSION,
+    Manifest,
+    artifact_entry,
+    utc_stamp,
+    utc_version,
+)
+from bias_correction.correction.manifest import TABULAR as KIND
+from bias_correction.correction.tabular import (
+    BASELINE_MODELS,
+    NATIVE,
     TABULAR_MODELS,
     TREE_MODELS,
     TabularCorrector,
@@ -51,43 +59,31 @@ from bias_correction.correction.tabular import (
 from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
-from bias_correction.hashing import sha256_file
 from bias_correction.training.baselines import _Base, build_baseline, save_npz
-from bias_correction.training.dataset import AUX_INPUTS, SampleSet, normalisation
+from bias_correction.inputs import aux_input
+from bias_correction.training.dataset import SampleSet, normalisation
 from bias_correction.training.trees import PARITY_ATOL_DEGC, TreeModel
 
 if TYPE_CHECKING:
     from bias_correction.config import Training
 
 LOG = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
 STAGED_PACKAGE = "package"
+__all__ = ["BOOSTER_FILE", "CARD_FILE", "MANIFEST_FILE", "ONNX_FILE", "PARAMS_FILE", "SCHEMA_VERSION",
+           "TABULAR_MODELS", "build_package", "export_tabular_package", "install_package", "is_tabular_model",
+           "train_tabular", "utc_version"]
 
 #: Per-model training parameters (TreeModel: ``max_rows`` plus estimator arguments; baselines: their
-#: constructor arguments). LightGBM's other defaults (learning rate 0.05, 63 leaves, early stopping after
-#: 100 rounds on the validation split, ...) are TreeModel's, as in models.md 10.4.
-TABULAR_PARAMS: dict[str, dict[str, Any]] = {
-    "lightgbm": {"max_rows": 200_000, "n_estimators": 300},
-    "random-forest": {"max_rows": 200_000, "n_estimators": 60, "max_depth": 14},
-    "mean-bias": {},
-    "linear-regression": {},
-    "quantile-mapping": {"engine": "xsdba"},
-}
-
-FRAMING = {
-    "lightgbm": "residual: corrected = HYCOM lag 0 + predicted (OISST - HYCOM lag 0), per ocean pixel",
-    "random-forest": "residual: corrected = HYCOM lag 0 + predicted (OISST - HYCOM lag 0), per ocean pixel",
-    "mean-bias": "corrected = HYCOM lag 0 + mean (OISST - HYCOM lag 0) of the training samples of the same pixel "
-                 "and lead whose valid day of year is within +-window_days (all-season mean below min_samples)",
-    "linear-regression": "corrected = a + b * HYCOM lag 0, per pixel and lead (least squares)",
-    "quantile-mapping": "corrected = HYCOM lag 0 + additive empirical quantile mapping onto OISST, per lead "
-                        "(linear between quantiles, constant beyond)",
-}
+#: constructor arguments), from the registry. LightGBM's other defaults (learning rate 0.05, 63 leaves,
+#: early stopping after 100 rounds on the validation split, ...) are TreeModel's, as in models.md 10.4.
+TABULAR_PARAMS: dict[str, dict[str, Any]] = {s.id: dict(s.train_params) for s in zoo.specs(zoo.TABULAR, zoo.BASELINE)}
+#: What each model's output is, as the manifest and the model card say (from the registry).
+FRAMING = {s.id: s.framing for s in zoo.specs(zoo.TABULAR, zoo.BASELINE)}
 
 
 def is_tabular_model(name: str) -> bool:
     """True for the models packaged here (``training.model`` values)."""
-    return name in TABULAR_MODELS
+    return zoo.is_tabular(name)
 
 
 def build_tabular(name: str, *, seed: int = 0, params: dict[str, Any] | None = None) -> TreeModel | _Base:
@@ -97,7 +93,7 @@ def build_tabular(name: str, *, seed: int = 0, params: dict[str, Any] | None = N
     p = {**TABULAR_PARAMS.get(name, {}), **(params or {})}
     if name in TREE_MODELS:
         return TreeModel(name, max_rows=int(p.pop("max_rows", 200_000)), seed=seed, **p)
-    if name == "quantile-mapping" and p.get("engine", "xsdba") == "xsdba":
+    if p.get("engine") == "xsdba":  # the quantile mapping's default engine
         try:
             import xsdba  # noqa: F401
         except ImportError:
@@ -133,7 +129,7 @@ def hyperparameters(model: TreeModel | _Base) -> dict[str, Any]:
     if isinstance(model, TreeModel):
         hp = {"max_rows": model.max_rows, "seed": model.seed, **_json_safe(model.estimator.get_params())}
         best = getattr(model.estimator, "best_iteration_", None)
-        if model.kind == "lightgbm" and best:
+        if model.boosted and best:
             hp["best_iteration"] = int(best)
         return hp
     return {k: v.item() for k, v in model.to_arrays().items() if np.ndim(v) == 0}
@@ -231,7 +227,7 @@ def _data_versions(data_info: dict[str, Any] | None) -> dict[str, Any]:
 def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime: str, model_file: str,
               artifact_info: dict[str, Any], train: SampleSet, val: SampleSet, grid: RegularGrid, mask_hash: str,
               oisst_lag_days: int, data_info: dict[str, Any] | None, train_seconds: float | None,
-              val_scores: dict[str, Any], leads: list[int], tmp: Path) -> dict[str, Any]:
+              val_scores: dict[str, Any], leads: list[int], tmp: Path) -> Manifest:
     from bias_correction.io.provenance import code_version
 
     arch, aux = _arch(model), list(_aux_of(model))
@@ -241,7 +237,7 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
     needs_valid = isinstance(model, TreeModel) or bool(model.needs_valid_days)
     tr_period, val_period = train.period(), val.period()
     residuals = val_scores["residual_per_lead"]
-    return {
+    return Manifest(**{
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "model_id": model_id,
@@ -254,7 +250,7 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
         "features": artifact_info.get("features"),
         "inputs": [{"name": "sst", "units": "degC", "shape": ["batch", t, h, w]},
                    {"name": "lead_days", "units": "days", "shape": ["batch"]},
-                   *([{"name": "aux", "units": [AUX_INPUTS[a][0] for a in aux], "channels": aux,
+                   *([{"name": "aux", "units": [aux_input(a).units for a in aux], "channels": aux,
                        "shape": ["batch", t, len(aux), h, w]}] if aux else []),
                    *([{"name": "valid_days", "units": "date", "shape": ["batch"]}] if needs_valid else [])],
         "aux_inputs": aux,
@@ -264,8 +260,8 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
             {"name": "sst", "source": "HYCOM water_temp at 0 m, daily mean of lead day k", "units": "degC",
              "steps": f"runs R-{t - 1}..R", "land": "NaN"},
             {"name": "lead_days", "source": "forecast lead day k", "units": "days"},
-            *[{"name": a, "source": AUX_INPUTS[a][1].replace("oisst_lag_days", str(oisst_lag_days)),
-               "units": AUX_INPUTS[a][0], "steps": f"runs R-{t - 1}..R (lag 0 used)", "land": "NaN"} for a in aux],
+            *[{"name": a, "source": aux_input(a).description.replace("oisst_lag_days", str(oisst_lag_days)),
+               "units": aux_input(a).units, "steps": f"runs R-{t - 1}..R (lag 0 used)", "land": "NaN"} for a in aux],
             *([{"name": "valid_days", "source": "valid day R + k (day of year)", "units": "date"}] if needs_valid else []),
         ],
         "lead_days": leads,
@@ -289,9 +285,9 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
         "export": artifact_info,
         "parity": {},
         "code_version": code_version(),
-        "artifacts": {model_file: {"sha256": sha256_file(tmp / model_file), "bytes": (tmp / model_file).stat().st_size}},
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+        "artifacts": {model_file: artifact_entry(tmp / model_file)},
+        "created": utc_stamp(),
+    })
 
 
 def _fmt(v: Any, nd: int = 4) -> str:
@@ -361,9 +357,8 @@ def model_card(man: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(tmp: Path, manifest: dict[str, Any]) -> None:
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    (tmp / CARD_FILE).write_text(model_card(manifest))
+def _write(tmp: Path, manifest: Manifest) -> None:
+    manifest.write(tmp, model_card(manifest.raw))
 
 
 def _check_names(model_id: str, version: str) -> None:
@@ -414,7 +409,7 @@ def build_package(model: TreeModel | _Base, train: SampleSet, val: SampleSet, de
     val_scores["period"] = list(val.period() or ())
     contract = {"architecture": arch, "seq_len": str(train.seq_len), "grid_id": grid.grid_id, "mask_sha256": mask_hash,
                 "aux_inputs": ",".join(aux), "framing": FRAMING[arch], "kind": KIND}
-    candidates = (["onnx"] if arch == "random-forest" else ["onnx", NATIVE] if arch == "lightgbm" else [NATIVE])
+    candidates = list(zoo.get(arch).runtimes)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and not replace:
@@ -432,9 +427,9 @@ def build_package(model: TreeModel | _Base, train: SampleSet, val: SampleSet, de
                                      artifact_info=info, train=train, val=val_in, grid=grid, mask_hash=mask_hash,
                                      oisst_lag_days=oisst_lag_days, data_info=data_info, train_seconds=train_seconds,
                                      val_scores=val_scores, leads=leads, tmp=tmp)
-                _write(tmp, {**manifest, "parity": {"tolerance_degC": 0.0, "runtime": runtime, "provider": "",
-                                                    "max_abs_diff_degC": 0.0, "rmse_diff_degC": 0.0,
-                                                    "n_ocean_values": 0}})
+                _write(tmp, manifest.model_copy(update={"parity": {
+                    "tolerance_degC": 0.0, "runtime": runtime, "provider": "", "max_abs_diff_degC": 0.0,
+                    "rmse_diff_degC": 0.0, "n_ocean_values": 0}}))
                 corrector = TabularCorrector.load(tmp, "cpu", "onnx")
                 got = corrector.correct(val_in.x, val_in.lead, val_in.aux, valid_days=val_in.valid)
                 tol = PARITY_ATOL_DEGC if isinstance(model, TreeModel) else 0.0
@@ -446,11 +441,11 @@ def build_package(model: TreeModel | _Base, train: SampleSet, val: SampleSet, de
             parity = {"what": "package reloaded through TabularCorrector vs the in-memory fitted model, every "
                               "validation sample", "runtime": runtime, "provider": corrector.active_provider, **fig}
             parity["cpu"] = dict(parity)
-            manifest["parity"] = parity
-            manifest["export"] = {k: v for k, v in info.items() if k != "features"}
+            export = {k: v for k, v in info.items() if k != "features"}
             if failures:  # e.g. LightGBM whose ONNX conversion failed its parity check: runs natively
-                manifest["export"]["rejected"] = {k: v[:300] for k, v in failures.items()}
-            manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
+                export["rejected"] = {k: v[:300] for k, v in failures.items()}
+            manifest = manifest.model_copy(update={"parity": parity, "export": export,
+                                                   "export_seconds": round(time.perf_counter() - t0, 2)})
             _write(tmp, manifest)
             load_tabular_manifest(tmp)  # what was written verifies
             break
@@ -461,14 +456,9 @@ def build_package(model: TreeModel | _Base, train: SampleSet, val: SampleSet, de
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    LOG.info("%s package %s written (%s, parity %.2e degC)", arch, dest, manifest["runtime"],
-             manifest["parity"]["max_abs_diff_degC"])
+    LOG.info("%s package %s written (%s, parity %.2e degC)", arch, dest, manifest.runtime,
+             manifest.parity["max_abs_diff_degC"])
     return dest
-
-
-def utc_version(now: dt.datetime | None = None) -> str:
-    """Sortable UTC version string, e.g. ``20210501T120000Z`` (as ``training.export``)."""
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
 def export_tabular_package(model: TreeModel | _Base, train: SampleSet, val: SampleSet, *, grid: RegularGrid,
@@ -500,12 +490,11 @@ def install_package(src: Path | str, model_store: Path | str, model_id: str, ver
     tmp = dest.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for name in man.raw["artifacts"]:
+        for name in man.artifacts:
             shutil.copyfile(src / name, tmp / name)
-        raw = {**man.raw, "model_id": model_id, "version": version,
-               "installed": {"from": str(src), "model_id": man.model_id, "version": man.version,
-                             "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
-        _write(tmp, raw)
+        _write(tmp, man.model_copy(update={
+            "model_id": model_id, "version": version,
+            "installed": {"from": str(src), "model_id": man.model_id, "version": man.version, "at": utc_stamp()}}))
         TabularCorrector.load(tmp, "cpu", "onnx")  # verifies every artifact again and opens the backend
         _place(tmp, dest, replace=False)
     except BaseException:
@@ -533,9 +522,10 @@ def train_tabular(cfg: Training, train: SampleSet, val: SampleSet, *, grid: Regu
     staged = build_package(model, tr, va, out_dir / STAGED_PACKAGE, grid=grid, mask_hash=mask_hash, model_id=model_id,
                            version=utc_version(), oisst_lag_days=cfg.oisst_lag_days, data_info=data_info,
                            train_seconds=secs, replace=True)
-    raw = load_tabular_manifest(staged).raw
-    v = raw["validation"]
-    return {"checkpoint": str(staged), "kind": KIND, "architecture": cfg.model, "runtime": raw["runtime"],
+    man = load_tabular_manifest(staged)
+    v = man.validation
+    assert v is not None  # a tabular manifest always has its validation scores
+    return {"checkpoint": str(staged), "kind": KIND, "architecture": cfg.model, "runtime": man.runtime,
             "epochs_run": None, "best_epoch": None, "train_seconds": secs, "n_parameters": n_parameters(model),
             "samples": {"train": len(train), "val": len(val)},
-            "val": {"rmse_raw": v["rmse_raw"], "rmse_model": v["rmse_corrected"]}}
+            "val": {"rmse_raw": v.rmse_raw, "rmse_model": v.rmse_corrected}}

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 import bias_correction
 from bias_correction.config import Training
 from bias_correction.correction import tiling
+from bias_correction.inputs import aux_input
 from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
@@ -255,12 +256,13 @@ def evaluate(model: CorrectionModule, samples: SampleSet, tile: tuple[int, int] 
 def aux_normalisation(samples: SampleSet, vmin: float, vmax: float) -> list[tuple[float, float]]:
     """(offset, scale) per auxiliary input from the training samples only.
 
-    oisst_latest shares the SST Min-Max pair (same units, same scale as HYCOM: models.md 2.2);
-    surf_el becomes an anomaly from its training mean in units of 4 standard deviations.
+    Each input's declared normalisation (``bias_correction.inputs``): ``sst_minmax`` shares the SST
+    Min-Max pair (same units, same scale as HYCOM: models.md 2.2); ``anomaly`` becomes an anomaly from
+    its training mean in units of 4 standard deviations.
     """
     out: list[tuple[float, float]] = []
     for name in samples.aux_names:
-        if name == "oisst_latest":
+        if aux_input(name).normalisation == "sst_minmax":
             out.append((vmin, vmax - vmin))
             continue
         v = samples.aux_field(name)

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
+from bias_correction import zoo
+from bias_correction.correction.tabular_apply import (  # noqa: F401  (re-exported: the runtime shares them)
+    aux_feature_names,
+    feature_names,
+    features_from_arrays,
+    predict_fields,
+)
 from bias_correction.errors import ConfigError, ModelContractError
 
 if TYPE_CHECKING:  # the runtime (correction.tabular) computes features without importing torch
@@ -30,117 +35,21 @@ LOG = logging.getLogger(__name__)
 PARITY_ATOL_DEGC = 1e-4
 
 
-def _neigh(field: np.ndarray, ocean: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over size x size ocean cells of [N, H, W] fields (land excluded)."""
-    w = ocean.astype(np.float64)
-    f = np.where(ocean, np.nan_to_num(field), 0.0)
-    ax = (0, size, size)
-    cnt = np.maximum(uniform_filter(np.broadcast_to(w, f.shape), ax, mode="constant"), 1e-9)
-    m = uniform_filter(f, ax, mode="constant") / cnt
-    m2 = uniform_filter(f * f, ax, mode="constant") / cnt
-    return m, np.sqrt(np.maximum(m2 - m * m, 0.0))
-
-
-def aux_feature_names(aux_names: Sequence[str] = ()) -> list[str]:
-    """Feature columns derived from the auxiliary inputs, in column order."""
-    out: list[str] = []
-    for name in aux_names:
-        out.append(f"{name}_lag0")
-        if name == "oisst_latest":
-            out.append("oisst_latest_minus_hycom_lag0")
-    return out
-
-
-def feature_names(seq_len: int, aux_names: Sequence[str] = ()) -> list[str]:
-    return ([f"hycom_lag{j}" for j in range(seq_len)] + ["tendency", "mean3", "std3", "mean5", "std5",
-                                                        "lat", "lon", "sin_doy", "cos_doy", "lead_days"]
-            + aux_feature_names(aux_names))
-
-
-def _valid_days(valid: np.ndarray, n: int) -> np.ndarray:
-    try:
-        d = np.asarray(valid).astype("datetime64[D]")
-    except (TypeError, ValueError) as exc:
-        raise ModelContractError(f"valid_days must be dates (datetime64), got {np.asarray(valid).dtype}: {exc}") from None
-    if d.shape != (n,):
-        raise ModelContractError(f"valid_days must have shape [{n}] (one valid day per sample), got {list(d.shape)}")
-    if np.isnat(d).any():
-        raise ModelContractError("valid_days holds NaT; every sample needs its valid day")
-    return d
-
-
-def features_from_arrays(x: np.ndarray, lead: np.ndarray, valid: np.ndarray, aux: np.ndarray | None,
-                         aux_names: Sequence[str], lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [M, F] float32, index [M] of flat positions in [N, H, W]) over the cells where every HYCOM lag
-    and the lag-0 value of every auxiliary input are finite.
-
-    x [N, T, H, W] degC (lag 0 = last step), lead [N] days, valid [N] valid days (datetime64),
-    aux [N, T, A, H, W] in the order of ``aux_names`` (None when A = 0), lat [H], lon [W] degrees.
-    """
-    x = np.asarray(x).astype(np.float64)
-    if x.ndim != 4:
-        raise ModelContractError(f"HYCOM SST must be [N, T, H, W], got shape {list(x.shape)}")
-    n, t, h, w = x.shape
-    names = tuple(aux_names)
-    if names and (aux is None or aux.shape[:3] != (n, t, len(names)) or aux.shape[3:] != (h, w)):
-        raise ModelContractError(f"auxiliary inputs {list(names)} must be [N, T, A, H, W] = "
-                                 f"{[n, t, len(names), h, w]}, got {None if aux is None else list(aux.shape)}")
-    if len(lat) != h or len(lon) != w:
-        raise ModelContractError(f"grid has {len(lat)}x{len(lon)} cells, the fields are {h}x{w}")
-    ok = np.isfinite(x).all(axis=1)  # [N, H, W]
-    aux0 = [np.asarray(aux[:, -1, i], dtype=np.float64) for i in range(len(names))] if names else []  # type: ignore[index]
-    for a in aux0:
-        ok &= np.isfinite(a)
-    lag0 = x[:, -1]
-    m3, s3 = _neigh(lag0, ok, 3)
-    m5, s5 = _neigh(lag0, ok, 5)
-    d = _valid_days(valid, n)
-    doy = (d - d.astype("datetime64[Y]")).astype(int)
-    ang = 2 * np.pi * doy / 365.25
-    la, lo = np.meshgrid(np.asarray(lat, float), np.asarray(lon, float), indexing="ij")
-    cols = [x[:, t - 1 - j] for j in range(t)]  # lag 0 = last frame
-    tend = x[:, -1] - x[:, -2] if t > 1 else np.zeros_like(lag0)
-    cols += [tend, m3, s3, m5, s5, np.broadcast_to(la, (n, h, w)), np.broadcast_to(lo, (n, h, w)),
-             np.broadcast_to(np.sin(ang)[:, None, None], (n, h, w)),
-             np.broadcast_to(np.cos(ang)[:, None, None], (n, h, w)),
-             np.broadcast_to(np.asarray(lead).astype(float)[:, None, None], (n, h, w))]
-    for name, a in zip(names, aux0):
-        cols.append(a)
-        if name == "oisst_latest":
-            cols.append(a - lag0)
-    idx = np.flatnonzero(ok.ravel())
-    rows = np.stack([c.reshape(-1)[idx] for c in cols], axis=1).astype(np.float32)
-    return rows, idx
-
-
 def features(samples: SampleSet, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows [M, F] float32, index [M] of flat positions in [N, H, W]) of a sample set (its aux included)."""
     return features_from_arrays(samples.x, samples.lead, samples.valid, samples.aux, samples.aux_names, lat, lon)
-
-
-def predict_fields(predict_rows: Callable[[np.ndarray], np.ndarray], x: np.ndarray, lead: np.ndarray,
-                   valid: np.ndarray, aux: np.ndarray | None, aux_names: Sequence[str], lat: np.ndarray,
-                   lon: np.ndarray) -> np.ndarray:
-    """Corrected degC [N, H, W] = HYCOM lag 0 + predicted residual, NaN where a feature is missing (land).
-
-    The one reconstruction used by :class:`TreeModel` and the packaged runtime (``correction.tabular``).
-    """
-    rows, idx = features_from_arrays(x, lead, valid, aux, aux_names, lat, lon)
-    n, _, h, w = np.shape(x)
-    out = np.full(n * h * w, np.nan, np.float32)
-    if len(idx):
-        res = np.asarray(predict_rows(rows), dtype=np.float32).reshape(-1)
-        out[idx] = np.asarray(x, dtype=np.float32)[:, -1].reshape(-1)[idx] + res
-    return out.reshape(n, h, w)
 
 
 class TreeModel:
     """A fitted tree regressor of the residual; ``predict`` returns corrected degC [N, H, W] (NaN on land)."""
 
     def __init__(self, kind: str, max_rows: int = 400_000, seed: int = 0, **params: Any) -> None:
-        if kind not in ("lightgbm", "random-forest"):
-            raise ConfigError(f"tree model must be 'lightgbm' or 'random-forest', got {kind!r}")
+        trees = zoo.ids(zoo.TABULAR)
+        if kind not in trees:
+            raise ConfigError(f"tree model must be {' or '.join(repr(t) for t in trees)}, got {kind!r}")
         self.kind = kind
+        #: Gradient boosting (LightGBM: early stopping, a native booster file) or a bagged forest.
+        self.boosted = zoo.get(kind).boosted
         self.name = kind
         self.max_rows = int(max_rows)
         self.seed = int(seed)
@@ -149,7 +58,7 @@ class TreeModel:
         self.aux_names: tuple[str, ...] = ()
 
     def _estimator(self) -> Any:
-        if self.kind == "lightgbm":
+        if self.boosted:
             import lightgbm as lgb
 
             p = {"n_estimators": 2000, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 50,
@@ -191,7 +100,7 @@ class TreeModel:
             self._check_inputs(val, "validation")
         xf, yf = self._rows(train, True)
         self.estimator = self._estimator()
-        if self.kind == "lightgbm" and val is not None and len(val):
+        if self.boosted and val is not None and len(val):
             import lightgbm as lgb
 
             xv, yv = self._rows(val, True)
@@ -203,7 +112,7 @@ class TreeModel:
 
     def n_parameters(self) -> int:
         """Tree nodes (the tree analogue of a parameter count)."""
-        if self.kind == "lightgbm":
+        if self.boosted:
             d = self.estimator.booster_.dump_model()
             return int(sum(2 * t["num_leaves"] - 1 for t in d["tree_info"]))
         return int(sum(e.tree_.node_count for e in self.estimator.estimators_))
@@ -234,7 +143,7 @@ class TreeModel:
         info: dict[str, Any] = {"kind": self.kind, "features": names}
         self._check_inputs(probe, "probe")
         try:
-            if self.kind == "lightgbm":
+            if self.boosted:
                 from onnxmltools import convert_lightgbm
                 from onnxmltools.convert.common.data_types import FloatTensorType
 
@@ -269,12 +178,19 @@ class TreeModel:
 
         Load it with ``lightgbm.Booster(model_file=path)``; returns the manifest block.
         """
-        if self.kind != "lightgbm":
+        if not self.boosted:
             raise ModelContractError(f"{self.kind} has no pickle-free native format; it ships as ONNX only")
         path = Path(path)
         self.estimator.booster_.save_model(str(path))
         return {"kind": self.kind, "features": self.feature_names, "runtime": "native", "file": path.name,
-                "format": "lightgbm text model", "lightgbm_version": _version("lightgbm")}
+                "format": "lightgbm text model", "lightgbm_version": _version(lgb_module())}
+
+
+def lgb_module() -> str:
+    """The LightGBM package's import name."""
+    import lightgbm
+
+    return lightgbm.__name__
 
 
 def _version(module: str) -> str | None:

@@ -12,13 +12,9 @@ import pytest
 
 from bias_correction.correction import tiling
 from bias_correction.correction.package import load_manifest
-from bias_correction.correction.runtime import (
-    CUDA,
-    OnnxCorrector,
-    create_session,
-    cuda_active,
-    load_corrector,
-)
+from bias_correction.correction.base import load_corrector
+from bias_correction.correction.gridded import OnnxCorrector
+from bias_correction.correction.session import CUDA, create_session, cuda_active
 from bias_correction.errors import ModelContractError, ProviderUnavailableError
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training import export as export_mod

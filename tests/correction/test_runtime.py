@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from bias_correction.config import Training
-from bias_correction.correction.runtime import OnnxCorrector, create_session
+from bias_correction.correction.gridded import OnnxCorrector
+from bias_correction.correction.session import create_session
 from bias_correction.errors import ModelContractError, ProviderUnavailableError
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training import export as export_mod

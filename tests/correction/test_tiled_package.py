@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bias_correction.correction import tiling
-from bias_correction.correction.runtime import OnnxCorrector
+from bias_correction.correction.gridded import OnnxCorrector
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training.export import export_package
 from bias_correction.training.train import load_checkpoint

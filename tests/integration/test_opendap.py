@@ -10,7 +10,7 @@ import pytest
 from bias_correction import pipeline
 from bias_correction.errors import NotYetPublishedError, TransientFetchError
 from bias_correction.sources.oisst import FINAL, PRELIMINARY
-from bias_correction.sources.opendap import validate_oisst_subset
+from bias_correction.sources.oisst.access_dap import validate_oisst_subset
 from bias_correction.storage import Store
 from tests.conftest import settings_for
 

@@ -11,8 +11,8 @@ import requests
 import xarray as xr
 
 from bias_correction.errors import CorruptInputError
-from bias_correction.sources.hycom_files import parse_nc3_header
-from bias_correction.sources.opendap import decode_dods
+from bias_correction.sources.wire.netcdf3 import parse_nc3_header
+from bias_correction.sources.wire.dap2 import decode_dods
 from bias_correction.sources.validate import netcdf3_expected_size
 from bias_correction.testing import dap
 from bias_correction.testing.formats import glby_lat, glby_lon, write_hycom_ncss

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from bias_correction.testing.formats import glby_lat, glby_lon
-from bias_correction.testing.server import FaultPlan, StandInServer
+from bias_correction.testing.standin import FaultPlan, StandInServer
 from bias_correction.testing.twin import Twin
 
 TODAY = date(2021, 3, 1)
@@ -295,7 +295,7 @@ def test_request_log_and_count(server: StandInServer) -> None:
 
 
 def test_cli_runs_and_prints_urls(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bias_correction.testing.server", "--workdir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "bias_correction.testing.standin", "--workdir", str(tmp_path),
                              "--today", "2021-03-01"], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[2])
     try:

@@ -12,7 +12,7 @@ import pytest
 import requests
 import xarray as xr
 
-from bias_correction.sources.hycom_files import parse_nc3_header
+from bias_correction.sources.wire.netcdf3 import parse_nc3_header
 from bias_correction.testing.formats import (
     GLBY_NLAT,
     GLBY_NLON,
@@ -22,7 +22,7 @@ from bias_correction.testing.formats import (
     glby_ssh_layout,
     write_hycom_ssh_ncss,
 )
-from bias_correction.testing.server import StandInServer
+from bias_correction.testing.standin import StandInServer
 from bias_correction.testing.twin import Twin, TwinConfig
 
 RUN = datetime(2021, 3, 1, 12)

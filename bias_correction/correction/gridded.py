@@ -1,4 +1,4 @@
-"""Run a verified correction package: ONNX Runtime (default) or TorchScript, with checked providers.
+"""Run a verified gridded correction package: ONNX Runtime (default) or TorchScript, with checked providers.
 
 * ORT silently falls back to the CPU when CUDA/TensorRT libraries fail to load, so the active
   provider is read back from the session and reported; a requested GPU provider (``cuda``,
@@ -14,9 +14,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -24,105 +21,25 @@ from typing import Any, Literal
 import numpy as np
 
 from bias_correction.correction import tiling
-from bias_correction.correction.package import Manifest, load_manifest, resolve_package
+from bias_correction.correction.manifest import Manifest
+from bias_correction.correction.package import load_manifest, resolve_package
+from bias_correction.correction.session import (
+    CUDA,
+    GPU_PROVIDERS,
+    PROVIDER_CHOICES,
+    TORCH_CPU,
+    TORCH_CUDA,
+    TRT,
+    Providers,
+    create_session,
+)
 from bias_correction.errors import ConfigError, ModelContractError, ProviderUnavailableError
 from bias_correction.grid.grids import RegularGrid
 
-LOG = logging.getLogger(__name__)
 
-Providers = Literal["auto", "cpu", "cuda", "tensorrt"]
-Runtime = Literal["onnx", "torchscript"]
-PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TRT = "TensorrtExecutionProvider"
-TORCH_CPU = "torch-cpu"
-TORCH_CUDA = "torch-cuda"
-GPU_PROVIDERS = (CUDA, TRT, TORCH_CUDA)
-_CUDA_OPTIONS = {"use_tf32": "0", "cudnn_conv_algo_search": "HEURISTIC"}
-
-
-def _trt_options(manifest: Manifest | None) -> dict[str, str]:
-    cache = Path(os.environ.get("SSTBC_TRT_CACHE", Path(tempfile.gettempdir()) / "sstbc-trt-cache"))
-    opts = {"trt_fp16_enable": "False", "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
-            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache)}
-    if manifest is not None:
-        t, (h, w) = manifest.seq_len, manifest.tile_shape
-        a = len(manifest.aux_inputs)
-
-        def shapes(b: int) -> str:
-            return f"sst:{b}x{t}x{h}x{w},lead_days:{b}" + (f",aux:{b}x{t}x{a}x{h}x{w}" if a else "")
-        opts.update({"trt_profile_min_shapes": shapes(1), "trt_profile_opt_shapes": shapes(7),
-                     "trt_profile_max_shapes": shapes(64)})
-    return opts
-
-
-def _session(path: str, provider_list: list[Any]) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=so, providers=provider_list)
-
-
-def create_session(onnx_path: Path, providers: Providers = "auto",
-                   manifest: Manifest | None = None) -> tuple[Any, str]:
-    """(session, active provider name). "auto": CUDA only if available *and* active, else CPU."""
-    import onnxruntime as ort
-
-    if providers not in PROVIDER_CHOICES:
-        raise ConfigError(f"providers must be one of {', '.join(PROVIDER_CHOICES)}, got {providers!r}")
-    path = str(onnx_path)
-    if providers == "cpu":
-        return _session(path, [CPU]), CPU
-    if providers in ("cuda", "tensorrt"):
-        want = CUDA if providers == "cuda" else TRT
-        chain: list[Any] = [(CUDA, _CUDA_OPTIONS), CPU]
-        if providers == "tensorrt":
-            chain.insert(0, (TRT, _trt_options(manifest)))
-        ort.set_default_logger_severity(4)
-        try:
-            sess = _session(path, chain)
-        except Exception as exc:  # provider libraries that fail hard at session creation
-            raise ProviderUnavailableError(f"{want} requested for {onnx_path} but the session could not "
-                                           f"start: {exc}") from None
-        finally:
-            ort.set_default_logger_severity(2)
-        if want not in sess.get_providers():
-            raise ProviderUnavailableError(
-                f"{want} requested for {onnx_path} but not active (session providers: "
-                f"{sess.get_providers()}); check the CUDA/cuDNN/TensorRT libraries, or use providers='auto'/'cpu'")
-        return sess, want
-    if CUDA in ort.get_available_providers():
-        # A failed CUDA load is expected on CPU hosts; keep ORT's default logger quiet while trying.
-        ort.set_default_logger_severity(4)
-        try:
-            sess = _session(path, [(CUDA, _CUDA_OPTIONS), CPU])
-        except Exception:
-            sess = None
-        finally:
-            ort.set_default_logger_severity(2)
-        if sess is not None and CUDA in sess.get_providers():
-            return sess, CUDA
-    return _session(path, [CPU]), CPU
-
-
-def cuda_active() -> bool:
-    """True when ORT can actually run on CUDA here (not merely list the provider)."""
-    try:
-        import onnxruntime as ort
-
-        if CUDA not in ort.get_available_providers():
-            return False
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-class Corrector:
-    """A verified package plus an inference backend. Build with :func:`load_corrector`; read-only."""
+class PackageCorrector:
+    """A verified package plus an inference backend (the shared checks of every :class:`~bias_correction.
+    correction.base.Corrector`). Build with :func:`bias_correction.correction.base.load_corrector`; read-only."""
 
     __slots__ = ("manifest", "package_dir", "active_provider", "runtime", "_backend")
     runtime_name = "base"
@@ -233,7 +150,7 @@ class Corrector:
         raise NotImplementedError
 
 
-class OnnxCorrector(Corrector):
+class OnnxCorrector(PackageCorrector):
     """ONNX Runtime backend; IO binding on CUDA/TensorRT."""
 
     __slots__ = ("_out_name",)
@@ -280,7 +197,7 @@ class OnnxCorrector(Corrector):
         return binding.copy_outputs_to_cpu()[0]
 
 
-class TorchScriptCorrector(Corrector):
+class TorchScriptCorrector(PackageCorrector):
     """TorchScript backend (``torch.jit.load``) for sites without ONNX Runtime."""
 
     __slots__ = ("_device",)
@@ -324,22 +241,3 @@ class TorchScriptCorrector(Corrector):
         with torch.no_grad():
             out = self._backend(*args)
         return out.cpu().numpy()
-
-
-def load_corrector(model_store: Path | str, model_id: str, version: str = "latest",
-                   providers: Providers = "auto", runtime: Runtime = "onnx") -> Corrector:
-    """Resolve, verify every artifact's sha256 and open the package with the requested runtime.
-
-    A package whose manifest says ``"kind": "tabular"`` (tree ensembles, statistical baselines) opens as a
-    :class:`~bias_correction.correction.tabular.TabularCorrector` (CPU only; runtime "onnx" or "native").
-    """
-    from bias_correction.correction.tabular import TabularCorrector, package_kind
-
-    package = resolve_package(Path(model_store), model_id, version)
-    if package_kind(package) == "tabular":
-        return TabularCorrector.load(package, providers, runtime)
-    if runtime == "onnx":
-        return OnnxCorrector.load(Path(model_store), model_id, package.name, providers)
-    if runtime == "torchscript":
-        return TorchScriptCorrector.load(Path(model_store), model_id, package.name, providers)
-    raise ConfigError(f"runtime must be 'onnx' or 'torchscript', got {runtime!r}")
