@@ -1,0 +1,266 @@
+"""Rolling-origin hindcast: every model re-trained before each of several fixed test windows.
+
+Why: one split, one seed and one test window say little (issue 11). Here the test windows are fixed
+in ``benchmarks/hindcast_windows.json`` (chosen before any model ran, one per season) and never used
+for a model choice. For each window, every learned model is trained only on samples whose valid day
+lies at least ``span = T - 1 + max lead + lag`` days before the window's first valid day (the longest
+reach of one sample: its T runs, its latest-analysis input and its target), and early stopping uses a
+validation set carved from that training side, with the same gap. Each learned model runs with
+several seeds; the seeds' mean is the "seed ensemble" row and the per-seed scores give the spread.
+
+Inputs are fed as operations would have them: the latest-analysis input and persistence use the
+PRELIMINARY OISST of run day - lag; targets are the FINAL OISST of the valid day. Data come from the
+twin in memory (:func:`bias_correction.training.benchmark.twin_dataset`), on a sub-box of the preset's
+region (``box_cells``) so full self-attention stays affordable for the paper-faithful ConvGRU-SA.
+
+Rows: raw HYCOM; persistence; a single-run oracle (truth + this run's unpredictable HYCOM error: an
+oracle, NOT a floor: a model that sees more than the last run can beat it); the decaying-average
+running bias (NCEP GEFS) on raw HYCOM and on persistence (:mod:`.running_bias`); the zoo's
+statistical baselines; the learned variants (:data:`VARIANTS`). Statistics: :mod:`.hindcast_stats`;
+report: :mod:`.hindcast_report`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bias_correction import zoo
+from bias_correction.errors import ConfigError
+from bias_correction.inputs import OISST_LATEST
+from bias_correction.training.hindcast_config import (  # noqa: F401 (re-exported)
+    BASELINES, FULL, ORACLE, PAPER, PERSISTENCE, RAW, RB_PERS, RB_RAW, REFERENCE_ROWS, VARIANTS, WINDOWS_FILE,
+    HindcastConfig, Variant, config_dict, default_preset, load_windows,
+)
+
+LOG = logging.getLogger(__name__)
+_DAY = np.timedelta64(1, "D")
+
+
+def _twin_and_region(cfg: HindcastConfig) -> tuple[Any, Any, str]:
+    """(twin, region, source): the preset's twin and region; the plain Twin for "classic" while
+    ``twin_presets`` does not exist yet (another change adds it)."""
+    from bias_correction.config import Region
+
+    try:
+        from bias_correction.testing.twin_presets import PRESETS, make_twin
+    except ImportError:
+        if cfg.twin_preset != "classic":
+            raise ConfigError(f"twin preset {cfg.twin_preset!r} needs bias_correction.testing.twin_presets, "
+                              "which is not installed; use twin_preset='classic'") from None
+        from bias_correction.testing.twin import Twin
+
+        return Twin(), Region(), "bias_correction.testing.twin.Twin() (classic; twin_presets not available)"
+    if cfg.twin_preset not in PRESETS:
+        raise ConfigError(f"unknown twin preset {cfg.twin_preset!r}; known: {sorted(PRESETS)}")
+    return (make_twin(cfg.twin_preset, cfg.twin_seed), PRESETS[cfg.twin_preset].region,
+            f"twin_presets.make_twin({cfg.twin_preset!r}, {cfg.twin_seed})")
+
+
+def box_region(region: Any, cells: int | None, step: float) -> Any:
+    """The ``cells`` x ``cells`` box at the centre of ``region`` (the region itself when None)."""
+    if cells is None:
+        return region
+    half = cells * step / 2
+    lat_c = (region.lat_min + region.lat_max) / 2
+    lon_c = (region.lon_min + region.lon_max) / 2
+    # snap the centre to a cell edge of the global grid so the box has exactly `cells` cells
+    lat_c = round((lat_c + 90) / step) * step - 90 + (step / 2 if cells % 2 else 0.0)
+    lon_c = round(lon_c / step) * step + (step / 2 if cells % 2 else 0.0)
+    return type(region)(name=f"{region.name}-box{cells}", lat_min=lat_c - half + step / 4,
+                        lat_max=lat_c + half - step / 4, lon_min=lon_c - half + step / 4,
+                        lon_max=lon_c + half - step / 4)
+
+
+def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The twin dataset covering every window and its training side, and its samples (as-issued inputs)."""
+    from bias_correction.training.benchmark import twin_dataset
+    from bias_correction.training.dataset import build_samples
+
+    twin, region, source = _twin_and_region(cfg)
+    box = box_region(region, cfg.box_cells, cfg.step)
+    first_valid = min(w["start"] for w in windows) - dt.timedelta(days=cfg.span + cfg.train_days)
+    run_start = first_valid - dt.timedelta(days=cfg.leads + cfg.seq_len - 1)
+    run_end = max(w["end"] for w in windows) - dt.timedelta(days=1)
+    t0 = time.perf_counter()
+    data = twin_dataset(run_start, run_end, cfg.leads, cfg.seq_len, twin=twin, region=box, step=cfg.step,
+                        preliminary=True)
+    if int(data["mask"].values.sum()) == 0:
+        raise ConfigError(f"the box {box} has no ocean cell in twin preset {cfg.twin_preset!r}")
+    samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len,
+                            aux_inputs=(OISST_LATEST.name, *data["run_fields"]), oisst_lag_days=cfg.oisst_lag_days,
+                            issued_oisst=data["oisst_preliminary"], **data["run_fields"])
+    data.update(samples=samples, source=source, region=box, seconds=time.perf_counter() - t0)
+    LOG.info("hindcast data: runs %s..%s, %d samples on %dx%d cells in %.0f s", run_start, run_end, len(samples),
+             *data["grid"].shape, data["seconds"])
+    return data
+
+
+def split_window(samples: Any, window: dict[str, Any], cfg: HindcastConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(train, val, test, info) of one window; train and val end >= span days before the window."""
+    from bias_correction.training.dataset import split_chronological
+
+    start, end = np.datetime64(window["start"], "D"), np.datetime64(window["end"], "D")
+    test = samples.subset(np.flatnonzero((samples.valid >= start) & (samples.valid <= end)))
+    last_fit = start - (cfg.span + 1) * _DAY
+    pre = samples.subset(np.flatnonzero((samples.valid <= last_fit) & (samples.valid > last_fit - cfg.train_days * _DAY)))
+    if len(test) == 0 or len(pre) == 0:
+        raise ConfigError(f"window {window['name']}: {len(pre)} training and {len(test)} test samples; "
+                          "the data do not cover it")
+    train, val = split_chronological(pre, cfg.val_fraction, gap_days=cfg.span)
+    fit_last = max(train.valid.max(), val.valid.max())
+    first_input = test.run.min() - (cfg.seq_len - 1 + cfg.oisst_lag_days) * _DAY
+    info = {"name": window["name"], "season": window["season"], "test": [str(start), str(end)],
+            "train_period": train.period(), "val_period": val.period(),
+            "samples": {"train": len(train), "val": len(val), "test": len(test)},
+            "train_run_days": int(len(np.unique(train.run))),
+            # empty days between the last training/validation target and the first test valid day
+            "gap_days": int((test.valid.min() - fit_last) / _DAY) - 1,
+            # ... and between it and the earliest day any test sample reads (runs, latest analysis)
+            "gap_days_to_first_test_input": int((first_input - fit_last) / _DAY) - 1,
+            "required_gap_days": cfg.span}
+    if info["gap_days"] < cfg.span or info["gap_days_to_first_test_input"] < 0:
+        raise ConfigError(f"window {window['name']}: gap {info['gap_days']} days < {cfg.span}")  # pragma: no cover
+    return train, val, test, info
+
+
+def _select_runs(arr: np.ndarray, run_days: np.ndarray, leads: list[int], test: Any) -> np.ndarray:
+    """arr [run, lead, H, W] -> [N_test, H, W] at the test samples' (run, lead)."""
+    r_idx = {d: i for i, d in enumerate(run_days.tolist())}
+    return np.stack([arr[r_idx[r], leads.index(int(k))] for r, k in zip(test.run.tolist(), test.lead.tolist())])
+
+
+def reference_rows(data: dict[str, Any], test: Any, cfg: HindcastConfig, rb: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw, persistence (preliminary analysis of run day - lag), the single-run oracle, running biases."""
+    run_days = data["run_days"]
+    leads = list(range(1, cfg.leads + 1))
+    ocean = test.mask
+    raw = test.x[:, -1]
+    pre = data["oisst_preliminary"]
+    p_idx = {d: i for i, d in enumerate(pre["time"].values.astype("datetime64[D]").tolist())}
+    lag = cfg.oisst_lag_days * _DAY
+    pers = np.stack([pre.values[p_idx[(r - lag).tolist()]] for r in test.run])
+    unp = _select_runs(data["unpredictable"], run_days, leads, test)
+    out = {RAW: raw, PERSISTENCE: np.where(ocean, pers, np.nan),
+           ORACLE: test.y + np.where(ocean, unp, np.nan)}
+    for name, arr in rb.items():
+        out[name] = np.where(ocean, _select_runs(arr, run_days, leads, test), np.nan)
+    return out
+
+
+def running_bias_rows(data: dict[str, Any], cfg: HindcastConfig) -> dict[str, np.ndarray]:
+    """The NCEP-style running bias over every run of the data (only past verifications at each run)."""
+    from bias_correction.training.running_bias import persistence_forecast, running_bias_correct
+
+    ocean = np.asarray(data["mask"].values, bool)
+    hy = np.where(ocean, data["hycom"].values, np.nan)
+    pre = data["oisst_preliminary"]
+    an, an_days = np.where(ocean, pre.values, np.nan), pre["time"].values
+    leads = list(range(1, cfg.leads + 1))
+    kw = {"weight": cfg.running_bias_weight, "lag_days": cfg.oisst_lag_days}
+    rb_raw, _ = running_bias_correct(hy, data["run_days"], leads, an, an_days, **kw)
+    pers = persistence_forecast(data["run_days"], leads, an, an_days, cfg.oisst_lag_days)
+    rb_pers, _ = running_bias_correct(pers, data["run_days"], leads, an, an_days, **kw)
+    return {RB_RAW: rb_raw, RB_PERS: rb_pers}
+
+
+def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: Any, cfg: HindcastConfig,
+                  out_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train one learned row with one seed on the window's training side; predict its test samples."""
+    from bias_correction.config import Training, default_aux_inputs
+    from bias_correction.training.benchmark import _predict_gridded
+    from bias_correction.training.train import load_checkpoint, train_model
+
+    v = VARIANTS[name]
+    aux = tuple(v.aux_inputs if v.aux_inputs is not None else default_aux_inputs(v.model))
+    arch = None
+    if v.full_attention and zoo.get(v.model).kv_pooled:
+        arch = {"kv_pool": 1} if grid.nlat * grid.nlon <= cfg.full_attention_max_keys else None
+    tcfg = Training(model=v.model, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden, epochs=cfg.epochs,
+                    batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
+                    aux_inputs=list(aux), residual_base=v.residual_base, oisst_lag_days=cfg.oisst_lag_days)
+    tr, va, te = (s.with_aux(aux) for s in (train, val, test))
+    res = train_model(tr, va, tcfg, grid=grid, mask_hash="0" * 64, data_info={"source": "twin hindcast"},
+                      out_dir=out_dir, progress=progress, arch_kwargs=arch)
+    model, meta = load_checkpoint(res.checkpoint)
+    return {"pred": _predict_gridded(model, te), "train_seconds": res.train_seconds, "epochs_run": res.epochs_run,
+            "best_epoch": res.best_epoch, "n_parameters": res.n_parameters, "arch_kwargs": meta["arch_kwargs"],
+            "aux_inputs": list(aux), "residual_base": tcfg.resolved_residual_base,
+            "train_samples_per_s": res.epochs_run * len(tr) / max(res.train_seconds, 1e-9)}
+
+
+def _check(cfg: HindcastConfig) -> None:
+    unknown = sorted(set(cfg.learned) - set(VARIANTS))
+    if unknown:
+        raise ConfigError(f"unknown learned rows {unknown}; known: {', '.join(VARIANTS)}")
+    bad = sorted(set(cfg.baselines) - set(BASELINES))
+    if bad:
+        raise ConfigError(f"unknown baselines {bad}; known: {', '.join(BASELINES)}")
+    if not cfg.seeds:
+        raise ConfigError("at least one seed is needed")
+
+
+def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
+    """Run every window, score every row, write results.json/.md and hindcast.png under ``out_dir``."""
+    import torch
+
+    from bias_correction.training import hindcast_report as report
+    from bias_correction.training.baselines import build_baseline
+
+    _check(cfg)
+    t_all = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    if cfg.torch_threads:
+        torch.set_num_threads(int(cfg.torch_threads))
+    windows = load_windows(cfg.windows_file, cfg.windows)
+    data = build_data(cfg, windows)
+    samples, grid = data["samples"], data["grid"]
+    rb = running_bias_rows(data, cfg)
+    win_out: list[dict[str, Any]] = []
+    for w in windows:
+        train, val, test, info = split_window(samples, w, cfg)
+        LOG.info("window %s %s: train %s, val %s, test %d samples, gap %d days", w["name"], info["test"],
+                 info["train_period"], info["val_period"], len(test), info["gap_days"])
+        preds = reference_rows(data, test, cfg, rb)
+        extra: dict[str, Any] = {}
+        for b in cfg.baselines:
+            t0 = time.perf_counter()
+            preds[b] = build_baseline(b).fit(train.with_aux(())).predict(test.with_aux(()))
+            extra[b] = {"train_seconds": time.perf_counter() - t0}
+        seeds: dict[str, dict[int, np.ndarray]] = {}
+        for name in cfg.learned:
+            seeds[name] = {}
+            for s in cfg.seeds:
+                cache = out_dir / "rows" / w["name"] / f"{name}-seed{s}.npz"
+                if cache.is_file():
+                    blob = np.load(cache, allow_pickle=False)
+                    r = {"pred": blob["pred"], **json.loads(str(blob["info"]))}
+                else:
+                    LOG.info("window %s: training %s seed %d", w["name"], name, s)
+                    r = train_variant(name, s, train, val, test, grid, cfg,
+                                      out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}", progress)
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    info_r = {k: v for k, v in r.items() if k != "pred"}
+                    tmp = cache.with_suffix(".tmp.npz")
+                    np.savez_compressed(tmp, pred=r["pred"], info=json.dumps(info_r, default=str))
+                    tmp.replace(cache)  # never a half-written cache
+                seeds[name][s] = r.pop("pred")
+                extra.setdefault(name, {"seeds": {}})["seeds"][str(s)] = r
+                LOG.info("window %s: %s seed %d trained in %.0f s (%.1f samples/s)", w["name"], name, s,
+                         r["train_seconds"], r["train_samples_per_s"])
+            preds[name] = np.mean(np.stack(list(seeds[name].values())), axis=0)  # the seed ensemble
+        win_out.append({"info": info, "test": test, "preds": preds, "seed_preds": seeds, "extra": extra})
+    result = report.assemble(cfg, data, win_out, threads_before)
+    result["total_seconds"] = time.perf_counter() - t_all
+    report.write(result, win_out, out_dir)
+    return result
+
+

@@ -1,0 +1,162 @@
+"""Configuration of the rolling-origin hindcast (:mod:`.hindcast`): rows, windows, budgets.
+
+The "default" configuration fits ~40 min on 2 idle cores; :data:`FULL` is the documented longer one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bias_correction import zoo
+from bias_correction.errors import ConfigError
+from bias_correction.inputs import OISST_LATEST
+
+WINDOWS_FILE = Path("benchmarks/hindcast_windows.json")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One learned row: a zoo model with its inputs and framing (None = the zoo's defaults)."""
+
+    model: str
+    aux_inputs: tuple[str, ...] | None = None
+    residual_base: str | None = None
+    full_attention: bool = False  # kv_pool = 1 when the domain has <= full_attention_max_keys cells
+    label: str = ""
+
+
+PAPER = f"{zoo.DEFAULT_MODEL}-paper"
+#: The learned rows a configuration can name: the paper-faithful ConvGRU-SA (HYCOM only, residual on
+#: HYCOM, full attention), then every gridded zoo model with its project defaults.
+VARIANTS: dict[str, Variant] = {
+    PAPER: Variant(zoo.DEFAULT_MODEL, (), "hycom", True,
+                   f"{zoo.label(zoo.DEFAULT_MODEL)} paper-faithful (HYCOM only, residual on HYCOM)"),
+    **{s.id: Variant(s.id, label=f"{s.label} (project default: {', '.join(s.default_inputs) or 'HYCOM only'}"
+                                 f"{', persistence-anchored' if OISST_LATEST.name in s.default_inputs else ''})")
+       for s in zoo.specs(zoo.GRIDDED)},
+}
+BASELINES = list(zoo.ids(zoo.BASELINE))
+RAW, PERSISTENCE, ORACLE = "raw-hycom", "persistence", "oracle-run"
+RB_RAW, RB_PERS = "running-bias-hycom", "running-bias-persistence"
+REFERENCE_ROWS = [RAW, PERSISTENCE, ORACLE, RB_RAW, RB_PERS]
+
+
+def default_preset() -> str:
+    """"hard" once ``bias_correction.testing.twin_presets`` exists, else "classic" (the plain Twin)."""
+    try:
+        from bias_correction.testing import twin_presets  # noqa: F401
+    except ImportError:
+        return "classic"
+    return "hard"
+
+
+@dataclass
+class HindcastConfig:
+    # The "default" configuration (benchmarks/README.md, "Hindcast"): fits ~40 min on 2 idle cores.
+    windows_file: str = str(WINDOWS_FILE)
+    windows: list[str] | None = None  # names from the windows file; None = all
+    twin_preset: str = field(default_factory=default_preset)
+    twin_seed: int = 0
+    box_cells: int | None = 20  # square sub-box at the region's centre, cells; None = the whole region
+    step: float = 0.08
+    leads: int = 7
+    seq_len: int = 4
+    oisst_lag_days: int = 1
+    train_days: int = 183  # valid days of training + validation samples before each window's gap
+    val_fraction: float = 0.15
+    epochs: int = 6
+    patience: int = 3
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    features: int = 8
+    hidden: int = 16
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    learned: list[str] = field(default_factory=lambda: [PAPER, zoo.DEFAULT_MODEL])
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    running_bias_weight: float = 0.05
+    full_attention_max_keys: int = 400
+    n_boot: int = 1000
+    boot_seed: int = 0
+    refs: list[str] = field(default_factory=lambda: [zoo.DEFAULT_MODEL, PERSISTENCE, RAW])
+    torch_threads: int = 1  # 2 threads on 2 shared cores measured ~100x slower (oversubscription)
+
+    @property
+    def span(self) -> int:
+        """Days one sample reaches: T - 1 runs back, the analysis lag before them, the lead ahead."""
+        return self.seq_len - 1 + self.leads + self.oisst_lag_days
+
+
+#: The documented, not-run "full" configuration (overrides of the default).
+FULL: dict[str, Any] = {"box_cells": None, "train_days": 365, "epochs": 12, "patience": 4,
+                        "seeds": [0, 1, 2, 3, 4], "learned": [PAPER, *zoo.ids(zoo.GRIDDED)], "n_boot": 2000}
+
+
+def load_windows(path: str | Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Test windows (name, season, start, end: valid days, inclusive) from the committed JSON file."""
+    p = Path(path)
+    try:
+        blob = json.loads(p.read_text())
+        wins = [{"name": str(w["name"]), "season": str(w.get("season", w["name"])),
+                 "start": dt.date.fromisoformat(w["start"]), "end": dt.date.fromisoformat(w["end"])}
+                for w in blob["windows"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{p}: expected {{'windows': [{{'name', 'start', 'end'}}]}} with ISO dates ({exc})") from None
+    if names is not None:
+        unknown = sorted(set(names) - {w["name"] for w in wins})
+        if unknown:
+            raise ConfigError(f"{p}: no window named {unknown}; known: {[w['name'] for w in wins]}")
+        wins = [w for w in wins if w["name"] in names]
+    wins.sort(key=lambda w: w["start"])
+    for a, b in zip(wins, wins[1:]):
+        if b["start"] <= a["end"]:
+            raise ConfigError(f"{p}: windows {a['name']} and {b['name']} overlap")
+    if not wins or any(w["end"] < w["start"] for w in wins):
+        raise ConfigError(f"{p}: need at least one window with start <= end")
+    return wins
+
+
+def config_dict(cfg: HindcastConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def add_arguments(p: Any) -> None:
+    """Command-line options shared by ``sstbc hindcast`` and ``benchmarks/hindcast.py``."""
+    d = HindcastConfig()
+    p.add_argument("--out", default="benchmarks/results/hindcast", help="output folder (results.json/.md, hindcast.png)")
+    p.add_argument("--preset", choices=["default", "full"], default="default",
+                   help="default: fits ~40 min on 2 idle cores; full: the documented longer configuration")
+    p.add_argument("--windows-file", default=d.windows_file)
+    p.add_argument("--windows", help="comma-separated window names (default: all in the file)")
+    p.add_argument("--twin-preset", default=None, help=f"twin preset (default {d.twin_preset!r})")
+    p.add_argument("--learned", help="comma-separated learned rows: " + ", ".join(VARIANTS))
+    p.add_argument("--baselines", help="comma-separated statistical baselines ('' for none): " + ", ".join(BASELINES))
+    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--box-cells", type=int, help="square sub-box size in cells (0 = whole region)")
+    for name in ("epochs", "train_days", "patience", "n_boot", "torch_threads"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
+
+
+def config_from_args(a: Any) -> HindcastConfig:
+    kw: dict[str, Any] = dict(FULL) if a.preset == "full" else {}
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    if a.windows:
+        kw["windows"] = split(a.windows)
+    if a.learned is not None:
+        kw["learned"] = split(a.learned)
+    if a.baselines is not None:
+        kw["baselines"] = split(a.baselines)
+    if a.seeds:
+        kw["seeds"] = [int(s) for s in split(a.seeds)]
+    if a.twin_preset:
+        kw["twin_preset"] = a.twin_preset
+    if a.box_cells is not None:
+        kw["box_cells"] = a.box_cells or None
+    for name in ("epochs", "train_days", "patience", "n_boot", "torch_threads"):
+        if getattr(a, name) is not None:
+            kw[name] = getattr(a, name)
+    return HindcastConfig(windows_file=a.windows_file, **kw)

@@ -1,0 +1,160 @@
+"""Rolling-origin hindcast: a tiny run end to end, the running-bias baseline, the block bootstrap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bias_correction.inputs import OISST_LATEST
+from bias_correction.training import hindcast as hc
+from bias_correction.training import hindcast_stats as hs
+from bias_correction.training.running_bias import persistence_forecast, running_bias_correct
+
+_DAY = np.timedelta64(1, "D")
+WINDOWS = {"windows": [{"name": "early", "season": "x", "start": "2021-03-01", "end": "2021-03-10"},
+                       {"name": "late", "season": "y", "start": "2021-04-01", "end": "2021-04-10"}]}
+
+
+def tiny(tmp: Path) -> hc.HindcastConfig:
+    (tmp / "windows.json").write_text(json.dumps(WINDOWS))
+    return hc.HindcastConfig(windows_file=str(tmp / "windows.json"), twin_preset="classic", box_cells=8, leads=2,
+                             seq_len=2, train_days=30, epochs=2, patience=2, features=4, hidden=4, seeds=[0, 1],
+                             learned=[hc.PAPER], baselines=[], n_boot=100)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[hc.HindcastConfig, dict, Path]:
+    tmp = tmp_path_factory.mktemp("hindcast")
+    cfg = tiny(tmp)
+    res = hc.run_hindcast(cfg, tmp / "out")
+    return cfg, res, tmp / "out"
+
+
+@pytest.mark.slow  # a real (tiny) hindcast: ~15 s CPU, >60 s wall on the loaded 2-core box
+def test_windows_never_touch_training_and_validation_precedes_them(run) -> None:
+    cfg, _, _ = run
+    assert cfg.span == 2 - 1 + 2 + 1
+    wins = hc.load_windows(cfg.windows_file)
+    data = hc.build_data(cfg, wins)
+    for w in wins:
+        train, val, test, info = hc.split_window(data["samples"], w, cfg)
+        start = np.datetime64(w["start"], "D")
+        assert test.valid.min() == start and test.valid.max() == np.datetime64(w["end"], "D")
+        fit_last = max(train.valid.max(), val.valid.max())
+        # the gap: >= T - 1 + max lead + lag empty days before the first test valid day ...
+        assert (test.valid.min() - fit_last) / _DAY - 1 >= cfg.span == info["gap_days"]
+        # ... so no training target is a day any test sample reads (its runs and its latest analysis)
+        assert fit_last < test.run.min() - (cfg.seq_len - 1 + cfg.oisst_lag_days) * _DAY
+        # validation comes from the training side: after training (with a gap), before the window
+        assert val.valid.max() < start and val.valid.min() > train.valid.max()
+        assert len(train) and len(val)
+        # training only on data before this window: the later window never trains on the earlier's test days
+        assert not np.isin(train.valid, test.valid).any()
+
+
+@pytest.mark.slow  # a real (tiny) hindcast: ~15 s CPU, >60 s wall on the loaded 2-core box
+def test_test_inputs_are_the_preliminary_analyses(run) -> None:
+    cfg, _, _ = run
+    wins = hc.load_windows(cfg.windows_file)
+    data = hc.build_data(cfg, wins)
+    _, _, test, _ = hc.split_window(data["samples"], wins[0], cfg)
+    pre, fin = data["oisst_preliminary"], data["oisst"]
+    day = test.run - cfg.oisst_lag_days * _DAY
+    want_pre = pre.sel(time=day.astype("datetime64[ns]")).values
+    want_fin = fin.sel(time=day.astype("datetime64[ns]")).values
+    latest = test.aux_field(OISST_LATEST.name)[:, -1]
+    ocean = test.mask
+    np.testing.assert_array_equal(latest[:, ocean], want_pre[:, ocean].astype(np.float32))
+    assert np.abs(latest[:, ocean] - want_fin[:, ocean]).max() > 1e-3  # the final version differs
+    # targets are the final analyses of the valid day
+    np.testing.assert_array_equal(test.y[:, ocean], fin.sel(time=test.valid.astype("datetime64[ns]")).values[:, ocean]
+                                  .astype(np.float32))
+    rows = hc.reference_rows(data, test, cfg, {})
+    np.testing.assert_allclose(rows[hc.PERSISTENCE][:, ocean], want_pre[:, ocean], atol=1e-6)
+
+
+@pytest.mark.slow  # a real (tiny) hindcast: ~15 s CPU, >60 s wall on the loaded 2-core box
+def test_results_json_and_files(run) -> None:
+    cfg, res, out = run
+    blob = json.loads((out / "results.json").read_text())
+    assert "twin" in blob["data_kind"] and blob["references"] == {"raw": hc.RAW, "persistence": hc.PERSISTENCE}
+    assert [w["name"] for w in blob["windows"]] == ["early", "late"]
+    assert set(blob["rows"]) == {*hc.REFERENCE_ROWS, hc.PAPER}
+    for name, r in blob["rows"].items():
+        assert r["model"] == name and r["windows"] == ["early", "late"] and r["leads"] == [1, 2]
+        assert r["gap_days"] >= cfg.span
+        lo, hi = r["overall"]["ci"]
+        assert lo <= r["overall"]["rmse"] <= hi and r["overall"]["rmse"] > 0
+        for ref in (hc.PERSISTENCE, hc.RAW):
+            d = r["overall"]["diff"][ref]
+            assert d["ci"][0] <= d["rmse_diff"] <= d["ci"][1]
+        assert set(r["per_lead"]) == {"1", "2"} and set(r["per_window"]) == {"early", "late"}
+        assert r["input_versions"]["target"] == "final"
+    assert blob["rows"][hc.PERSISTENCE]["input_versions"]["latest_analysis"] == "preliminary"
+    paper = blob["rows"][hc.PAPER]
+    assert paper["seeds"] == [0, 1] and set(paper["per_seed"]) == {"0", "1"}
+    assert paper["input_versions"]["aux_inputs"] == []  # HYCOM only, as in the paper
+    seed0 = paper["training"]["early"]["seeds"]["0"]
+    assert seed0["residual_base"] == "hycom" and seed0["arch_kwargs"]["kv_pool"] == 1  # full attention on 8x8
+    assert paper["train_samples_per_s"] > 0
+    assert blob["rows"][hc.RAW]["overall"]["diff"][hc.RAW]["ci"] == [0.0, 0.0]
+    md = (out / "results.md").read_text()
+    assert "TWIN DATA" in md and "oracle, not a floor" in md and "persistence" in md
+    assert (out / "hindcast.png").stat().st_size > 10_000
+
+
+def test_running_bias_uses_only_analyses_known_at_run_time() -> None:
+    rng = np.random.default_rng(3)
+    runs = np.arange(np.datetime64("2021-01-01"), np.datetime64("2021-02-01"))
+    leads, lag = [1, 2, 3], 2
+    fc = 20 + rng.normal(0, 1, (len(runs), len(leads), 3, 3))
+    days = np.arange(runs[0] - 5 * _DAY, runs[-1] + 5 * _DAY)
+    an = 20 + rng.normal(0, 1, (len(days), 3, 3))
+    corr, used = running_bias_correct(fc, runs, leads, an, days, weight=1.0, lag_days=lag)
+    # weight 1: the bias of run R at lead k is exactly the error of run R-lag-k verified on day R-lag
+    d_idx = {d: i for i, d in enumerate(days.tolist())}
+    for r_i in range(lag + 3, len(runs)):
+        v = runs[r_i] - lag * _DAY
+        for l_i, k in enumerate(leads):
+            src = r_i - lag - k
+            np.testing.assert_allclose(used[r_i, l_i], fc[src, l_i] - an[d_idx[v.tolist()]])
+            np.testing.assert_allclose(corr[r_i, l_i], fc[r_i, l_i] - used[r_i, l_i])
+    # poisoning every analysis after R - lag changes nothing at runs <= R (decaying weight too)
+    base, _ = running_bias_correct(fc, runs, leads, an, days, weight=0.05, lag_days=lag)
+    r_cut = 15
+    poisoned = an.copy()
+    poisoned[days > runs[r_cut] - lag * _DAY] += 100.0
+    after, _ = running_bias_correct(fc, runs, leads, poisoned, days, weight=0.05, lag_days=lag)
+    np.testing.assert_array_equal(after[: r_cut + 1], base[: r_cut + 1])
+    assert np.abs(after[r_cut + 1:] - base[r_cut + 1:]).min() > 1.0
+    # persistence: the analysis of run day - lag at every lead
+    p = persistence_forecast(runs, leads, an, days, lag)
+    np.testing.assert_array_equal(p[4, 2], an[d_idx[(runs[4] - lag * _DAY).tolist()]])
+
+
+def test_block_bootstrap_covers_the_known_rmse_and_identical_rows_differ_by_exactly_zero() -> None:
+    rng = np.random.default_rng(0)
+    true_rmse, days, cells = 0.4, 60, 50
+    # AR(1) daily error levels (autocorrelated days), cells around them
+    lvl = np.zeros(days)
+    for t in range(1, days):
+        lvl[t] = 0.8 * lvl[t - 1] + rng.normal(0, 0.05)
+    e = lvl[:, None, None] + rng.normal(0, true_rmse, (days, 2, cells))
+    sse, n = (e ** 2).sum(-1), np.full((days, 2), float(cells))
+    other = (1.5 * e) ** 2
+    windows = [{"a": (sse, n), "a_copy": (sse.copy(), n.copy()), "worse": (other.sum(-1), n)}]
+    boot = hs.paired_bootstrap(windows, block=11, n_boot=400, seed=1)
+    s = hs.summarise(boot, ["a"])
+    lo, hi = s["a"]["ci"]
+    known = np.sqrt(true_rmse ** 2 + 0.05 ** 2 / (1 - 0.8 ** 2))  # population RMSE: cell noise + AR(1) level
+    assert lo < known < hi and hi - lo < 0.1
+    assert s["a_copy"]["diff"]["a"] == {"rmse_diff": 0.0, "ci": [0.0, 0.0], "p_not_better": 1.0}
+    rm = np.sqrt(boot["sse"][0] / boot["n"][0]).sum(-1)  # every iteration, identical rows
+    np.testing.assert_array_equal(rm[0], rm[1])
+    d = s["worse"]["diff"]["a"]
+    assert d["ci"][0] > 0 and d["p_not_better"] == 1.0  # a 1.5x worse row is worse in every resample
+    with pytest.raises(Exception, match="longer than the window"):
+        hs.paired_bootstrap([{"a": (sse[:5], n[:5])}], block=11, n_boot=10)
