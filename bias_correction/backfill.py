@@ -34,7 +34,7 @@ LOG = logging.getLogger(__name__)
 class DateState:
     date: str
     model_id: str
-    state: str  # done | missing | stale
+    state: str  # done | missing | stale | failed (cannot be planned: reason says why)
     reason: str
     product_key: str
     bytes_to_download: int | None
@@ -81,13 +81,16 @@ def plan(settings: Settings, start: dt.date, end: dt.date, model_ids: list[str])
         seq_len = manifest.seq_len
         for day in dates(start, end):
             key = product_key(settings.region.name, run_time(day), model_id)
-            state, reason = _product_state(ctx, key, manifest.version, scored)
-            size: int | None = 0
-            if state != "done":
-                needed = [day - dt.timedelta(days=k) for k in range(seq_len)]
-                items = pipeline.plan_fetch(ctx, needed, [])
-                size = None if any(i["bytes"] is None and i["state"] == "unpublished" for i in items) else \
-                    sum(i["bytes"] or 0 for i in items)
+            try:  # a date that cannot be planned is listed with its reason; the others still are
+                state, reason = _product_state(ctx, key, manifest.version, scored)
+                size: int | None = 0
+                if state != "done":
+                    needed = [day - dt.timedelta(days=k) for k in range(seq_len)]
+                    items = pipeline.plan_fetch(ctx, needed, [])
+                    size = None if any(i["bytes"] is None and i["state"] == "unpublished" for i in items) else \
+                        sum(i["bytes"] or 0 for i in items)
+            except SstbcError as exc:
+                state, reason, size = "failed", f"{type(exc).__name__}: {exc}", None
             out.append(DateState(day.isoformat(), model_id, state, reason, key, size))
     return out
 
@@ -114,7 +117,7 @@ def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str) -> dict
     record = True
     try:
         corrector = _corrector(settings.model_store, model_id, settings.model_version, settings.providers)
-        result = pipeline.correct_run(ctx, day, corrector)
+        result = pipeline.correct_run(ctx, day, corrector, pictures=False)  # no quicklooks/report per backfilled date
         entry.update(state="done", product_key=result.product.key, written=result.product.written,
                      model_version=result.model_version)
         if result.product.written or ScoreTable(ctx.store).versions(result.product.key) != {"final"}:

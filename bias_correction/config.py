@@ -25,7 +25,7 @@ from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES, anchor_input
 
 ENV_PREFIX = "SSTBC_"
 #: Environment variables with the prefix that are not configuration keys.
-NON_CONFIG_ENV = {"SSTBC_CONFIG", "SSTBC_CRASH_AT"}
+NON_CONFIG_ENV = {"SSTBC_CONFIG", "SSTBC_CRASH_AT", "SSTBC_PROGRESS"}
 
 
 #: Set while validating plain data (see :func:`_validate_without_env`); per thread and task.
@@ -53,6 +53,8 @@ class Region(_Section):
             raise ValueError(f"region longitudes must satisfy -180 <= lon_min < lon_max <= 360, got {self.lon_min}, {self.lon_max}")
         if not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"region name must be alphanumeric (with - or _), got {self.name!r}")
+        if len(self.name) > 64:  # it is part of every product path and file name
+            raise ValueError(f"region name must be at most 64 characters, got {len(self.name)}")
         return self
 
 
@@ -131,9 +133,13 @@ class Orchestration(_Section):
     daily_cron: str = "30 9 * * *"
     verification_cron: str = "0 18 * * *"
     retraining_cron: str = "0 3 1 * *"
-    #: How long the scheduled daily run waits for a late upstream run before failing.
+    #: How long the scheduled daily run waits for late inputs (HYCOM run, OISST day) before the
+    #: fallback order of ``pipeline.late`` (a late HYCOM run fails the run: nothing to publish).
     wait_hours: float = Field(12.0, ge=0)
     poll_minutes: float = Field(15.0, gt=0)
+    #: HYCOM-only model package (no auxiliary inputs) used when an auxiliary input is late; None =
+    #: straight to raw HYCOM, flagged.
+    fallback_model_id: str | None = None
 
 
 class Training(_Section):
@@ -212,6 +218,63 @@ class Training(_Section):
         return tuple(self.aux_inputs) if self.aux_inputs is not None else default_aux_inputs(self.model)
 
 
+class ProductMetadata(_Section):
+    """Who stands behind the products: ACDD/CF global attributes set by the operator, not by the code.
+
+    The defaults are honest for an unconfigured site: an experimental product, not for navigation.
+    ``origin = "auto"`` marks products made from loopback stand-ins (the twin) as synthetic.
+    """
+
+    institution: str = "unconfigured sstbc operator"
+    creator_name: str = "sstbc"
+    creator_type: Literal["person", "group", "institution", "position"] = "group"
+    creator_email: str = "sstbc@users.noreply.github.com"
+    creator_url: str = "https://github.com/sstbc/sstbc"
+    publisher_name: str = "sstbc"
+    publisher_type: Literal["person", "group", "institution", "position"] = "group"
+    publisher_email: str = "sstbc@users.noreply.github.com"
+    publisher_url: str = "https://github.com/sstbc/sstbc"
+    license: str = ("Experimental forecast, not for navigation; no warranty. Derived from public-domain NOAA "
+                    "OISST v2.1 and HYCOM data; no further restrictions.")
+    naming_authority: str = "com.github.sstbc"
+    references: str = ("Gao et al., ConvGRU and self-attention SST bias revision; "
+                       "Huang et al. 2021 doi:10.1175/JCLI-D-20-0166.1")
+    #: DOI of the product series (ACDD ``doi``-like ``id`` link); empty when none is registered.
+    doi: str = ""
+    #: Landing page or metadata record of the product series (ACDD ``metadata_link``).
+    metadata_link: str = ""
+    #: Public URL of the storage root (catalogue and STAC links become absolute); empty = relative keys.
+    base_url: str = ""
+    #: ``auto``: synthetic when every upstream base URL is a loopback address (the twin stand-ins).
+    origin: Literal["auto", "real", "synthetic"] = "auto"
+    #: Write quicklook PNGs (one per lead) next to each product and list them in its STAC item.
+    quicklooks: bool = True
+    #: Append each product to the region's transactional Zarr store (``zarr/{region}/{model_id}.icechunk``).
+    zarr: bool = True
+    #: Write the day's HTML report (``reports/{region}/{day}/index.html``) and the index page across days.
+    report: bool = True
+
+    def global_attrs(self, *, synthetic: bool) -> dict[str, str]:
+        """The product's operator-set global attributes (empty optional ones left out)."""
+        out = {k: str(v) for k, v in self.model_dump().items() if k not in ("doi", "base_url", "origin", "quicklooks", "zarr", "report") and v}
+        out["creator_institution"] = self.institution
+        out["publisher_institution"] = self.institution
+        if self.doi:
+            out["doi"] = self.doi
+        if synthetic:
+            out["license"] = "SYNTHETIC data from the sstbc twin (not real ocean observations or forecasts). " + out["license"]
+        return out
+
+    def is_synthetic(self, upstream: Upstream) -> bool:
+        if self.origin != "auto":
+            return self.origin == "synthetic"
+        from urllib.parse import urlsplit
+
+        hosts = {urlsplit(u).hostname for u in (upstream.oisst_https, upstream.hycom_ncss, upstream.hycom_opendap,
+                                                upstream.hycom_files)}
+        return all(h in ("127.0.0.1", "localhost", "::1") for h in hosts)
+
+
 #: Models without learned inputs beyond HYCOM SST (statistical baselines), from ``bias_correction.zoo``.
 SST_ONLY_MODELS = frozenset(s.id for s in zoo.MODELS if not s.default_inputs)
 
@@ -254,6 +317,8 @@ class Settings(BaseSettings):
     regrid: Regrid = Regrid()
     orchestration: Orchestration = Orchestration()
     training: Training = Training()
+    #: Operator-set product metadata (institution, creator, publisher, license, ...).
+    product: ProductMetadata = ProductMetadata()
 
     @model_validator(mode="before")
     @classmethod
@@ -324,6 +389,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             data = tomllib.loads(p.read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {p} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {p} is a directory, expected a TOML file") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read ({exc.strerror or exc}), expected a readable TOML file") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}), expected a UTF-8 TOML file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
     known = _known_env_keys(Settings, ENV_PREFIX) | NON_CONFIG_ENV

@@ -3,6 +3,7 @@ absent, never printed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -56,12 +57,19 @@ def _providers(settings: Settings) -> Check:
 def _storage(settings: Settings) -> Check:
     from bias_correction.storage import Store
 
+    local = "://" not in settings.storage_root
+    created = local and not Path(settings.storage_root).exists()
     try:
         store = Store(settings.storage_root)
-        key = f".sstbc-doctor/probe-{uuid.uuid4().hex[:12]}"
-        store.write_bytes(key, b"ok")
-        ok = store.read_bytes(key) == b"ok"
-        store.remove(key)
+        key = f".sstbc-doctor-probe-{uuid.uuid4().hex[:12]}"  # top level: no folder is left behind
+        try:
+            store.write_bytes(key, b"ok")
+            ok = store.read_bytes(key) == b"ok"
+        finally:
+            store.remove(key)
+            if created:  # a root doctor made for the probe goes too (empty by now)
+                with contextlib.suppress(OSError):
+                    Path(settings.storage_root).rmdir()
     except Exception as exc:  # noqa: BLE001
         return Check("storage writable", False, f"{settings.storage_root}: {type(exc).__name__}: {exc}")
     return Check("storage writable", ok, f"{settings.storage_root}: write/read/delete of a probe object")
@@ -84,7 +92,14 @@ def _model(settings: Settings) -> Check:
         manifest = load_manifest(resolve_package(Path(settings.model_store), settings.model_id, settings.model_version))
     except Exception as exc:  # noqa: BLE001
         return Check("model package", False, str(exc))
-    return Check("model package", True, f"{manifest.model_id} {manifest.version}: artifacts verified (sha256)")
+    from bias_correction.grid.grids import target_grid
+
+    grid = target_grid(settings.region, settings.grid_step)
+    if manifest.grid_id != grid.grid_id:  # the model was trained for another region or grid step
+        return Check("model package", False, f"{manifest.model_id} {manifest.version} serves grid {manifest.grid_id}, "
+                                             f"the configured region {settings.region.name!r} needs {grid.grid_id}")
+    return Check("model package", True, f"{manifest.model_id} {manifest.version}: manifest hash and artifacts verified "
+                                        f"(sha256), serves grid {grid.grid_id}")
 
 
 def _upstream(settings: Settings) -> list[Check]:
@@ -93,7 +108,8 @@ def _upstream(settings: Settings) -> list[Check]:
     for name, url in (("upstream OISST (HTTPS)", u.oisst_https + "/"), ("upstream HYCOM (NCSS)", u.hycom_ncss + "/")):
         try:
             status = probe(url, settings.http)
-            out.append(Check(name, status < 500, f"{url} answered HTTP {status}"))
+            out.append(Check(name, 200 <= status < 300, f"{url} answered HTTP {status}"
+                             + ("" if 200 <= status < 300 else " (expected 2xx)")))
         except SstbcError as exc:
             out.append(Check(name, False, str(exc)))
     return out

@@ -23,6 +23,18 @@ class TruncatedDownloadError(TransientFetchError):
     """The body ended early (short of Content-Length, or a NetCDF file shorter than its header says)."""
 
 
+class MaintenancePageError(TransientFetchError):
+    """HTTP 200 with an HTML page instead of data (a maintenance or "come back later" page).
+
+    Transient on its own: retried with the same bounded backoff as a 5xx; a file that is still
+    HTML once those retries are spent becomes a :class:`CorruptInputError` for that file.
+    """
+
+
+class IndexConflictError(RetryableError):
+    """A conditional write of the per-day product index kept losing to other publishers (bounded retries)."""
+
+
 class NotYetPublishedError(RetryableError):
     """The upstream file for this date/run does not exist (yet): HTTP 404 or equivalent."""
 
@@ -39,8 +51,19 @@ class InputValidationError(CorruptInputError):
     """The file opens but its variables, dimensions, times or values are not what was expected."""
 
 
+class ArchiveIntegrityError(CorruptInputError):
+    """A regridded archive file does not open or does not match its recorded content checksum.
+
+    The fill steps treat it as absent and re-derive it from the raw file; readers get this error.
+    """
+
+
 class UpstreamRejectedError(PermanentError):
     """The upstream service refused the request itself (HTTP 400/401/403): fix the request or config."""
+
+
+class DateUnavailableError(PermanentError):
+    """The date lies outside what the upstream serves at all (e.g. a HYCOM run before GOFS 3.1)."""
 
 
 class ConfigError(PermanentError):
@@ -64,11 +87,15 @@ __all__ = [
     "RetryableError",
     "TransientFetchError",
     "TruncatedDownloadError",
+    "MaintenancePageError",
     "NotYetPublishedError",
+    "IndexConflictError",
     "UpstreamRejectedError",
     "PermanentError",
     "CorruptInputError",
     "InputValidationError",
+    "ArchiveIntegrityError",
+    "DateUnavailableError",
     "ConfigError",
     "ModelContractError",
     "ProviderUnavailableError",

@@ -32,7 +32,9 @@ class InputSpec:
     name; OISST ``sst``); ``native`` is the upstream variable it is made from. ``normalisation``: ``sst_minmax`` shares HYCOM SST's Min-Max pair (same units
     and scale, models.md 2.2); ``anomaly`` subtracts the training mean and divides by 4 standard
     deviations. ``anchor``: an SST field in °C that can serve as the residual base and gives tree
-    models a "this minus HYCOM" feature.
+    models a "this minus HYCOM" feature. ``as_issued``: an analysis input takes the version that
+    existed at run time (the archived preliminary, else the final), in the daily run and in training;
+    targets always use the final.
     """
 
     name: str
@@ -44,6 +46,7 @@ class InputSpec:
     native: str = "sst"
     normalisation: Normalisation = "sst_minmax"
     anchor: bool = False
+    as_issued: bool = False
 
     @property
     def per_lead(self) -> bool:
@@ -73,7 +76,8 @@ HYCOM_SST = InputSpec("hycom_sst", "hycom", "sst", "same_run", "degC",
                       "HYCOM daily-mean surface temperature forecast of the same run and lead", native="water_temp")
 #: The latest OISST analysis known at forecast time (day of run - oisst_lag_days: preliminary latency).
 OISST_LATEST = InputSpec("oisst_latest", "oisst", "sst", "analysis_before_run", "degC",
-                         "latest OISST analysis at forecast time (day of run - oisst_lag_days)", anchor=True)
+                         "latest OISST analysis at forecast time (day of run - oisst_lag_days)", anchor=True,
+                            as_issued=True)
 #: HYCOM sea-surface elevation of the same run and lead (CA-ConvLSTM's stream 2, models.md 6.3).
 SURF_EL = InputSpec("surf_el", "hycom", "surf_el", "same_run", "m",
                     "HYCOM sea surface elevation of the same run and lead (daily mean)", native="surf_el",

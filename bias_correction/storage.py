@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -100,6 +101,30 @@ class Store:
             if not _is_temporary(rel):
                 out.append(rel)
         return sorted(out)
+
+    def remove_stale_temporaries(self, prefix: str, older_than_s: float = 3600.0) -> list[str]:
+        """Remove staged leftovers (``*.tmp``/``*.part``, e.g. of a killed process) under ``prefix`` last
+        modified more than ``older_than_s`` ago; returns their keys. The age keeps a concurrent writer's
+        file in flight safe: no staged write takes an hour."""
+        base = self.url(prefix)
+        if not self.fs.exists(base):
+            return []
+        if not self.is_local:
+            self.fs.invalidate_cache()
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path, info in self.fs.find(base, detail=True).items():
+            rel = (os.path.relpath(path, self.root) if self.is_local
+                   else path[len(self.root.split("://", 1)[1]) + 1:]).replace(os.sep, "/")
+            if not _is_temporary(rel):
+                continue
+            stamp = info.get("mtime") if self.is_local else info.get("LastModified")
+            stamp = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp or 0)
+            if stamp < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(path)
+                removed.append(rel)
+        return sorted(removed)
 
     def remove(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -6,27 +6,48 @@ With ``--json`` exactly one JSON object goes to stdout; logs and progress bars g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from bias_correction.errors import ConfigError, SstbcError
 
-MIN_DATE, MAX_DATE = dt.date(1981, 9, 1), dt.date(2100, 1, 1)
+MIN_DATE = dt.date(1981, 9, 1)
+EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+#: Subcommands that run Prefect flows: their Prefect output goes to a log file unless -v.
+FLOW_COMMANDS = frozenset({"run", "fetch", "backfill", "verify", "demo", "serve"})
+
+
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so that ``--json`` still gets its one JSON object."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise _UsageError(self, message)
 
 
 def parse_date(text: str) -> dt.date:
-    """Strict YYYY-MM-DD within the OISST era; anything else is a clear argparse error."""
+    """Strict YYYY-MM-DD from the OISST era up to today (UTC): upstream has nothing later, so a date
+    years ahead is refused at once instead of being retried as "not yet published"."""
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date of the form YYYY-MM-DD") from None
-    if len(text) != 10 or not (MIN_DATE <= day < MAX_DATE):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a YYYY-MM-DD date between {MIN_DATE} and {MAX_DATE}")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if len(text) != 10 or not (MIN_DATE <= day <= today):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a YYYY-MM-DD date between {MIN_DATE} and today "
+                                         f"({today} UTC): upstream publishes nothing later")
     return day
 
 
@@ -98,9 +119,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
         out = fill_archive(settings.model_dump(mode="json"), args.start, args.end)
         human = (f"archive: {out['hycom_runs']} HYCOM runs ({out['hycom_written']} new), "
-                 f"{out['oisst_days']} OISST days ({out['oisst_written']} new); mask {out['mask']['sha256'][:12]}")
+                 f"{out['oisst_days']} OISST days ({out['oisst_written']} new); mask {out['mask']['sha256'][:12]}"
+                 + "".join(f"\n  FAILED {f['kind']} {f['date']}: {f['error']}: {f['message']}" for f in out["failed"]))
         _emit(args, {"command": "fetch", **out}, human)
-        return 0
+        return EXIT_PARTIAL if out["failed"] else 0
     wait_s = args.wait_hours * 3600 if args.wait else 0.0
     done = []
     for kind, days, step in (("hycom", run_days, pipeline.archive_hycom_run), ("oisst", oisst_days, pipeline.archive_oisst_day)):
@@ -203,13 +225,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         lines.append(f"{len(todo)} of {len(states)} date(s) to process, {total:,} bytes to download")
         _emit(args, {"command": "backfill", "dry_run": True, "dates": backfill_lib.as_dicts(states), "bytes": total},
               "\n".join(lines))
-        return 0
+        return EXIT_PARTIAL if any(s.state == "failed" for s in states) else 0
     from flows.operations import run_backfill
 
     out = run_backfill(settings, args.start, args.end, models)
     _emit(args, {"command": "backfill", **out},
-          f"backfill {args.start}..{args.end}: {out['done']} of {out['dates']} date(s) done, {out['written']} product(s) written")
-    return 0
+          f"backfill {args.start}..{args.end}: {out['done']} of {out['dates']} date(s) done, {out['written']} product(s) written"
+          + "".join(f"\n  FAILED {f['date']} {f['model_id']}: {f['message']}" for f in out["failed"]))
+    return EXIT_PARTIAL if out["failed"] else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -217,10 +240,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from flows.operations import verification
 
     out = verification(settings.model_dump(mode="json"), args.start, args.end)
-    human = (f"scored {len(out['scored'])} run(s), {len(out['pending'])} pending OISST, table rows {out['rows']}"
-             + "".join(f"\nplot: {p}" for p in out.get("plots", [])))
+    failed = out.get("failed", [])
+    human = (f"scored {len(out['scored'])} run(s), {len(out['pending'])} pending OISST, {len(failed)} failed, "
+             f"table rows {out['rows']}" + "".join(f"\nplot: {p}" for p in out.get("plots", []))
+             + "".join(f"\n  FAILED {f['date']}: {f['error']}: {f['message']}" for f in failed))
     _emit(args, {"command": "verify", **out}, human)
-    return 0
+    return EXIT_PARTIAL if failed else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:  # pragma: no cover - runs until stopped
@@ -266,7 +291,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         card = card_path.read_text() if card_path.is_file() else f"(no {CARD_FILE})"
         raw = man.raw
         par = raw.get("parity") or {}
-        keys = [f"package: {man.package_dir} (schema {raw.get('schema_version')}, all artifact sha256 verified)",
+        keys = [f"package: {man.package_dir} (schema {raw.get('schema_version')}, manifest hash and all artifact sha256 verified)",
                 f"  architecture {man.architecture}, T={man.seq_len}, grid {man.grid_id}, mask {man.mask_sha256[:16]}",
                 *[f"  parity {k}: " + (v.get("skipped") or f"max |diff| {v.get('max_abs_diff_degC'):.2e} degC, "
                                                          f"RMSE diff {v.get('rmse_diff_degC'):.2e} degC")
@@ -278,11 +303,76 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if path.is_file():
         from bias_correction.io.provenance import format_provenance, read_provenance
 
+        if path.suffix == ".json":  # a sidecar must be one JSON object (an array or a number is not one)
+            try:
+                top = json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ProductError(f"{path}: not a provenance sidecar, expected a JSON object: {exc}") from None
+            if not isinstance(top, dict):
+                raise ProductError(f"{path}: not a provenance sidecar, expected a JSON object, found a JSON "
+                                   f"{type(top).__name__}")
+
         prov = read_provenance(path)
         _emit(args, {"command": "inspect", "kind": "product", "path": str(path), "provenance": prov},
               format_provenance(prov))
         return 0
     raise ProductError(f"{path}: neither a model package folder nor a product file")
+
+
+def cmd_products(args: argparse.Namespace) -> int:
+    """List the current products of a period (per-day indexes) and the latest pointer."""
+    from bias_correction import catalog
+
+    s = _settings(args)
+    root, region = s.storage_root, args.region or s.region.name
+    opts = s.storage_options
+    try:
+        newest = catalog.latest(root, region, model_id=args.model, storage_options=opts)
+    except SstbcError:
+        newest = None
+    if args.latest:
+        if newest is None:
+            raise SstbcError(f"no product of region {region} is published under {root} (no latest.json)")
+        _emit(args, {"command": "products", "latest": newest},
+              f"{newest['run']} {newest['model_id']} {newest['product_version']} {newest['href']}"
+              + (" (FALLBACK: raw HYCOM)" if newest["fallback"] else ""))
+        return 0
+    refs = catalog.list_products(root, region, start=args.start, end=args.end, model_id=args.model,
+                                 storage_options=opts, base_url=s.product.base_url)
+    lines = [f"{r.run} {r.model_id} {r.product_version} {r.href}" + (" (FALLBACK: raw HYCOM)" if r.fallback else "")
+             for r in refs] or [f"no {region} product in {args.start or '...'}..{args.end or '...'}"]
+    _emit(args, {"command": "products", "region": region, "products": [r.to_dict() for r in refs], "latest": newest},
+          "\n".join(lines))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Quicklook PNGs (per lead: corrected SST, correction, uncertainty) of a product file or of a run day."""
+    from bias_correction.io import quicklook
+
+    if (args.product is None) == (args.date is None):
+        raise ConfigError("sstbc plot: give either a PRODUCT file or --date YYYY-MM-DD")
+    if args.product is not None:
+        paths = [str(p) for p in quicklook.plot_file(args.product, args.out)]
+    else:
+        from bias_correction import catalog
+        from bias_correction.errors import ProductError
+        from bias_correction.io.product import as_single_run
+        from bias_correction.storage import Store
+
+        s = _settings(args)
+        store = Store(s.storage_root, s.storage_options)
+        refs = catalog.list_products(store, s.region.name, start=args.date, end=args.date, model_id=s.model_id)
+        if not refs:
+            raise ProductError(f"no published {s.region.name} product of model {s.model_id} for the run of {args.date}")
+        ds = as_single_run(catalog.open_products(store, s.region.name, start=args.date, end=args.date,
+                                                 model_id=s.model_id).transpose("lead_day", ...))
+        if args.out:
+            paths = [str(p) for p in quicklook.write_pngs(ds, Path(args.out), Path(refs[0].key).stem)]
+        else:
+            paths = [store.url(a["key"]) for a in quicklook.write_quicklooks(store, refs[0].key, ds).values()]
+    _emit(args, {"command": "plot", "files": paths}, "\n".join(paths))
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -295,15 +385,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
              f"({out['inputs_verified']} inputs sha256-verified)\n"
              f"  max |regenerated - published| over ocean: {out['max_abs_diff_degC']:.2e} degC "
              f"(tolerance {out['tolerance_degC']} degC): {'OK' if out['ok'] else 'MISMATCH'}")
+    if not out["ok"]:  # one JSON object either way: the report, with the error named in it
+        msg = (f"replay of {out['product']} differs by {out['max_abs_diff_degC']:.3g} degC "
+               f"> {out['tolerance_degC']} degC")
+        _emit(args, {"command": "replay", **out, "error": ProductError.__name__, "message": msg}, human)
+        sys.stderr.write(f"sstbc: {ProductError.__name__}: {msg}\n")
+        return EXIT_ERROR
     _emit(args, {"command": "replay", **out}, human)
-    if not out["ok"]:
-        raise ProductError(f"replay of {out['product']} differs by {out['max_abs_diff_degC']:.3g} degC "
-                           f"> {out['tolerance_degC']} degC")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sstbc", description="Bias correction of HYCOM SST forecasts against NOAA OISST v2.1")
+    parser = _Parser(prog="sstbc", description="Bias correction of HYCOM SST forecasts against NOAA OISST v2.1")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -397,6 +490,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser("products", help="list the current products of a period (per-day indexes) or the latest")
+    p.add_argument("--start", type=parse_date)
+    p.add_argument("--end", type=parse_date)
+    p.add_argument("--region", help="region name (default: the configured region)")
+    p.add_argument("--model", help="only products of this model id")
+    p.add_argument("--latest", action="store_true", help="only the newest product (products/{region}/latest.json)")
+    common(p)
+    p.set_defaults(func=cmd_products)
+
+    p = sub.add_parser("plot", help="quicklook PNGs (corrected SST, correction, uncertainty per lead) of a product")
+    p.add_argument("product", nargs="?", help="product .nc file (or use --date)")
+    p.add_argument("--date", type=parse_date, help="the run day whose current product to plot")
+    p.add_argument("--out", help="output folder (default: quicklooks/ beside the product)")
+    common(p)
+    p.set_defaults(func=cmd_plot)
+
     p = sub.add_parser("replay", help="regenerate a product from its recorded inputs and model; report the difference")
     p.add_argument("product", help="product .nc path, or its key in the storage root")
     common(p)
@@ -404,24 +513,98 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _subcommand(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    names = {n for a in parser._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}
+    return next((a for a in argv if a in names), None)
+
+
+def _log_file(args: argparse.Namespace) -> Path:
+    """This invocation's log file: under the (local) storage root when the settings load, else in TMPDIR."""
+    from flows.logs import log_path
+
+    root: str | None = getattr(args, "workdir", None)
+    if root is None and hasattr(args, "config"):
+        try:
+            root = _settings(args).storage_root
+        except Exception:  # noqa: BLE001 - the command itself reports a bad config
+            root = None
+    return log_path(root)
+
+
+def _fail(command: str | None, want_json: bool, error: str, message: str, line: str, code: int) -> int:
+    """The one error line on stderr and, under --json, the one JSON object on stdout."""
+    if want_json:
+        sys.stdout.write(json.dumps({"command": command, "error": error, "message": message, "exit_code": code}) + "\n")
+    sys.stderr.write(line + "\n")
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the subcommand; every failure becomes one line (and one JSON object) with its exit code."""
+    want_json = bool(getattr(args, "json", False))
+    log = None if args.verbose or args.command not in FLOW_COMMANDS else _log_file(args)
+
+    def see_log() -> str:
+        return f" (Prefect log: {log})" if log is not None and log.is_file() and log.stat().st_size else ""
+
+    with contextlib.ExitStack() as stack:
+        if log is not None:
+            from flows.logs import prefect_to_file
+
+            stack.enter_context(prefect_to_file(log))
+        try:
+            return int(args.func(args))
+        except SstbcError as exc:
+            kind = "configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
+            msg = _one_line(exc)
+            return _fail(args.command, want_json, type(exc).__name__, msg, f"sstbc: {kind}: {msg}{see_log()}", EXIT_ERROR)
+        except OSError as exc:  # a path given by the user: a directory, unreadable, not writable, disk full
+            msg = _one_line(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
+            return _fail(args.command, want_json, type(exc).__name__, msg, f"sstbc: {type(exc).__name__}: {msg}{see_log()}",
+                         EXIT_ERROR)
+        except KeyboardInterrupt:
+            return _fail(args.command, want_json, "KeyboardInterrupt", "interrupted", "sstbc: interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log file
+            if args.verbose:
+                traceback.print_exc(file=sys.stderr)
+                where = "above"
+            else:
+                path = log or _log_file(args)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(traceback.format_exc())
+                where = f"in {path}"
+            msg = _one_line(f"{type(exc).__name__}: {exc}")
+            return _fail(args.command, want_json, type(exc).__name__, msg,
+                         f"sstbc: internal error in `{args.command}`: {msg} (traceback {where})", EXIT_INTERNAL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 ok; 1 finished, but some dates/checks failed (listed); 2 bad input, config, data or
+    usage; 3 internal error (traceback in the log file); 130 interrupted. Under ``--json`` exactly one
+    JSON object is printed on stdout in every case."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "command", None) in ("fetch", "train", "backfill", "verify") and getattr(args, "start", None) \
-            and getattr(args, "end", None):
-        if args.end < args.start:
-            parser.error(f"--end {args.end} is before --start {args.start}")
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "command", None) in ("fetch", "train", "backfill", "verify") and getattr(args, "start", None) \
+                and getattr(args, "end", None):
+            if args.end < args.start:
+                parser.error(f"--end {args.end} is before --start {args.start}")
+    except _UsageError as exc:
+        if "--json" in argv:
+            sys.stdout.write(json.dumps({"command": _subcommand(parser, argv), "error": "UsageError",
+                                         "message": exc.message, "exit_code": EXIT_ERROR}) + "\n")
+        sys.stderr.write(exc.parser.format_usage() + f"{exc.parser.prog}: error: {exc.message}\n")
+        raise SystemExit(EXIT_ERROR) from None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _prefect_defaults()
-    try:
-        return int(args.func(args))
-    except SstbcError as exc:
-        kind = "configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
-        if getattr(args, "json", False):
-            sys.stdout.write(json.dumps({"command": args.command, "error": type(exc).__name__, "message": str(exc)}) + "\n")
-        sys.stderr.write(f"sstbc: {kind}: {exc}\n")
-        return 2
+    return _dispatch(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,7 +60,8 @@ def ensure_mask(settings: dict[str, Any], oisst_day: dt.date, run_day: dt.date) 
 @task(name="correct-run", **_RETRY)
 def correct_run(settings: dict[str, Any], day: dt.date) -> dict[str, Any]:
     s = settings_from_dict(settings)
-    result = pipeline.correct_run(pipeline.make_context(s), day, pipeline.load_corrector(s))
+    result = pipeline.correct_with_fallback(pipeline.make_context(s), day, pipeline.load_corrector(s),
+                                            pipeline.load_fallback_corrector(s))
     out = asdict(result)
     out["run"] = result.run.isoformat()
     return out
@@ -88,9 +89,8 @@ def verification_plots(settings: dict[str, Any], start: dt.date, end: dt.date, o
     return pipeline.verification_plots(_ctx(settings), start, end, Path(out_dir))
 
 
-@task(name="wait-for-run", cache_policy=NONE)
-def wait_for_run(settings: dict[str, Any], day: dt.date, wait_s: float, poll_s: float) -> dict[str, Any]:
-    ctx = _ctx(settings)
-    entry = pipeline.wait_until_published(lambda: pipeline.archive_hycom_run(ctx, day), f"HYCOM run {day} 12Z",
-                                          wait_s=wait_s, poll_s=poll_s)
-    return {"key": entry.key, "written": entry.written}
+@task(name="wait-for-inputs", cache_policy=NONE)
+def wait_for_inputs(settings: dict[str, Any], day: dt.date, wait_s: float, poll_s: float) -> dict[str, str]:
+    s = settings_from_dict(settings)
+    return pipeline.wait_for_inputs(pipeline.make_context(s), day, pipeline.load_corrector(s), wait_s=wait_s,
+                                    poll_s=poll_s)

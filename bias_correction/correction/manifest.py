@@ -6,13 +6,15 @@ runtime reads it with :func:`load_manifest` (here) or ``correction.tabular.load_
 The JSON on disk is what it always was: fields a package does not have are not written
 (``exclude_unset``), unknown fields are kept (``extra="allow"``), so older packages still load.
 
-Integrity first: the sha256 and size of every listed artifact are checked before any other field is
-trusted, so a corrupted or half-copied package fails loudly and by name.
+Integrity first: the manifest's own hash (``manifest_sha256``, see :func:`manifest_digest`) and then
+the sha256 and size of every listed artifact are checked before any other field is trusted, so a
+corrupted, half-copied or hand-edited package fails loudly and by name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +189,8 @@ class Manifest(_Open):
     created: str | None = None
     export_seconds: float | None = None
     installed: dict[str, Any] | None = None
+    #: sha256 of every other field (:func:`manifest_digest`); written by :meth:`write`, checked on load.
+    manifest_sha256: str | None = None
 
     _package_dir: Path = PrivateAttr(default=Path("."))
 
@@ -286,7 +290,7 @@ class Manifest(_Open):
     def write(self, folder: Path, card: str | None = None) -> Path:
         """``folder/manifest.json`` (and ``MODEL_CARD.md`` when ``card`` is given); returns the manifest path."""
         folder = Path(folder)
-        (folder / MANIFEST_FILE).write_text(json.dumps(self.model_dump(exclude_unset=True), indent=2) + "\n")
+        write_manifest_json(folder, self.model_dump(exclude_unset=True))
         if card is not None:
             (folder / CARD_FILE).write_text(card)
         return folder / MANIFEST_FILE
@@ -295,6 +299,44 @@ class Manifest(_Open):
         """This manifest bound to ``package_dir`` (where its artifacts are)."""
         self._package_dir = Path(package_dir)
         return self
+
+
+#: The manifest field holding the manifest's own hash.
+MANIFEST_HASH_FIELD = "manifest_sha256"
+
+
+def manifest_digest(raw: dict[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys, no whitespace), its own hash field left out.
+
+    Why embedded and canonical: the hash travels inside ``manifest.json`` (no second file for a copy
+    or an install to forget), survives re-indentation, and any changed value -- e.g. ``oisst_lag_days``
+    1 -> 3, which shifts every input by two days -- no longer matches. It detects edits and corruption,
+    not a deliberate forger (who could recompute it): packages are trusted by where they are installed.
+    """
+    body = {k: v for k, v in raw.items() if k != MANIFEST_HASH_FIELD}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_manifest_json(folder: Path, data: dict[str, Any]) -> Path:
+    """Write ``folder/manifest.json`` from JSON data, sealed with its ``manifest_sha256``: the one writer
+    (exporters through :meth:`Manifest.write`; an operator who edits a manifest on purpose re-seals with it)."""
+    raw = json.loads(json.dumps(data))  # the exact JSON types the reader will see
+    raw[MANIFEST_HASH_FIELD] = manifest_digest(raw)
+    path = Path(folder) / MANIFEST_FILE
+    path.write_text(json.dumps(raw, indent=2) + "\n")
+    return path
+
+
+def verify_manifest_hash(mpath: Path, raw: dict[str, Any]) -> None:
+    """The manifest's recorded ``manifest_sha256`` matches its content (else ModelContractError)."""
+    recorded = raw.get(MANIFEST_HASH_FIELD)
+    if not recorded:
+        raise ModelContractError(f"{mpath} has no {MANIFEST_HASH_FIELD}: the manifest is not covered by a hash; "
+                                 "re-export the package (or re-seal it with correction.manifest.write_manifest_json)")
+    digest = manifest_digest(raw)
+    if digest != recorded:
+        raise ModelContractError(f"{mpath}: content sha256 {digest} does not match its {MANIFEST_HASH_FIELD} "
+                                 f"{recorded}; the manifest was edited or corrupted after export (re-export it)")
 
 
 def artifact_entry(path: Path) -> dict[str, Any]:
@@ -315,6 +357,7 @@ def read_manifest_json(path: Path) -> tuple[Path, Path, dict[str, Any]]:
         raise ModelContractError(f"{mpath} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ModelContractError(f"{mpath} must hold a JSON object")
+    verify_manifest_hash(mpath, raw)
     return mpath, pkg, raw
 
 

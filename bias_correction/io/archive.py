@@ -13,20 +13,26 @@ has the archive variable's name.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import logging
 from dataclasses import dataclass
 
+import netCDF4
 import numpy as np
 import xarray as xr
 
-from bias_correction.errors import ConfigError, InputValidationError
+from bias_correction.errors import ArchiveIntegrityError, ConfigError, InputValidationError
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.inputs import HYCOM_FIELDS
-from bias_correction.io.netcdf import read_dataset, write_dataset
+from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset, write_dataset
 from bias_correction.sources.http import Fetched
 from bias_correction.storage import Store
 
 ENCODING = {"zlib": True, "complevel": 1, "shuffle": True, "dtype": "float32"}
+#: Global attribute holding the sha256 of the file's content (:func:`content_sha256`).
+CONTENT_ATTR = "content_sha256"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,14 @@ class ArchiveEntry:
 
 
 def oisst_key(grid: RegularGrid, day: dt.date) -> str:
+    """The day's best OISST version (the final once archived): verification targets, training targets."""
     return f"archive/{grid.grid_id}/oisst/{day:%Y}/oisst_{day:%Y%m%d}.nc"
+
+
+def oisst_preliminary_key(grid: RegularGrid, day: dt.date) -> str:
+    """The day's preliminary OISST as it was issued: written once when first fetched, never overwritten
+    (NCEI deletes the preliminary file when the final lands, so this is the only copy)."""
+    return f"archive/{grid.grid_id}/oisst_preliminary/{day:%Y}/oisst_{day:%Y%m%d}.nc"
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,26 @@ def write_oisst(store: Store, grid: RegularGrid, day: dt.date, sst: np.ndarray, 
         attrs={"date": day.isoformat(), "grid_id": grid.grid_id, **_source_attrs(fetched)},
     )
     _write(store, key, ds)
+    if fetched.version == "preliminary" and not store.exists(oisst_preliminary_key(grid, day)):
+        _write(store, oisst_preliminary_key(grid, day), ds)  # the as-issued copy, kept after the final
     return ArchiveEntry(key, json.loads(fetched.ledger_json()), True)
+
+
+def keep_preliminary(store: Store, grid: RegularGrid, day: dt.date) -> None:
+    """Copy a preliminary day still at :func:`oisst_key` to :func:`oisst_preliminary_key` (if absent there)
+    before the final replaces it: archives written before as-issued copies existed keep theirs too."""
+    key, keep = oisst_key(grid, day), oisst_preliminary_key(grid, day)
+    if store.exists(keep) or not store.exists(key):
+        return
+    ds = _open_verified(store, key)
+    if ds.attrs.get("source_version") == "preliminary":
+        _write(store, keep, ds)
+
+
+def as_issued_oisst(store: Store, grid: RegularGrid, day: dt.date) -> ArchiveEntry | None:
+    """The OISST of ``day`` as operations had it at run time: the archived preliminary when one was kept,
+    else the day's main entry (final-only days: old periods, NCEI keeps only ~14 preliminary days)."""
+    return existing(store, oisst_preliminary_key(grid, day)) or existing(store, oisst_key(grid, day))
 
 
 def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.DataArray, fetched: Fetched,
@@ -109,25 +141,74 @@ def write_hycom(store: Store, grid: RegularGrid, run: dt.datetime, daily: xr.Dat
     return ArchiveEntry(key, json.loads(fetched.ledger_json()), True)
 
 
-def _write(store: Store, key: str, ds: xr.Dataset) -> None:
+def content_sha256(ds: xr.Dataset) -> str:
+    """sha256 of an archive file's content as read back: every variable and coordinate (name, dtype,
+    shape, values; NaN canonical). Content, not file bytes: HDF5 layout and compression may differ for
+    equal data, and what must not change silently is what the pipeline reads."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        v = np.ascontiguousarray(ds[name].values)
+        if v.dtype.kind == "f":
+            v = np.where(np.isnan(v), np.array(np.nan, v.dtype), v)
+        h.update(f"{name}|{v.dtype.str}|{v.shape}|".encode())
+        h.update(v.tobytes())
+    return h.hexdigest()
+
+
+def _write(store: Store, key: str, ds: xr.Dataset) -> str:
+    """Write ``ds`` at ``key`` (staged) with the sha256 of its content as read back (:data:`CONTENT_ATTR`)."""
     enc = {v: dict(ENCODING) for v in ds.data_vars}
     with store.staged(key) as tmp:
         write_dataset(ds, tmp, engine="netcdf4", encoding=enc)
+        digest = content_sha256(read_dataset(tmp, engine="netcdf4"))
+        with NETCDF_LOCK, netCDF4.Dataset(tmp, "a") as nc:
+            nc.setncattr(CONTENT_ATTR, digest)
+    return digest
+
+
+def _open_verified(store: Store, key: str) -> xr.Dataset:
+    """The archive file at ``key``, its content checked against :data:`CONTENT_ATTR` (else ArchiveIntegrityError)."""
+    try:
+        with store.local_path(key) as path:
+            ds = read_dataset(path, engine="netcdf4")
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # truncated/garbled HDF5, unreadable
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ArchiveIntegrityError(f"archive file {key} does not open ({type(exc).__name__}: {first})") from None
+    recorded = ds.attrs.get(CONTENT_ATTR)
+    if not recorded:
+        raise ArchiveIntegrityError(f"archive file {key} carries no {CONTENT_ATTR} (written before checksums)")
+    digest = content_sha256(ds)
+    if digest != recorded:
+        raise ArchiveIntegrityError(f"archive file {key}: content sha256 {digest[:16]}... does not match its "
+                                    f"recorded {CONTENT_ATTR} {str(recorded)[:16]}... (changed or corrupted)")
+    return ds
 
 
 def existing(store: Store, key: str) -> ArchiveEntry | None:
-    """The archive entry at ``key`` if present (no re-processing needed)."""
+    """The archive entry at ``key`` if present and intact (no re-processing needed).
+
+    A file that does not open, lacks its content checksum or does not match it is logged (one line)
+    and answered as absent: the caller re-derives it from the raw file, whose sha256 the cache ledger
+    verifies -- the archive repairs itself wherever a source of truth exists.
+    """
     if not store.exists(key):
         return None
-    with store.local_path(key) as path:
-        ledger = json.loads(read_dataset(path, engine="netcdf4").attrs["source_ledger"])
+    try:
+        ds = _open_verified(store, key)
+        ledger = json.loads(ds.attrs["source_ledger"])
+    except (ArchiveIntegrityError, KeyError, json.JSONDecodeError) as exc:
+        LOG.warning("%s; re-deriving it from its raw file", exc)
+        return None
     return ArchiveEntry(key, ledger, False)
 
 
 def read_field(store: Store, key: str) -> xr.DataArray:
-    """The field of an archive file (``sst`` of OISST days and HYCOM runs, or another archived HYCOM variable)."""
-    with store.local_path(key) as path:
-        ds = read_dataset(path, engine="netcdf4")
+    """The field of an archive file (``sst`` of OISST days and HYCOM runs, or another archived HYCOM variable).
+
+    Its content checksum is verified first: a corrupt file is an ArchiveIntegrityError naming it (the
+    fill steps, ``existing``, repair it), never data.
+    """
+    ds = _open_verified(store, key)
     names = list(ds.data_vars)
     if "sst" in names:
         name = "sst"
@@ -169,3 +250,19 @@ def load_oisst_days(store: Store, grid: RegularGrid, days: list[dt.date]) -> tup
     out = xr.concat(fields, dim="time").assign_coords(time=np.array(times))
     out.attrs["versions"] = versions  # preliminary/final per day, in time order
     return out, {"final": versions.count("final"), "preliminary": versions.count("preliminary")}
+
+
+def load_as_issued_oisst_days(store: Store, grid: RegularGrid, days: list[dt.date]) -> tuple[xr.DataArray, dict[str, int]]:
+    """Stack the as-issued OISST of ``days`` (:func:`as_issued_oisst`) into (time, lat, lon) and count the days
+    that had their preliminary kept vs those with only a final (the model card states the mix)."""
+    fields, times, counts = [], [], {"preliminary": 0, "final_only": 0}
+    for day in days:
+        entry = as_issued_oisst(store, grid, day)
+        if entry is None:
+            continue
+        fields.append(read_field(store, entry.key))
+        times.append(np.datetime64(day, "ns"))
+        counts["preliminary" if entry.source.get("version") == "preliminary" else "final_only"] += 1
+    if not fields:
+        raise FileNotFoundError(f"no archived OISST day among {days[0]}..{days[-1]} for grid {grid.grid_id}")
+    return xr.concat(fields, dim="time").assign_coords(time=np.array(times)), counts

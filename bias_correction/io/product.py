@@ -1,16 +1,18 @@
-"""Corrected-SST products: one CF-1.10 / ACDD-1.3 NetCDF per forecast run, in the spirit of GHRSST L4.
+"""Corrected-SST products: one CF-1.11 / ACDD-1.3 NetCDF per forecast run, in the spirit of GHRSST L4.
 
 Naming (documented in README)::
 
     products/{region}/{YYYY}/{MM}/sstbc_{region}_{YYYYMMDD}T{HH}Z_{model_id}.nc       (current)
     products/{region}/{YYYY}/{MM}/{DD}/sstbc_..._{model_id}_v{product_version}.nc      (immutable versions)
 
-Each file holds, per valid day (lead days 1..N of the run): ``sst`` (corrected, °C), ``sst_raw``
+Every gridded variable is (lead_day, forecast_reference_time=1, lat, lon), so the files of many runs
+stack (``xr.open_mfdataset(..., combine="by_coords")``, kerchunk) into one cube; :func:`as_single_run`
+gives one run's (lead_day, lat, lon) view. Each file holds, per valid day (lead days 1..N of the run): ``sst`` (corrected, °C), ``sst_raw``
 (HYCOM daily mean, °C), ``sst_correction`` (sst - sst_raw, K), ``sst_uncertainty`` (K, one standard
 deviation-like figure per pixel; its ``uncertainty_method`` attribute says where it comes from),
-``quality_flag`` (bit flags) and the ``ocean_mask``; land is ``_FillValue``. Coordinates: ``time``
-(valid-day centre), ``forecast_period`` and ``lead_day`` (lead time), scalar
-``forecast_reference_time``. Provenance is in the global attributes (``sstbc_*``) and in a sidecar
+``quality_flag`` (bit flags) and the ``ocean_mask``; land is ``_FillValue``. Coordinates: 2-D ``time``
+(valid-day centre), ``forecast_period`` (with bounds: the valid UTC day) and ``lead_day``,
+``forecast_reference_time`` (the run axis); ``crs`` is the WGS 84 grid mapping. Provenance is in the global attributes (``sstbc_*``) and in a sidecar
 JSON (see ``io.provenance``). The file is written under a temporary name, reopened and validated,
 and only then published (``io.publish``), so no partial or invalid product is ever visible.
 ``sstbc_input_digest`` identifies inputs + model + code, so a re-run with the same digest rewrites
@@ -37,13 +39,33 @@ from bias_correction.storage import Store
 
 FILL = np.float32(-999.0)
 SST_RANGE_C = (-2.5, 40.0)
-CONVENTIONS = "CF-1.10, ACDD-1.3"
+CONVENTIONS = "CF-1.11, ACDD-1.3"
 #: quality_flag bits.
 QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK = 1, 2, 4
 #: |sst_correction| above this many sst_uncertainty flags the cell (large_correction).
 LARGE_CORRECTION_SIGMAS = 3.0
 DATA_VARS = ("sst", "sst_raw", "sst_correction", "sst_uncertainty")
 _SST_ENC = {"dtype": "float32", "_FillValue": FILL, "zlib": True, "complevel": 4, "shuffle": True}
+#: Dimensions of every gridded variable: one run per file, so files stack along the run axis. The lead
+#: dimension comes first because CF (2.4) wants non-spatio-temporal dimensions left of T, Z, Y, X.
+DIMS = ("lead_day", "forecast_reference_time", "lat", "lon")
+LEAD_DIM, RUN_DIM = DIMS[0], DIMS[1]
+#: CF-1.11: the time coordinates count no leap seconds (UTC days of 86400 s, as OISST and HYCOM).
+LEAP = "leap_seconds: none"
+#: CF-1.11 units_metadata: absolute temperatures vs temperature differences.
+ON_SCALE, DIFFERENCE = "temperature: on_scale", "temperature: difference"
+#: Global attributes an operator sets in ``[product]`` (these are the unconfigured defaults).
+DEFAULT_METADATA = {
+    "institution": "unconfigured sstbc operator", "creator_name": "sstbc", "creator_type": "group",
+    "creator_institution": "unconfigured sstbc operator", "creator_url": "https://github.com/sstbc/sstbc",
+    "creator_email": "sstbc@users.noreply.github.com", "publisher_name": "sstbc", "publisher_type": "group",
+    "publisher_institution": "unconfigured sstbc operator", "publisher_url": "https://github.com/sstbc/sstbc",
+    "publisher_email": "sstbc@users.noreply.github.com", "naming_authority": "com.github.sstbc",
+    "license": ("Experimental forecast, not for navigation; no warranty. Derived from public-domain NOAA OISST v2.1 "
+                "and HYCOM data; no further restrictions."),
+    "references": ("Gao et al., ConvGRU and self-attention SST bias revision; "
+                   "Huang et al. 2021 doi:10.1175/JCLI-D-20-0166.1"),
+}
 
 
 def product_key(region: str, run: dt.datetime, model_id: str) -> str:
@@ -74,8 +96,16 @@ def build_product(
     sst_uncertainty: np.ndarray | None = None,
     uncertainty_method: str = "calibrated validation residual statistics",
     uncertainty_fallback: bool = False,
+    metadata: dict[str, str] | None = None,
+    synthetic: bool = False,
 ) -> xr.Dataset:
     """Assemble the product dataset with CF and ACDD metadata (no I/O).
+
+    Layout: every gridded variable is (forecast_reference_time=1, lead_day, lat, lon) and the valid
+    ``time`` is a 2-D auxiliary coordinate, so ``xr.open_mfdataset(files, combine="by_coords")`` and
+    virtual references (kerchunk) over many runs stack into one (run, lead, lat, lon) cube with the
+    right valid times. ``metadata``: operator-set global attributes (``[product]``), over
+    :data:`DEFAULT_METADATA`; ``synthetic`` marks products made from the twin.
 
     ``sst_uncertainty``: [lead] (one value per lead day, broadcast over ocean) or [lead, lat, lon], K.
     When None the per-lead RMS correction is used as a crude stand-in and flagged
@@ -107,96 +137,104 @@ def build_product(
     if uncertainty_fallback:
         qf = qf | np.where(land, 0, QF_UNCERTAINTY_FALLBACK).astype(np.int8)[None]
     lead_day = np.round(lead_hours / 24.0).astype(np.int32)  # 12Z run, valid-day centre 12Z of day k
+    meta = {**DEFAULT_METADATA, **(metadata or {})}
+    corrected, raw, correction, uncertainty, qf = (a[:, None] for a in (corrected, raw, correction, uncertainty, qf))
+    grid_mapping = {"grid_mapping": "crs"}
     ds = xr.Dataset(
         {
-            "sst": (("time", "lat", "lon"), corrected, {
+            "sst": (DIMS, corrected, {
                 "standard_name": "sea_surface_temperature",
                 "long_name": "bias-corrected daily mean sea surface temperature forecast",
-                "units": "degree_Celsius", "cell_methods": "time: mean",
+                "units": "degree_Celsius", "units_metadata": ON_SCALE, "cell_methods": "time: mean", **grid_mapping,
                 "coverage_content_type": "modelResult", "valid_min": np.float32(SST_RANGE_C[0]),
                 "valid_max": np.float32(SST_RANGE_C[1]),
             }),
-            "sst_raw": (("time", "lat", "lon"), raw, {
+            "sst_raw": (DIMS, raw, {
                 "standard_name": "sea_surface_temperature",
                 "long_name": "uncorrected HYCOM daily mean sea surface temperature forecast (water_temp at 0 m)",
-                "units": "degree_Celsius", "cell_methods": "time: mean",
+                "units": "degree_Celsius", "units_metadata": ON_SCALE, "cell_methods": "time: mean", **grid_mapping,
                 "coverage_content_type": "modelResult",
             }),
-            "sst_correction": (("time", "lat", "lon"), correction, {
+            "sst_correction": (DIMS, correction, {
                 "long_name": "correction applied to the HYCOM forecast (sst - sst_raw)",
-                "units": "K", "cell_methods": "time: mean", "coverage_content_type": "modelResult",
+                "units": "K", "units_metadata": DIFFERENCE, "cell_methods": "time: mean", **grid_mapping,
+                "coverage_content_type": "modelResult",
                 "comment": ("a temperature difference: 1 K = 1 degree_Celsius difference. No CF standard name "
                             "exists for a forecast correction, so none is given (as GHRSST does for sses_bias)"),
             }),
-            "sst_uncertainty": (("time", "lat", "lon"), uncertainty, {
+            "sst_uncertainty": (DIMS, uncertainty, {
                 "standard_name": "sea_surface_temperature standard_error",
                 "long_name": "uncertainty of the corrected sea surface temperature (RMS error estimate)",
-                "units": "K", "cell_methods": "time: mean", "coverage_content_type": "qualityInformation",
+                "units": "K", "units_metadata": DIFFERENCE, "cell_methods": "time: mean", **grid_mapping,
+                "coverage_content_type": "qualityInformation",
                 "uncertainty_method": uncertainty_method,
                 "comment": ("root-mean-square residual of the corrected forecast against OISST on the model's "
                             "validation period, per lead day; see the model card"),
             }),
-            "quality_flag": (("time", "lat", "lon"), qf, {
+            "quality_flag": (DIMS, qf, {
                 "long_name": "quality flags of the corrected sea surface temperature",
                 "flag_masks": np.array([QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK], np.int8),
-                "flag_meanings": "land large_correction uncertainty_not_calibrated",
+                "flag_meanings": "land large_correction uncertainty_not_calibrated", **grid_mapping,
                 "coverage_content_type": "qualityInformation",
                 "comment": f"large_correction: |sst_correction| > {LARGE_CORRECTION_SIGMAS:g} sst_uncertainty",
             }),
             "ocean_mask": (("lat", "lon"), mask.values.astype(np.int8), {
                 "long_name": "ocean mask (ocean in both OISST and HYCOM)", "flag_values": np.array([0, 1], np.int8),
                 "flag_meanings": "land_or_missing ocean", "coverage_content_type": "qualityInformation",
+                "grid_mapping": "crs",
                 "mask_sha256": mask.sha256,
             }),
-            "time_bnds": (("time", "nv"), bounds),
+            # the valid day of each lead as a forecast-period interval (bounds on the 2-D time are not CF-checkable)
+            "forecast_period_bnds": ((LEAD_DIM, "nv"), np.stack([lead_hours - 12.0, lead_hours + 12.0], axis=1)),
+            "crs": ((), np.int32(0), _crs_attrs()),
         },
         coords={
-            "time": ("time", centres, {"standard_name": "time", "long_name": "valid time (centre of the UTC day)",
-                                      "axis": "T", "bounds": "time_bnds"}),
+            "time": ((LEAD_DIM, RUN_DIM), centres[:, None], {"standard_name": "time", "units_metadata": LEAP,
+                                                           "long_name": "valid time (centre of the UTC day; the "
+                                                           "day is forecast_reference_time + forecast_period_bnds)"}),
             "lat": ("lat", grid.lat.astype(np.float64), {"standard_name": "latitude", "long_name": "latitude",
                                                          "units": "degrees_north", "axis": "Y"}),
             "lon": ("lon", grid.lon.astype(np.float64), {"standard_name": "longitude", "long_name": "longitude",
                                                          "units": "degrees_east", "axis": "X"}),
-            "forecast_period": ("time", lead_hours, {"standard_name": "forecast_period", "long_name": "lead time of the valid-day centre",
-                                                     "units": "hours"}),
-            "lead_day": ("time", lead_day, {"long_name": "forecast lead day k (valid day = run day + k)",
-                                            "units": "1"}),
+            "forecast_period": (LEAD_DIM, lead_hours, {"standard_name": "forecast_period", "long_name": "lead time of the valid-day centre",
+                                                       "units": "hours", "bounds": "forecast_period_bnds"}),
+            "lead_day": (LEAD_DIM, lead_day, {"long_name": "forecast lead day k (valid day = run day + k)",
+                                              "units": "1"}),
             "depth": ((), 0.0, {"standard_name": "depth", "long_name": "depth of the SST (HYCOM level 0 m)",
                                  "units": "m", "positive": "down", "axis": "Z"}),
-            "forecast_reference_time": ((), run64, {"standard_name": "forecast_reference_time",
-                                                   "long_name": "HYCOM run (analysis) time"}),
+            "forecast_reference_time": (RUN_DIM, np.array([run64]), {"standard_name": "forecast_reference_time",
+                                                                    "long_name": "HYCOM run (analysis) time",
+                                                                    "units_metadata": LEAP}),
         },
         attrs={
             "Conventions": CONVENTIONS,
-            "title": f"Bias-corrected HYCOM SST forecast, run {run:%Y-%m-%d %HZ}, region {region_name}",
+            "title": (("SYNTHETIC (twin) " if synthetic else "")
+                      + f"Bias-corrected HYCOM SST forecast, run {run:%Y-%m-%d %HZ}, region {region_name}"),
             "summary": ("HYCOM sea-surface-temperature forecast (daily means of water_temp at 0 m) corrected "
                         "towards NOAA OISST v2.1 by a learned model; one field per lead day."),
             "keywords": "Earth Science > Oceans > Ocean Temperature > Sea Surface Temperature",
             "keywords_vocabulary": "GCMD Science Keywords",
             "id": f"sstbc_{region_name}_{run:%Y%m%dT%H}Z_{provenance.get('model_id', 'unknown')}",
-            "naming_authority": "sstbc",
-            "institution": "sstbc",
-            "source": "HYCOM forecast + NOAA OISST v2.1 trained correction model",
+            "source": ("synthetic twin of HYCOM and NOAA OISST v2.1 (loopback stand-ins, not real data)" if synthetic
+                       else "HYCOM forecast + NOAA OISST v2.1 trained correction model"),
             "processing_level": "L4 forecast, bias-corrected",
             "product_version": str(provenance.get("model_version", "")),
             "history": f"{now} created by sstbc {bias_correction.__version__}",
             "date_created": now,
-            "creator_name": "sstbc", "creator_type": "institution", "creator_institution": "sstbc",
-            "creator_url": "https://github.com/sstbc/sstbc", "creator_email": "sstbc@users.noreply.github.com",
-            "publisher_name": "sstbc", "publisher_url": "https://github.com/sstbc/sstbc",
-            "publisher_email": "sstbc@users.noreply.github.com", "project": "sstbc SST forecast bias correction",
+            **meta,
+            "project": "sstbc SST forecast bias correction",
             "contributor_name": "HYCOM consortium; NOAA NCEI", "contributor_role": "input data providers",
             "acknowledgement": "HYCOM GOFS 3.1 / ESPC forecasts (HYCOM consortium, US Navy); NOAA OISST v2.1 (NOAA NCEI).",
             "comment": ("Land cells are _FillValue. sst_raw is the uncorrected HYCOM daily mean for comparison; "
                         f"sst_uncertainty: {uncertainty_method}."),
             "date_modified": now, "date_issued": now, "date_metadata_modified": now,
-            "license": "Derived from public-domain NOAA OISST and HYCOM data; no restrictions.",
-            "references": "Gao et al., ConvGRU and self-attention SST bias revision; Huang et al. 2021 doi:10.1175/JCLI-D-20-0166.1",
             "standard_name_vocabulary": "CF Standard Name Table v93",
             "cdm_data_type": "Grid",
-            "time_coverage_start": str(centres[0]) + "Z",
-            "time_coverage_end": str(centres[-1]) + "Z",
-            "time_coverage_duration": f"P{nlead - 1}D", "time_coverage_resolution": "P1D",
+            # the union of the time_bnds cells (valid days are whole UTC days)
+            "time_coverage_start": str(bounds[0, 0]) + "Z",
+            "time_coverage_end": str(bounds[-1, 1]) + "Z",
+            "time_coverage_duration": f"P{nlead}D", "time_coverage_resolution": "P1D",
+            "sstbc_synthetic": "true" if synthetic else "false",
             "geospatial_bounds": (f"POLYGON(({lon_min} {lat_min}, {lon_max} {lat_min}, {lon_max} {lat_max}, "
                                   f"{lon_min} {lat_max}, {lon_min} {lat_min}))"),
             "geospatial_bounds_crs": "EPSG:4326", "geospatial_bounds_vertical_crs": "EPSG:5831",
@@ -221,8 +259,8 @@ def provenance_attrs(prov: dict[str, Any]) -> dict[str, str]:
     shas = prov.get("model_sha256") or {}
     out = {
         "sstbc_model_id": str(prov.get("model_id", "")), "sstbc_model_version": str(prov.get("model_version", "")),
-        "sstbc_model_sha256": " ".join(f"{k}:{v}" for k, v in sorted(shas.items())),
-        "sstbc_code_version": str(prov.get("code_version", "")),
+        "sstbc_model_sha256": json.dumps(shas, sort_keys=True) if shas else "",
+        "sstbc_code_version": _json_or_str(prov.get("code_version", "")),
         "sstbc_config_hash": str(prov.get("config_fingerprint", "")),
         "sstbc_active_provider": str(prov.get("onnxruntime_provider", prov.get("active_provider", ""))),
         "sstbc_runtime": str(prov.get("runtime", "")),
@@ -232,17 +270,47 @@ def provenance_attrs(prov: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
+def _json_or_str(v: Any) -> str:
+    """Dicts and lists as JSON (machine-readable attributes), anything else as its string."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+
+
+def _crs_attrs() -> dict[str, Any]:
+    """CF grid mapping of the WGS 84 latitude/longitude grid (with WKT, so GDAL reports EPSG:4326)."""
+    from pyproj import CRS
+
+    cf = CRS.from_epsg(4326).to_cf()
+    return {**cf, "spatial_ref": cf["crs_wkt"], "long_name": "coordinate reference system (WGS 84)"}
+
+
+def as_single_run(ds: xr.Dataset) -> xr.Dataset:
+    """One run's product as (lead_day, lat, lon) with 1-D ``time`` and scalar ``forecast_reference_time``.
+
+    Files written before the stacking layout are already so and pass unchanged.
+    """
+    if RUN_DIM in ds.dims:
+        if ds.sizes[RUN_DIM] != 1:
+            raise ProductError(f"expected one run, the dataset holds {ds.sizes[RUN_DIM]} forecast_reference_times")
+        ds = ds.isel({RUN_DIM: 0})
+    return ds
+
+
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
-    enc: dict[str, dict[str, Any]] = {v: {**_SST_ENC, "chunksizes": (1, ny, nx)} for v in DATA_VARS if v in ds}
+    chunks = (1, 1, ny, nx) if RUN_DIM in ds.dims else (1, ny, nx)  # one map per chunk
+    enc: dict[str, dict[str, Any]] = {v: {**_SST_ENC, "chunksizes": chunks} for v in DATA_VARS if v in ds}
     enc["ocean_mask"] = {"dtype": "int8", "_FillValue": None}
     if "quality_flag" in ds:
         enc["quality_flag"] = {"dtype": "int8", "_FillValue": None, "zlib": True, "complevel": 4}
     if "lead_day" in ds.coords:
         enc["lead_day"] = {"dtype": "int32", "_FillValue": None}
-    for c in ("lat", "lon", "forecast_period", "depth"):
+    if "crs" in ds:
+        enc["crs"] = {"dtype": "int32", "_FillValue": None}
+    for c in ("lat", "lon", "forecast_period", "forecast_period_bnds", "depth"):
         enc[c] = {"_FillValue": None, "dtype": "float64"}
     for c in ("time", "time_bnds", "forecast_reference_time"):
+        if c not in ds.variables:
+            continue
         enc[c] = {"_FillValue": None, "dtype": "float64", "units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
     return enc
 

@@ -22,9 +22,13 @@ copy; a crash there leaves the previous alias whole and the next run repairs it.
 
 Re-publishing a day (new model version, re-trained model, new inputs) adds a version: earlier
 versions stay addressable by their keys and stay listed in the index.
-Concurrent publishers of the same day are serialised on the index with a file lock on a local root.
-Limitation: on S3 two concurrent publishers of the same day race on the index (last writer wins); the
-daily flow runs one publisher per region.
+Concurrent publishers of the same day lose nothing: on a local root they are serialised on the index
+with a file lock; on S3 the index is written with a conditional PUT (``If-None-Match: *`` to create it,
+``If-Match: <ETag read>`` to update it) and re-read and retried on conflict, a bounded number of times.
+
+Staged leftovers of a killed publisher (``*.tmp`` keys) under the product's month are removed at the
+start of the next publication (:meth:`Store.remove_stale_temporaries`); a repaired alias gets the full
+provenance record of the version it points at (read from that version's sidecar).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +49,7 @@ from typing import Any
 
 import xarray as xr
 
-from bias_correction.errors import ProductError
+from bias_correction.errors import IndexConflictError, ProductError
 from bias_correction.grid.mask import OceanMask
 from bias_correction.io.product import _encoding, product_key, validate_product
 from bias_correction.io.provenance import sidecar_key
@@ -155,8 +161,12 @@ def read_index(store: Store, ikey: str) -> dict[str, Any] | None:
         store.fs.invalidate_cache()
     if not store.exists(ikey):
         return None
+    return _parse_index(store, ikey, store.read_bytes(ikey))
+
+
+def _parse_index(store: Store, ikey: str, data: bytes) -> dict[str, Any]:
     try:
-        idx = json.loads(store.read_bytes(ikey))
+        idx = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProductError(f"product index {store.url(ikey)} is not valid JSON: {exc}") from None
     if idx.get("schema_version") != INDEX_SCHEMA:
@@ -169,29 +179,71 @@ def update_index(store: Store, ikey: str, pid: str, alias: str, entry: dict[str,
                  region: str, run: dt.datetime) -> dict[str, Any]:
     """Add ``entry`` as the current version of product ``pid`` and rewrite the index atomically.
 
-    Concurrent publishers of the same day (other models, other processes) are serialised on a local
-    root (``Store.exclusive``), so no one's entry is lost.
+    Concurrent publishers of the same day (other models, other processes) lose no entry: serialised on
+    a local root (``Store.exclusive``), conditional writes on S3 (:func:`_update_index_conditional`).
     """
-    with store.exclusive(ikey):
-        idx = read_index(store, ikey) or {"schema_version": INDEX_SCHEMA, "region": region,
-                                          "run": f"{run:%Y-%m-%dT%H:%M:%SZ}", "products": {}}
+    def add(idx: dict[str, Any] | None) -> dict[str, Any]:
+        idx = idx or {"schema_version": INDEX_SCHEMA, "region": region, "run": f"{run:%Y-%m-%dT%H:%M:%SZ}",
+                      "products": {}}
         prod = idx["products"].setdefault(pid, {"alias_key": alias, "current": None, "versions": []})
         prod["versions"] = [v for v in prod["versions"] if v["product_version"] != entry["product_version"]] + [entry]
         prod["current"] = entry["product_version"]
         prod["alias_key"] = alias
         idx["updated"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        store.write_bytes(ikey, (json.dumps(idx, indent=1, sort_keys=True) + "\n").encode())
+        return idx
+
+    if not store.is_local and store.root.startswith("s3://"):
+        return _update_index_conditional(store, ikey, add)
+    with store.exclusive(ikey):
+        idx = add(read_index(store, ikey))
+        store.write_bytes(ikey, _index_bytes(idx))
     return idx
 
 
+def _index_bytes(idx: dict[str, Any]) -> bytes:
+    return (json.dumps(idx, indent=1, sort_keys=True) + "\n").encode()
+
+
+#: Conditional index writes per publication before giving up (IndexConflictError, retryable).
+INDEX_ATTEMPTS = 10
+
+
+def _update_index_conditional(store: Store, ikey: str, add: Any, attempts: int = INDEX_ATTEMPTS,
+                              sleep: Any = time.sleep) -> dict[str, Any]:
+    """Read-modify-write of the index on S3 with optimistic concurrency: read (bytes + ETag), add the entry,
+    PUT only if the object is unchanged; on conflict re-read and retry with jittered, capped backoff.
+
+    A single PUT is atomic on S3, so the index is never seen half-written; the condition makes a
+    concurrent writer's entry survive instead of being overwritten (last writer no longer wins).
+    """
+    from bias_correction.sources import s3
+
+    url = store.url(ikey)
+    for attempt in range(attempts):
+        got = s3.read_with_etag(store.fs, url)
+        idx = add(_parse_index(store, ikey, got[0]) if got is not None else None)
+        if s3.put_if(store.fs, url, _index_bytes(idx), got[1] if got is not None else None):
+            store.fs.invalidate_cache()
+            return idx
+        sleep(min(1.0, 0.02 * 2 ** attempt) * random.uniform(0.5, 1.0))
+    raise IndexConflictError(f"product index {url}: {attempts} conditional writes lost to concurrent publishers")
+
+
 def refresh_alias(store: Store, version_key: str, alias: str, record: dict[str, Any]) -> None:
-    """Point the convenience alias at the current version (staged copy: the old alias stays whole until done)."""
+    """Point the convenience alias at the current version (staged copy: the old alias stays whole until done).
+
+    The alias sidecar is the version's full provenance (its sidecar) updated with ``record``, so a
+    repair after a crash (``record`` = a few fields) keeps everything the version records.
+    """
     with store.staged(alias) as tmp:
         if store.is_local:
             shutil.copyfile(store.url(version_key), tmp)
         else:
             store.fs.get_file(store.url(version_key), str(tmp))
-    write_sidecar(store, alias, {**record, "alias_of": version_key})
+    base: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError, OSError, ValueError):
+        base = dict(json.loads(store.read_bytes(sidecar_key(version_key))))
+    write_sidecar(store, alias, {**base, **record, "alias_of": version_key})
 
 
 # --- whole protocol ---------------------------------------------------------------------------------
@@ -219,6 +271,7 @@ def publish_product(store: Store, *, region: str, run: dt.datetime, model_id: st
     alias = product_key(region, run, model_id)
     vkey = versioned_key(region, run, model_id, product_version)
     ikey = index_key(region, run)
+    store.remove_stale_temporaries(f"products/{region}/{run:%Y}/{run:%m}")  # leftovers of a killed publisher
     tmpdir = Path(tempfile.mkdtemp(prefix="sstbc-publish-"))
     try:
         local = tmpdir / Path(vkey).name
@@ -243,7 +296,8 @@ def publish_product(store: Store, *, region: str, run: dt.datetime, model_id: st
              "inputs": [{"run": i.get("run"), "sha256": i.get("sha256"), "version": i.get("version")}
                         for i in record.get("inputs", [])],
              "training_data_versions": record.get("training_data_versions"),
-             "provider": record.get("onnxruntime_provider"), "created": created}
+             "provider": record.get("onnxruntime_provider"), "created": created,
+             "publication_gate": record.get("publication_gate", "passed"), "fallback": record.get("fallback")}
     update_index(store, ikey, pid, alias, entry, region, run)
     refresh_alias(store, vkey, alias, full)
     return Published(alias, vkey, product_version, sha, size, ikey)

@@ -7,6 +7,7 @@ orchestrator's job, driven by the retryable/permanent error classes. One module 
 * ``context``: the settings-built context (store, grid, sources, regridder), mask and model loading;
 * ``fill``: archiving OISST days and HYCOM runs, the ocean mask, fetch planning, waiting;
 * ``correct``: one run's inputs, inference, publication gate and publishing;
+* ``late``: waiting for late inputs and the fallback order (HYCOM-only package, then raw HYCOM);
 * ``replay``: regenerating a product from its recorded inputs and model;
 * ``verification``: scoring products against OISST, the score table, plots;
 * ``training``: training from the archive and export into the model store;
@@ -15,7 +16,7 @@ orchestrator's job, driven by the retryable/permanent error classes. One module 
 
 from __future__ import annotations
 
-from bias_correction.pipeline.context import Context, load_corrector, make_context, require_mask
+from bias_correction.pipeline.context import Context, load_corrector, load_fallback_corrector, make_context, require_mask
 from bias_correction.pipeline.correct import RunResult, correct_run, infer, run_inputs
 from bias_correction.pipeline.fill import (
     archive_dates,
@@ -28,13 +29,15 @@ from bias_correction.pipeline.fill import (
     training_inputs,
     wait_until_published,
 )
+from bias_correction.pipeline.late import correct_with_fallback, wait_for_inputs
 from bias_correction.pipeline.lifecycle import derived_from_preliminary, preliminary_days, refresh_preliminary
 from bias_correction.pipeline.replay import REPLAY_TOLERANCE_DEGC, replay_product
 from bias_correction.pipeline.training import export_checkpoint, train_and_export, train_from_archive, training_samples
 from bias_correction.pipeline.verification import verification_plots, verify_product, verify_range
 
 __all__ = [
-    "Context", "load_corrector", "make_context", "require_mask",
+    "Context", "load_corrector", "load_fallback_corrector", "make_context", "require_mask",
+    "correct_with_fallback", "wait_for_inputs",
     "RunResult", "correct_run", "infer", "run_inputs",
     "archive_dates", "archive_hycom_run", "archive_input", "archive_oisst_day", "ensure_mask", "extra_run_fields",
     "plan_fetch", "training_inputs", "wait_until_published",

@@ -63,6 +63,16 @@ def require_mask(ctx: Context) -> OceanMask:
     return mask
 
 
+def load_fallback_corrector(settings: Settings) -> Corrector | None:
+    """The HYCOM-only package of ``orchestration.fallback_model_id`` (newest version), or None."""
+    from bias_correction.correction.base import load_corrector as _load
+
+    model_id = settings.orchestration.fallback_model_id
+    if not model_id:
+        return None
+    return _load(settings.model_store, model_id, "latest", settings.providers, settings.runtime)
+
+
 def load_corrector(settings: Settings) -> Corrector:
     """The configured model package, verified (sha256 of every artifact), on the configured runtime/provider."""
     from bias_correction.correction.base import load_corrector as _load

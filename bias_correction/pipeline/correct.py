@@ -45,6 +45,16 @@ def input_digest(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: What of an input record identifies its content: which input, its run/day, the raw file's sha256, version.
+CONTENT_FIELDS = ("input", "run", "day", "sha256", "version")
+
+
+def content_parts(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The digest parts of the input records: content, not location. The URL (and archive key) are left
+    out, so the byte-identical file from another mirror is the same input and republishes nothing."""
+    return [{k: r[k] for k in CONTENT_FIELDS if k in r} for r in inputs]
+
+
 def run_days_of(day: dt.date, seq_len: int) -> list[dt.date]:
     """The T run days whose forecasts feed the correction of the run of ``day`` (oldest first)."""
     return [day - dt.timedelta(days=seq_len - 1 - i) for i in range(seq_len)]
@@ -114,8 +124,50 @@ def publication_gate(ctx: Context, corrector: Corrector, mask: OceanMask, raw: n
                        f"{corrector.manifest.version}: {result.message()}; nothing was published")
 
 
-def correct_run(ctx: Context, day: dt.date, corrector: Corrector) -> RunResult:
+def _after_publish(ctx: Context, run: dt.datetime, ikey: str, alias: str, ds: Any = None, *,
+                   pictures: bool = True) -> None:
+    """The steps after publication, on the published (current) version: quicklooks, the Zarr append,
+    the catalogue (``io.catalog_write``: STAC item, latest pointer), then the day's HTML report.
+    Without ``ds`` (a re-run finding the product up to date) only what is missing is redone, so an interrupted post-publish step is repaired.
+    ``pictures=False`` (backfills) leaves out the quicklooks and the report (``sstbc plot`` makes them later)."""
+    from bias_correction.io import catalog_write, publish, quicklook
+    from bias_correction.io.netcdf import read_dataset
+
+    region, model_id, meta = ctx.settings.region.name, ctx.settings.model_id, ctx.settings.product
+    entry = publish.current_entry(ctx.store, region, run, model_id)
+    if entry is None:
+        return
+    quicklooks, report = meta.quicklooks and pictures, meta.report and pictures
+    if ds is None and catalog_write.is_complete(ctx.store, region, run, model_id, entry, quicklooks=quicklooks):
+        return  # nothing to repair: a re-run writes nothing
+    if ds is None:  # repairing an interrupted post-publish step: work from the published file
+        with ctx.store.local_path(entry["key"]) as path:
+            ds = read_dataset(path, engine="netcdf4")
+    assets = quicklook.write_quicklooks(ctx.store, entry["key"], ds) if quicklooks else {}
+    if meta.zarr:
+        from bias_correction.io import zarr_store
+
+        z = zarr_store.append_run(ctx.store, region, model_id, ds, entry["key"])
+        assets["zarr"] = {"key": z["key"], "title": f"all runs of {region} (icechunk Zarr v3 repository)",
+                          "media_type": "application/vnd+zarr", "roles": ["data", "zarr"]}
+    catalog_write.after_publish(ctx.store, region=region, run=run, model_id=model_id, entry=entry, index_key=ikey,
+                                alias_key=alias, base_url=meta.base_url, attrs=dict(ds.attrs), extra_assets=assets)
+    if report:
+        from bias_correction.report import SKILL_DAYS, write_day_report
+        from bias_correction.verification.verify import ScoreTable
+
+        since = (run.date() - dt.timedelta(days=SKILL_DAYS - 1)).isoformat()
+        write_day_report(ctx.store, region, run.date(), model_id=model_id,
+                         score_rows=ScoreTable(ctx.store).rows(model_id=model_id, since=since))
+
+
+def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: str | None = None,
+                pictures: bool = True) -> RunResult:
     """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
+
+    ``fallback``: why this product is a late-input fallback (``pipeline.late``), recorded in the
+    product, its provenance and the per-day index; it is part of the digest, so the regular product
+    replaces it once the late input arrives.
 
     Publication (``io.publish``): immutable versioned file + sidecar, per-day index last, then the
     alias ``product_key``. A day re-published with another model or inputs gets a new version; the
@@ -130,8 +182,9 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector) -> RunResult:
     corrector.check_contract(ctx.grid, mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
     model_sha = manifest.artifact_sha256
-    digest = input_digest({"inputs": inputs, "model": model_sha, "code": bias_correction.__version__,
-                           "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256})
+    digest = input_digest({"inputs": content_parts(inputs), "model": model_sha, "code": bias_correction.__version__,
+                           "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256,
+                           **({"fallback": fallback} if fallback else {})})
     region, model_id = ctx.settings.region.name, ctx.settings.model_id
     key = product_key(region, run, model_id)
     info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
@@ -140,6 +193,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector) -> RunResult:
         if not publish.alias_matches(ctx.store, key, current):  # a crash after the index: repair the alias
             publish.refresh_alias(ctx.store, current["key"], key, {"input_digest": digest, "repaired": True})
         LOG.info("product %s is up to date; nothing to do", key)
+        _after_publish(ctx, run, publish.index_key(region, run), key, pictures=pictures)  # repairs an interrupted step
         return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest, current["key"], current["sha256"]),
                          provider="(not run)", **info_kwargs)
     if current is None and existing_digest(ctx.store, key) == digest:  # published before the index existed
@@ -157,18 +211,25 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector) -> RunResult:
         mask_sha256=mask.sha256, grid_id=ctx.grid.grid_id, region=region, run=run, input_digest=digest,
         gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
     )
+    if fallback:
+        provenance["fallback"] = fallback
+    synthetic = ctx.settings.product.is_synthetic(ctx.settings.upstream)
     ds = build_product(
         run=run, grid=ctx.grid, mask=mask, region_name=region,
         sst_corrected=corrected, sst_raw=raw, valid_dates=valid_dates,
         provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
         uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
+        metadata=ctx.settings.product.global_attrs(synthetic=synthetic), synthetic=synthetic,
     )
     if gate is not None:  # fallback: raw HYCOM published, flagged as such
         ds.attrs.update(sstbc_fallback="raw_hycom", sstbc_gate_failures=gate.message(),
                         summary=ds.attrs.get("summary", "") + " FALLBACK: the correction failed the publication gate "
                         "and this file carries the uncorrected HYCOM forecast in sst.")
+    if fallback:  # a late input: the documented fallback order of pipeline.late
+        ds.attrs.update(sstbc_fallback=fallback, summary=ds.attrs.get("summary", "") + f" FALLBACK ({fallback}).")
     pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
                                   product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
     LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)
+    _after_publish(ctx, run, pub.index_key, key, ds, pictures=pictures)
     return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
                      provider=corrector.active_provider, **info_kwargs)

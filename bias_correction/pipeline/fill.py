@@ -30,6 +30,7 @@ def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
 
     A day archived from the preliminary file is upgraded once the final file is expected:
     the final is fetched and the day re-archived; until it is published the preliminary stays.
+    The preliminary as issued is also kept under ``archive.oisst_preliminary_key`` and never replaced.
     """
     hit = archive.existing(ctx.store, archive.oisst_key(ctx.grid, day))
     if hit is not None and (hit.source.get("version") != PRELIMINARY or not ctx.oisst.final_expected(day)):
@@ -37,6 +38,8 @@ def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
     fetched = ctx.oisst.fetch(day)
     if hit is not None and fetched.version == PRELIMINARY:
         return hit
+    if hit is not None:  # the final replaces the main entry; the as-issued preliminary stays under its own key
+        archive.keep_preliminary(ctx.store, ctx.grid, day)
     sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region), method=ctx.settings.regrid.oisst)
     return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
 
@@ -59,10 +62,14 @@ def archive_hycom_run(ctx: Context, day: dt.date, variable: str = "sst") -> Arch
 
 
 def archive_input(ctx: Context, spec: InputSpec, day: dt.date) -> ArchiveEntry:
-    """The archived field of input ``spec`` for ``day`` (a run day or an analysis day, per its rule)."""
+    """The archived field of input ``spec`` for ``day`` (a run day or an analysis day, per its rule;
+    an ``as_issued`` analysis gets the version that existed at run time)."""
     if spec.source == "hycom":
         return archive_hycom_run(ctx, day, variable=spec.variable)
-    return archive_oisst_day(ctx, day)
+    entry = archive_oisst_day(ctx, day)
+    if spec.as_issued:  # what the run had: the kept preliminary where one was archived
+        return archive.as_issued_oisst(ctx.store, ctx.grid, day) or entry
+    return entry
 
 
 def input_entries(ctx: Context, spec: InputSpec, run_days: list[dt.date], oisst_lag_days: int) -> list[ArchiveEntry]:

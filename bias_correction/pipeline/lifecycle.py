@@ -15,7 +15,8 @@ from bias_correction.sources.oisst import PRELIMINARY
 def preliminary_days(ctx: Context) -> list[dt.date]:
     """Archived OISST days that still hold the preliminary analysis."""
     out = []
-    for key in ctx.store.list(f"archive/{ctx.grid.grid_id}/oisst"):
+    main = f"archive/{ctx.grid.grid_id}/oisst/"  # not the as-issued copies under oisst_preliminary/
+    for key in (k for k in ctx.store.list(main.rstrip("/")) if k.startswith(main)):
         entry = archive.existing(ctx.store, key)
         if entry is not None and entry.source.get("version") == PRELIMINARY:
             out.append(dt.datetime.strptime(key.rsplit("/", 1)[-1], "oisst_%Y%m%d.nc").date())

@@ -13,6 +13,7 @@ from bias_correction.inputs import HYCOM_SST, input_spec
 from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.netcdf import read_dataset
+from bias_correction.io.product import as_single_run
 from bias_correction.io.provenance import read_provenance
 from bias_correction.pipeline.context import Context, require_mask
 from bias_correction.pipeline.correct import infer
@@ -63,7 +64,7 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
         if kind == HYCOM_SST.name:
             run_days.append(dt.date.fromisoformat(when[:10]))
     corrected, _, _ = infer(ctx, corrector, mask, entries, run_days)
-    published = ds["sst"].values
+    published = as_single_run(ds)["sst"].values
     ocean = np.isfinite(published)
     if not np.array_equal(ocean, np.isfinite(corrected)):
         raise InputValidationError("replay: the regenerated land/ocean pattern differs from the product")

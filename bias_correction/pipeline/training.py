@@ -19,7 +19,11 @@ from bias_correction.sources.oisst import PRELIMINARY
 
 
 def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, dict[str, int]]:
-    """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts."""
+    """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts.
+
+    Targets are the best archived OISST (the final once due); analysis inputs declared ``as_issued``
+    take the kept preliminary where one was archived (``versions["as_issued_inputs"]`` counts them).
+    """
     from bias_correction.training.dataset import build_samples
 
     cfg = ctx.settings.training
@@ -40,9 +44,27 @@ def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, d
     oisst, versions = archive.load_oisst_days(ctx.store, ctx.grid, oisst_days)
     versions["preliminary_days"] = [str(t)[:10] for t, v in zip(oisst["time"].values, oisst.attrs["versions"], strict=True)
                                     if v == PRELIMINARY]
+    issued = None  # analysis inputs as issued (the kept preliminary where archived); targets stay the final
+    if any(s.as_issued and not s.per_lead for s in aux_specs(aux)):
+        issued, versions["as_issued_inputs"] = archive.load_as_issued_oisst_days(ctx.store, ctx.grid, oisst_days)
     samples = build_samples(hycom, oisst, mask.to_dataarray(ctx.grid), seq_len, aux_inputs=aux,
-                            oisst_lag_days=cfg.oisst_lag_days, **run_fields)
+                            oisst_lag_days=cfg.oisst_lag_days, issued_oisst=issued, **run_fields)
     return samples, versions
+
+
+def training_data_info(versions: dict[str, Any], start: dt.date, end: dt.date, n_train: int, n_val: int) -> dict[str, Any]:
+    """The manifest's ``training.data`` record: OISST versions of the targets, preliminary days, runs, samples,
+    and (when an analysis input is as-issued) how many input days were the kept preliminary vs final-only."""
+    data_info: dict[str, Any] = {"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
+                                 "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
+                                 "samples": {"train": n_train, "val": n_val}}
+    if "as_issued_inputs" in versions:
+        counts = versions["as_issued_inputs"]
+        data_info["as_issued_inputs"] = {**counts, "note": (
+            "analysis inputs are the preliminary OISST as issued" if not counts["final_only"] else
+            f"{counts['final_only']} analysis-input days had only the final archived (NCEI keeps ~14 preliminary "
+            "days): on those the model saw finals, smoother than what operations feed it")}
+    return data_info
 
 
 def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: bool = True) -> dict[str, Any]:
@@ -64,9 +86,7 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     out_dir = ctx.store.url(f"training/{ctx.settings.model_id}/{start:%Y%m%d}-{end:%Y%m%d}") if ctx.store.is_local else None
     if out_dir is None:
         raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
-    data_info = {"oisst_days": {k: versions[k] for k in ("final", "preliminary")},
-                 "preliminary_days": versions["preliminary_days"], "runs": [start.isoformat(), end.isoformat()],
-                 "samples": {"train": len(train), "val": len(val)}}
+    data_info = training_data_info(versions, start, end, len(train), len(val))
     if is_tabular(cfg.model):
         return train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
                              out_dir=Path(out_dir), data_info=data_info)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bias_correction.errors import NotYetPublishedError
+from bias_correction.errors import NotYetPublishedError, SstbcError
 from bias_correction.io import archive
 from bias_correction.io.netcdf import read_dataset
-from bias_correction.io.product import product_key
+from bias_correction.io.product import as_single_run, product_key
 from bias_correction.pipeline.context import Context, require_mask
 from bias_correction.pipeline.fill import archive_oisst_day
 from bias_correction.sources.hycom import run_time
 from bias_correction.sources.oisst import PRELIMINARY
 from bias_correction.verification.metrics import improvement_percent, scores
+
+LOG = logging.getLogger(__name__)
 
 
 def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict[str, Any]:
@@ -30,7 +33,7 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
 
     mask = require_mask(ctx)
     with ctx.store.local_path(key) as path:
-        ds = read_dataset(path, engine="netcdf4")
+        ds = as_single_run(read_dataset(path, engine="netcdf4"))
     corrected, raw = ds["sst"].values, ds["sst_raw"].values
     days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
     run = dt.datetime.fromisoformat(str(ds["forecast_reference_time"].values)[:19])
@@ -64,7 +67,11 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
 
 def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
     """Score the products of runs ``start``..``end`` that are unscored, or scored against a
-    preliminary OISST day whose final analysis is now due. Days without OISST yet are pending."""
+    preliminary OISST day whose final analysis is now due. Days without OISST yet are pending.
+
+    Date by date: a product that cannot be scored (corrupt file, bad input) is listed under ``failed``
+    with its reason and the other dates go on."""
+    from bias_correction.progress import progress
     from bias_correction.verification.verify import ScoreTable, markdown_table
 
     table = ScoreTable(ctx.store)
@@ -72,9 +79,9 @@ def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
     by_product: dict[str, list[Any]] = {}
     for r in scored_rows:
         by_product.setdefault(r.product_key, []).append(r)
-    scored, pending, skipped = [], [], []
-    day = start
-    while day <= end:
+    scored, pending, skipped, failed = [], [], [], []
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    for day in progress(days, desc="verify"):
         key = product_key(ctx.settings.region.name, run_time(day), ctx.settings.model_id)
         rows = by_product.get(key, [])
         due = not rows or any(r.oisst_version == PRELIMINARY and ctx.oisst.final_expected(dt.date.fromisoformat(r.valid_date))
@@ -87,9 +94,12 @@ def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
                 scored.append(day.isoformat())
             except NotYetPublishedError as exc:
                 pending.append({"run": day.isoformat(), "reason": str(exc)})
-        day += dt.timedelta(days=1)
+            except (SstbcError, OSError, ValueError, KeyError) as exc:  # this date only: the rest go on
+                LOG.warning("verification of run %s failed: %s", day, exc)
+                failed.append({"date": day.isoformat(), "kind": "verify", "error": type(exc).__name__,
+                               "message": str(exc)})
     rows = [r for r in table.rows(model_id=ctx.settings.model_id) if start.isoformat() <= r.run[:10] <= end.isoformat()]
-    return {"scored": scored, "pending": pending, "no_product": skipped, "rows": len(rows),
+    return {"scored": scored, "pending": pending, "no_product": skipped, "failed": failed, "rows": len(rows),
             "markdown": markdown_table(rows) if rows else "no verified product in this period"}
 
 
@@ -106,7 +116,7 @@ def verification_plots(ctx: Context, start: dt.date, end: dt.date, out_dir: Path
     count = 0
     for key in sorted({r.product_key for r in rows}):
         with ctx.store.local_path(key) as path:
-            ds = read_dataset(path, engine="netcdf4")
+            ds = as_single_run(read_dataset(path, engine="netcdf4"))
         days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
         truth = np.stack([archive.read_field(ctx.store, archive.oisst_key(ctx.grid, d)).values for d in days])
         corr = (ds["sst"].values - ds["sst_raw"].values).mean(axis=0)
@@ -115,5 +125,6 @@ def verification_plots(ctx: Context, start: dt.date, end: dt.date, out_dir: Path
         err_sum = err if err_sum is None else err_sum + err
         count += 1
     paths.append(plot_maps(ctx.grid.lat, ctx.grid.lon, corr_sum / count, err_sum / count,
-                           out_dir / f"mean_correction_error_{start:%Y%m%d}_{end:%Y%m%d}.png"))
+                           out_dir / f"mean_correction_error_{start:%Y%m%d}_{end:%Y%m%d}.png",
+                           title=f"{ctx.settings.model_id}: mean over {count} product(s), runs {start} to {end}"))
     return [str(p) for p in paths]

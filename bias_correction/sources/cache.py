@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bias_correction.config import Http
-from bias_correction.errors import TransientFetchError
+from bias_correction.errors import CorruptInputError, MaintenancePageError, TransientFetchError
 from bias_correction.hashing import sha256_file
 from bias_correction.sources.validate import check_complete
 from bias_correction.storage import Store
@@ -83,6 +83,13 @@ def backoff_delays(http: Http, rng: random.Random | None = None) -> list[float]:
     return [min(http.backoff_max_s, http.backoff_s * 2**i) * (1 + 0.25 * rng.random()) for i in range(http.retries)]
 
 
+def still_html(exc: TransientFetchError, attempts: int) -> Exception:
+    """The error to raise once retries are spent: a page that stayed HTML is permanent for that file."""
+    if isinstance(exc, MaintenancePageError):
+        return CorruptInputError(f"{exc}; still HTML after {attempts} attempt(s)")
+    return exc
+
+
 def acquire(
     url: str,
     store: Store,
@@ -117,7 +124,7 @@ def acquire(
             return fetched
         except TransientFetchError as exc:
             if attempt >= http.retries:
-                raise
+                raise still_html(exc, attempt + 1) from None
             LOG.warning("%s (attempt %d/%d); retrying in %.1f s", exc, attempt + 1, http.retries + 1, delays[attempt])
             time.sleep(delays[attempt])
     raise AssertionError("unreachable")  # pragma: no cover

@@ -7,7 +7,8 @@ ranges (:class:`RangeReader`, for whole HYCOM forecast files).
 
 Failure classes: 404 -> :class:`NotYetPublishedError`; 5xx/429, timeouts, resets and bodies cut
 short -> :class:`TransientFetchError` (retried here with backoff); 400/401/403 ->
-:class:`UpstreamRejectedError`; HTML pages or wrong content -> :class:`CorruptInputError`.
+:class:`UpstreamRejectedError`; an HTML page with status 200 -> :class:`MaintenancePageError` (retried
+like a 5xx, then permanent for that file); wrong content -> :class:`CorruptInputError`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import requests
 
 from bias_correction.config import Http
 from bias_correction.errors import (
-    CorruptInputError,
+    MaintenancePageError,
     NotYetPublishedError,
     TransientFetchError,
     TruncatedDownloadError,
@@ -34,6 +35,7 @@ from bias_correction.sources.cache import (  # noqa: F401  (re-exported: the led
     acquire,
     backoff_delays,
     cached,
+    still_html,
     ledger_key,
     sha256_file,
 )
@@ -70,7 +72,7 @@ def _download_once(session: requests.Session, url: str, dest: Path, http: Http, 
             _classify_status(resp, what)
             ctype = resp.headers.get("Content-Type", "")
             if "html" in ctype.lower():
-                raise CorruptInputError(f"{what}: answered 200 with an HTML page ({ctype}), not NetCDF")
+                raise MaintenancePageError(f"{what}: answered 200 with an HTML page ({ctype}), not NetCDF")
             expected = resp.headers.get("Content-Length")
             n = 0
             with open(dest, "wb") as f:
@@ -150,7 +152,7 @@ def dap_body(session: requests.Session, url: str, constraint: str, http: Http, l
                 raise UpstreamRejectedError(f"{label}: DAP request {constraint!r} refused (HTTP {code}): "
                                             f"{resp.text[:200].strip()}")
             if "html" in resp.headers.get("Content-Type", "").lower():
-                raise TransientFetchError(f"{label}: DAP data request answered with an HTML page (status 200)")
+                raise MaintenancePageError(f"{label}: DAP data request answered with an HTML page (status 200)")
             body = resp.content
             expected = resp.headers.get("Content-Length")
             if expected is not None and len(body) != int(expected):
@@ -182,7 +184,7 @@ class RangeReader:
                 return self._once(url, start, end, label)
             except TransientFetchError as exc:
                 if attempt >= self.http.retries:
-                    raise
+                    raise still_html(exc, attempt + 1) from None
                 LOG.warning("%s (attempt %d/%d); retrying in %.2f s", exc, attempt + 1, self.http.retries + 1,
                             delays[attempt])
                 time.sleep(delays[attempt])
@@ -206,7 +208,7 @@ class RangeReader:
                     raise TruncatedDownloadError(f"{what}: range not satisfiable (HTTP 416, {resp.headers.get('Content-Range')}): "
                                                  "the file on the server is shorter than its header says")
                 if "html" in ctype.lower():
-                    raise TransientFetchError(f"{what}: answered HTTP {code} with an HTML page ({ctype}), not NetCDF bytes")
+                    raise MaintenancePageError(f"{what}: answered HTTP {code} with an HTML page ({ctype}), not NetCDF bytes")
                 if code == 200:
                     raise TruncatedDownloadError(
                         f"{what}: server ignored the Range request (HTTP 200, whole file of "

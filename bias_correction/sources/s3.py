@@ -77,3 +77,62 @@ def object_size(url: str, http: Http, endpoint: str | None) -> int | None:
         return None
     except Exception as exc:  # noqa: BLE001 - botocore errors vary
         raise _classify(exc, f"S3 {url}") from None
+
+
+# --- conditional writes (the per-day product index on an S3 storage root) ----------------------------
+
+@functools.lru_cache(maxsize=8)
+def _client(endpoint: str | None, region: str | None, key: str | None, secret: str | None, token: str | None) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region or "us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret, aws_session_token=token)
+
+
+def client_for(fs: Any) -> Any:
+    """A boto3 client with the endpoint and credentials of an s3fs filesystem (None: boto3's default chain).
+
+    boto3, not s3fs: s3fs exposes no conditional PUT, botocore does (``IfMatch`` / ``IfNoneMatch``).
+    """
+    ck = dict(getattr(fs, "client_kwargs", None) or {})
+    return _client(ck.get("endpoint_url") or getattr(fs, "endpoint_url", None), ck.get("region_name"),
+                   getattr(fs, "key", None), getattr(fs, "secret", None), getattr(fs, "token", None))
+
+
+def _split(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def read_with_etag(fs: Any, url: str) -> tuple[bytes, str] | None:
+    """(bytes, ETag) of the object at ``url`` read in one GET (so the ETag is of exactly these bytes), or None."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split(url)
+    try:
+        resp = client_for(fs).get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise _classify(exc, f"S3 GET {url}") from None
+    return resp["Body"].read(), str(resp["ETag"])
+
+
+def put_if(fs: Any, url: str, data: bytes, etag: str | None) -> bool:
+    """PUT ``data`` at ``url`` only if the object is still what was read: ``If-Match: etag``, or
+    ``If-None-Match: *`` (create only) when ``etag`` is None. False when another writer got there
+    first (412 Precondition Failed, 409 ConditionalRequestConflict): re-read and retry."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split(url)
+    cond = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+    try:
+        client_for(fs).put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/json", **cond)
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (409, 412) or err.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                or (etag is not None and err.get("Code") in ("NoSuchKey", "404")):  # removed since read
+            return False
+        raise _classify(exc, f"S3 conditional PUT {url}") from None
+    return True

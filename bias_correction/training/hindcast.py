@@ -96,7 +96,13 @@ def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, 
     samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len,
                             aux_inputs=(OISST_LATEST.name, *data["run_fields"]), oisst_lag_days=cfg.oisst_lag_days,
                             issued_oisst=data["oisst_preliminary"], **data["run_fields"])
-    data.update(samples=samples, source=source, region=box, seconds=time.perf_counter() - t0)
+    # the same samples with FINAL analyses as inputs (rows trained where the archive holds only finals)
+    final = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len,
+                          aux_inputs=(OISST_LATEST.name, *data["run_fields"]), oisst_lag_days=cfg.oisst_lag_days,
+                          **data["run_fields"])
+    if not (np.array_equal(final.run, samples.run) and np.array_equal(final.lead, samples.lead)):
+        raise ConfigError("the final-input samples do not line up with the as-issued ones")  # pragma: no cover
+    data.update(samples=samples, samples_final=final, source=source, region=box, seconds=time.perf_counter() - t0)
     LOG.info("hindcast data: runs %s..%s, %d samples on %dx%d cells in %.0f s", run_start, run_end, len(samples),
              *data["grid"].shape, data["seconds"])
     return data
@@ -227,6 +233,7 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
     win_out: list[dict[str, Any]] = []
     for w in windows:
         train, val, test, info = split_window(samples, w, cfg)
+        train_final, val_final, _, _ = split_window(data["samples_final"], w, cfg)
         LOG.info("window %s %s: train %s, val %s, test %d samples, gap %d days", w["name"], info["test"],
                  info["train_period"], info["val_period"], len(test), info["gap_days"])
         preds = reference_rows(data, test, cfg, rb)
@@ -245,7 +252,9 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
                     r = {"pred": blob["pred"], **json.loads(str(blob["info"]))}
                 else:
                     LOG.info("window %s: training %s seed %d", w["name"], name, s)
-                    r = train_variant(name, s, train, val, test, grid, cfg,
+                    final = VARIANTS[name].final_trained
+                    r = train_variant(name, s, train_final if final else train, val_final if final else val, test,
+                                      grid, cfg,
                                       out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}", progress)
                     cache.parent.mkdir(parents=True, exist_ok=True)
                     info_r = {k: v for k, v in r.items() if k != "pred"}

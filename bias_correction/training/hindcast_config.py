@@ -28,9 +28,13 @@ class Variant:
     residual_base: str | None = None
     full_attention: bool = False  # kv_pool = 1 when the domain has <= full_attention_max_keys cells
     label: str = ""
+    #: train (and early-stop) on FINAL analyses as inputs, test on the as-issued preliminary ones: the
+    #: effect of training where the archive holds only finals (NCEI keeps ~14 preliminary days)
+    final_trained: bool = False
 
 
 PAPER = f"{zoo.DEFAULT_MODEL}-paper"
+FINAL_TRAINED = f"{zoo.DEFAULT_MODEL}-final-trained"
 #: The learned rows a configuration can name: the paper-faithful ConvGRU-SA (HYCOM only, residual on
 #: HYCOM, full attention), then every gridded zoo model with its project defaults.
 VARIANTS: dict[str, Variant] = {
@@ -39,6 +43,8 @@ VARIANTS: dict[str, Variant] = {
     **{s.id: Variant(s.id, label=f"{s.label} (project default: {', '.join(s.default_inputs) or 'HYCOM only'}"
                                  f"{', persistence-anchored' if OISST_LATEST.name in s.default_inputs else ''})")
        for s in zoo.specs(zoo.GRIDDED)},
+    FINAL_TRAINED: Variant(zoo.DEFAULT_MODEL, label=f"{zoo.label(zoo.DEFAULT_MODEL)} (project default) trained on "
+                           "FINAL analyses, tested on the as-issued preliminary ones", final_trained=True),
 }
 BASELINES = list(zoo.ids(zoo.BASELINE))
 RAW, PERSISTENCE, ORACLE = "raw-hycom", "persistence", "oracle-run"
@@ -76,7 +82,7 @@ class HindcastConfig:
     features: int = 8
     hidden: int = 16
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    learned: list[str] = field(default_factory=lambda: [PAPER, zoo.DEFAULT_MODEL])
+    learned: list[str] = field(default_factory=lambda: [PAPER, zoo.DEFAULT_MODEL, FINAL_TRAINED])
     baselines: list[str] = field(default_factory=lambda: list(BASELINES))
     running_bias_weight: float = 0.05
     full_attention_max_keys: int = 400

@@ -47,6 +47,7 @@ def input_versions(name: str, cfg: hc.HindcastConfig, extra: dict[str, Any]) -> 
         seeds = next(iter(extra.get(name, {}).get("seeds", {}).values()), {})
         aux = seeds.get("aux_inputs", [])
         return {**base, "aux_inputs": aux, "latest_analysis": PRELIMINARY if aux else None,
+                "training_latest_analysis": (FINAL if hc.VARIANTS[name].final_trained else PRELIMINARY) if aux else None,
                 "training_targets": FINAL}
     return {**base, "training_targets": FINAL}
 

@@ -234,54 +234,114 @@ class ScoreTable:
 _TEXT = {"run", "valid_date", "model_id", "model_version", "product_key", "oisst_version", "scored_at"}
 
 
-def plot_rmse_by_lead(rows: Sequence[LeadScore], path: Path) -> Path:
-    """PNG: RMSE by lead over time (corrected vs raw vs persistence, one line per lead)."""
-    import matplotlib
+def _describe(rows: Sequence[LeadScore]) -> str:
+    """'model v (runs A to B, N runs)' for plot titles."""
+    models = ", ".join(sorted({f"{r.model_id} {r.model_version}" for r in rows}))
+    runs = sorted({r.run[:10] for r in rows})
+    period = runs[0] if len(runs) == 1 else f"{runs[0]} to {runs[-1]}"
+    return f"{models}; runs {period} ({len(runs)} run{'s' if len(runs) != 1 else ''})"
 
-    matplotlib.use("Agg")
+
+def plot_rmse_by_lead(rows: Sequence[LeadScore], path: Path) -> Path:
+    """PNG of :func:`rmse_by_lead_figure`."""
     import matplotlib.pyplot as plt
 
-    leads = sorted({r.lead for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for lead in leads:
-        sel = [r for r in rows if r.lead == lead]
-        t = [np.datetime64(r.run[:10]) for r in sel]
-        axes[0].plot(t, [r.rmse_corrected for r in sel], "-", label=f"lead {lead}")
-    axes[0].set_title("Corrected SST RMSE vs OISST by run and lead")
-    axes[0].set_ylabel("RMSE (°C)")
-    axes[0].legend(fontsize=7, ncol=2)
-    by_lead = {k: [r for r in rows if r.lead == k] for k in leads}
-    for name, attr in (("corrected", "rmse_corrected"), ("raw HYCOM", "rmse_raw"), ("persistence", "rmse_persistence")):
-        vals = [np.sqrt(np.mean([getattr(r, attr) ** 2 for r in by_lead[k]])) if all(getattr(r, attr) is not None
-                for r in by_lead[k]) else np.nan for k in leads]
-        axes[1].plot(leads, vals, "o-", label=name)
-    axes[1].set_xlabel("lead day")
-    axes[1].set_ylabel("RMSE (°C)")
-    axes[1].set_title("RMSE by lead (all runs)")
-    axes[1].legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
+    fig = rmse_by_lead_figure(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def plot_maps(lat: np.ndarray, lon: np.ndarray, mean_correction: np.ndarray, mean_error: np.ndarray, path: Path) -> Path:
-    """PNG: maps of the mean correction (corrected − raw) and the mean error (corrected − OISST)."""
+def rmse_by_lead_figure(rows: Sequence[LeadScore]) -> Any:
+    """RMSE by run for each lead (markers and bootstrap 95 % intervals, so a single run shows; the axis
+    spans the runs plus a day), and RMSE by lead pooled over the runs (corrected and raw with their
+    intervals, persistence); the title names the model(s) and the period."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    leads = sorted({r.lead for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    days = sorted({np.datetime64(r.run[:10]) for r in rows})
+    for i, lead in enumerate(leads):
+        sel = sorted((r for r in rows if r.lead == lead), key=lambda r: r.run)
+        t = np.array([np.datetime64(r.run[:10]) for r in sel]) + np.timedelta64(i * 2, "h")  # offset: no overlap
+        mid = np.array([r.rmse_corrected for r in sel])
+        lo = np.clip(mid - np.array([r.rmse_corrected_lo for r in sel]), 0, None)
+        hi = np.clip(np.array([r.rmse_corrected_hi for r in sel]) - mid, 0, None)
+        axes[0].errorbar(t.astype("datetime64[ms]").astype(object), mid, yerr=[lo, hi], fmt="o-", ms=4, capsize=2,
+                         lw=1, label=f"lead {lead}")
+    pad = np.timedelta64(1, "D")
+    axes[0].set_xlim((days[0] - pad).astype("datetime64[ms]").astype(object),
+                     (days[-1] + pad).astype("datetime64[ms]").astype(object))
+    axes[0].xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=8))
+    axes[0].xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    axes[0].set_title("corrected SST RMSE vs OISST by run (95 % intervals)", fontsize=10)
+    axes[0].set_xlabel("forecast run")
+    axes[0].set_ylabel("RMSE (°C)")
+    axes[0].set_ylim(bottom=0)
+    axes[0].legend(fontsize=7, ncol=2)
+    by_lead = {k: [r for r in rows if r.lead == k] for k in leads}
+
+    def pooled(attr: str) -> np.ndarray:
+        return np.array([np.sqrt(np.mean([getattr(r, attr) ** 2 for r in by_lead[k]]))
+                         if all(getattr(r, attr) is not None for r in by_lead[k]) else np.nan for k in leads])
+
+    for name, attr, lo_a, hi_a in (("corrected", "rmse_corrected", "rmse_corrected_lo", "rmse_corrected_hi"),
+                                   ("raw HYCOM", "rmse_raw", "rmse_raw_lo", "rmse_raw_hi"),
+                                   ("persistence", "rmse_persistence", None, None)):
+        mid = pooled(attr)
+        if np.isnan(mid).all():
+            continue
+        if lo_a is None:
+            axes[1].plot(leads, mid, "s--", label=name)
+            continue
+        lo = np.array([np.mean([getattr(r, lo_a) for r in by_lead[k]]) for k in leads])
+        hi = np.array([np.mean([getattr(r, hi_a) for r in by_lead[k]]) for k in leads])
+        axes[1].errorbar(leads, mid, yerr=[np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)], fmt="o-",
+                         capsize=3, label=f"{name} (95 % interval)")
+    axes[1].set_xticks(leads)
+    axes[1].set_xlabel("lead day")
+    axes[1].set_ylabel("RMSE (°C)")
+    axes[1].set_ylim(bottom=0)
+    axes[1].set_title("RMSE by lead, pooled over the runs", fontsize=10)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(_describe(rows))
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_maps(lat: np.ndarray, lon: np.ndarray, mean_correction: np.ndarray, mean_error: np.ndarray, path: Path,
+              title: str = "") -> Path:
+    """PNG: maps of the mean correction (corrected − raw) and the mean error (corrected − OISST), on a
+    diverging perceptual colour map centred on zero, with the coastline of the bundled land mask."""
+    import cmocean
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, field, title in ((axes[0], mean_correction, "mean correction (°C)"), (axes[1], mean_error, "mean error vs OISST (°C)")):
-        lim = float(np.nanmax(np.abs(field))) or 1.0
-        im = ax.pcolormesh(lon, lat, field, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="auto")
-        ax.set_title(title)
-        ax.set_xlabel("lon (°E)")
-        ax.set_ylabel("lat (°N)")
+    from bias_correction.io.quicklook import coastline
+
+    coast = coastline(np.asarray(lat), np.asarray(lon))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    for ax, field, label in ((axes[0], mean_correction, "mean correction (K)"),
+                             (axes[1], mean_error, "mean error vs OISST (K)")):
+        lim = float(np.nanmax(np.abs(field))) if np.isfinite(field).any() else 1.0
+        lim = lim or 1.0
+        im = ax.pcolormesh(lon, lat, field, cmap=cmocean.cm.balance, vmin=-lim, vmax=lim, shading="auto")
+        if coast[2].any() and not coast[2].all():
+            ax.contour(coast[1], coast[0], coast[2], levels=[0.5], colors="k", linewidths=0.8)
+        ax.set_title(label)
+        ax.set_xlabel("longitude (°E)")
+        ax.set_ylabel("latitude (°N)")
         fig.colorbar(im, ax=ax)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

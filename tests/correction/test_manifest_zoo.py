@@ -10,7 +10,7 @@ import pytest
 
 from bias_correction import zoo
 from bias_correction.config import SST_ONLY_MODELS, Training, default_aux_inputs
-from bias_correction.correction.manifest import MANIFEST_FILE, Manifest, load_manifest
+from bias_correction.correction.manifest import MANIFEST_FILE, Manifest, load_manifest, write_manifest_json
 from bias_correction.errors import ModelContractError
 
 
@@ -52,7 +52,7 @@ def _package(tmp_path: Path) -> Path:
            "validation": {"rmse_raw": float("nan"), "residual_per_lead": {"1": {"rmse": 0.25, "bias": None}}},
            "custom": {"kept": True},
            "artifacts": {"model.onnx": {"sha256": hashlib.sha256(b"x").hexdigest(), "bytes": 1}}}
-    (pkg / MANIFEST_FILE).write_text(json.dumps(man))
+    write_manifest_json(pkg, man)
     return pkg
 
 
@@ -76,6 +76,6 @@ def test_malformed_field_names_the_file(tmp_path: Path) -> None:
     pkg = _package(tmp_path)
     raw = json.loads((pkg / MANIFEST_FILE).read_text())
     raw["seq_len"] = "four"
-    (pkg / MANIFEST_FILE).write_text(json.dumps(raw))
+    write_manifest_json(pkg, raw)
     with pytest.raises(ModelContractError, match="manifest.json is missing or has an invalid field"):
         load_manifest(pkg)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bias_correction.correction.manifest import write_manifest_json
 from bias_correction.correction.package import list_versions, load_manifest, resolve_package
 from bias_correction.errors import ModelContractError
 
@@ -19,7 +20,7 @@ def _fake_package(store: Path, model_id: str, version: str, payload: bytes = b"o
            "mask_sha256": "m" * 64, "normalisation": {"vmin": 20.0, "vmax": 30.0, "units": "degC"},
            "lead_days": [1, 2, 3, 4, 5, 6, 7],
            "artifacts": {"model.onnx": {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}}}
-    (pkg / "manifest.json").write_text(json.dumps(man))
+    write_manifest_json(pkg, man)
     return pkg
 
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bias_correction.config import settings_from_dict
 from bias_correction.correction import tiling
+from bias_correction.correction.manifest import MANIFEST_FILE, write_manifest_json
+from bias_correction.doctor import _model
 from bias_correction.correction.package import load_manifest
 from bias_correction.correction.base import load_corrector
 from bias_correction.correction.gridded import OnnxCorrector
@@ -126,7 +129,7 @@ def test_torchscript_runtime_matches_onnx_runtime(store: Path) -> None:
         man = json.loads((legacy / "conv" / "v1" / "manifest.json").read_text())
         del man["artifacts"]["model.ts"]
         man["schema_version"] = 1
-        (legacy / "conv" / "v1" / "manifest.json").write_text(json.dumps(man))
+        write_manifest_json(legacy / "conv" / "v1", man)
         load_corrector(legacy, "conv", "v1", "cpu", "torchscript")
 
 
@@ -218,3 +221,44 @@ def test_cuda_parity_and_io_binding(store: Path, tmp_path: Path) -> None:
     assert ts.active_provider == "torch-cuda"
     np.testing.assert_allclose(ts.correct(x[:, :, :12, :16], lead), cpu.correct(x[:, :, :12, :16], lead),
                                atol=1e-3, equal_nan=True)
+
+
+# --- issue 13: manifest.json is covered by its own hash, checked by the runtime, doctor and inspect ---
+
+def test_exported_manifest_is_sealed_and_loads(store: Path) -> None:
+    package = store / "conv" / "v1"
+    raw = json.loads((package / MANIFEST_FILE).read_text())
+    assert len(raw["manifest_sha256"]) == 64
+    assert load_manifest(package).oisst_lag_days == raw.get("oisst_lag_days", 1)
+
+
+def test_hand_edited_lag_is_refused_by_runtime_and_doctor(store: Path, tmp_path: Path) -> None:
+    package, store = store / "conv" / "v1", tmp_path / "store"
+    pkg = store / "conv" / "v1"
+    shutil.copytree(package, pkg)
+    mpath = pkg / MANIFEST_FILE
+    text = mpath.read_text()
+    raw = json.loads(text)
+    raw["oisst_lag_days"] = 1
+    write_manifest_json(pkg, raw)  # a sealed package with the field present, as exported
+    assert load_corrector(store, "conv", "v1", "cpu", "onnx").manifest.oisst_lag_days == 1
+    text = mpath.read_text()
+    assert '"oisst_lag_days": 1' in text
+    mpath.write_text(text.replace('"oisst_lag_days": 1', '"oisst_lag_days": 3'))  # the operator's edit
+    with pytest.raises(ModelContractError, match=r"manifest\.json: content sha256 .* does not match its "
+                                                 r"manifest_sha256 .* edited or corrupted"):
+        load_corrector(store, "conv", "v1", "cpu", "onnx")
+    check = _model(settings_from_dict({"model_store": str(store), "model_id": "conv", "model_version": "v1"}))
+    assert not check.ok and "manifest_sha256" in check.detail
+
+
+def test_reindented_manifest_still_loads_unsealed_one_does_not(store: Path, tmp_path: Path) -> None:
+    pkg = tmp_path / "p"
+    shutil.copytree(store / "conv" / "v1", pkg)
+    raw = json.loads((pkg / MANIFEST_FILE).read_text())
+    (pkg / MANIFEST_FILE).write_text(json.dumps(raw, indent=4, sort_keys=True))  # same content, new layout
+    assert load_manifest(pkg).model_id == "conv"
+    del raw["manifest_sha256"]
+    (pkg / MANIFEST_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ModelContractError, match="has no manifest_sha256"):
+        load_manifest(pkg)

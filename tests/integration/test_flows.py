@@ -53,7 +53,7 @@ def test_daily_flow_end_to_end_then_rerun_is_a_no_op(e2e, upstream) -> None:
     assert len(m["per_lead"]) == 7
     store = Store(settings.storage_root)
     with xr.open_dataset(store.url(key)) as ds:
-        assert ds["sst"].shape == (7, 50, 50)
+        assert ds["sst"].shape == (7, 1, 50, 50)
         assert float(np.abs(ds["sst"] - ds["sst_raw"]).max()) > 0  # the model did something
         prov = json.loads(ds.attrs["sstbc_provenance"])
         t = settings.training.seq_len

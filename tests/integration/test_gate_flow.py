@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bias_correction import pipeline
+from bias_correction.correction.manifest import write_manifest_json
 from bias_correction.errors import ProductError
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import product_key
@@ -32,7 +33,7 @@ def narrow_envelope(trained, upstream, tmp_path):
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["training"]["correction_envelope_degC"] > 0.1  # recorded by training
     manifest["training"]["correction_envelope_degC"] = 1e-4
-    (dest / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest_json(dest, manifest)  # a deliberate edit, re-sealed
     s = settings_for(upstream, tmp_path, model_store=str(store))
     shutil.copytree(Path(settings.storage_root) / "grid", Path(s.storage_root) / "grid")
     return s

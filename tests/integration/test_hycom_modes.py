@@ -11,7 +11,7 @@ import pytest
 
 from bias_correction import pipeline
 from bias_correction.errors import (
-    ConfigError,
+    DateUnavailableError,
     NotYetPublishedError,
     TransientFetchError,
     TruncatedDownloadError,
@@ -82,7 +82,7 @@ def test_product_table_picks_by_run_date() -> None:
     assert product_for(run_time(dt.date(2021, 2, 10))) is GOFS31
     assert product_for(run_time(dt.date(2024, 9, 4))) is GOFS31  # GOFS wins the overlap
     assert product_for(run_time(dt.date(2024, 9, 5))) is ESPC_D_V02
-    with pytest.raises(ConfigError, match="2018-11-30"):
+    with pytest.raises(DateUnavailableError, match="2018-11-30"):  # a date upstream lacks, not a config error
         product_for(run_time(dt.date(2018, 11, 30)))
     assert ESPC_D_V02.file_url("B", ESPC_RUN, 12).endswith("glby008_2024100112_t0012_t3z.nc")
     assert GOFS31.file_url("B", RUN, 12).endswith("/data/forecasts/hycom_glby_930_2021021012_t012_ts3z.nc")

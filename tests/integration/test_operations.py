@@ -66,7 +66,7 @@ def test_backfill_60_days_on_local_cluster_with_5_percent_faults(store_settings,
     assert aliases <= set(_product_files(store))
     for day in backfill_lib.dates(start, end):
         ds = read_dataset(store.url(product_key("scs", run_time(day), s.model_id)), engine="netcdf4")
-        assert ds["sst"].shape == (7, 50, 50) and np.isfinite(ds["sst"].values).any()
+        assert ds["sst"].shape == (7, 1, 50, 50) and np.isfinite(ds["sst"].values).any()
     assert not [p for p in Path(s.storage_root).rglob("*") if p.name.endswith((".tmp", ".part"))]
     ledger = backfill_lib.ledger(s, s.model_id, start, end)
     assert len(ledger) == 60 and all(e["state"] == "done" and e["verified"] for e in ledger)
@@ -122,7 +122,7 @@ def test_sigkill_while_publishing_leaves_no_partial_product(store_settings, upst
     assert done.returncode == 0, done.stderr[-2000:]
     assert store.exists(key)
     read_dataset(store.url(key), engine="netcdf4")
-    assert publish.read_published(store, "scs", run, store_settings.model_id)["sst"].shape == (7, 50, 50)
+    assert publish.read_published(store, "scs", run, store_settings.model_id)["sst"].shape == (7, 1, 50, 50)
 
 
 def test_two_runs_of_the_same_date_at_once_leave_one_valid_product(store_settings, upstream, tmp_path) -> None:
@@ -140,7 +140,7 @@ def test_two_runs_of_the_same_date_at_once_leave_one_valid_product(store_setting
     assert len(products) >= 1
     key = product_key("scs", run_time(dt.date(2021, 3, 16)), store_settings.model_id)
     ds = read_dataset(store.url(key), engine="netcdf4")
-    assert ds["sst"].shape == (7, 50, 50)
+    assert ds["sst"].shape == (7, 1, 50, 50)
     assert not [p for p in Path(store_settings.storage_root).rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -51,10 +51,10 @@ def test_run_publishes_uncertainty_provenance_and_index_then_rerun_is_a_no_op(wo
     assert res.product.written and res.product.key == key and res.provider == "CPUExecutionProvider"
     path = Path(ctx.store.url(key))
     with xr.open_dataset(path) as ds:
-        assert ds.attrs["Conventions"] == "CF-1.10, ACDD-1.3"
+        assert ds.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
         unc = ds["sst_uncertainty"]
         assert "calibrated validation residual" in unc.attrs["uncertainty_method"]
-        np.testing.assert_allclose(np.nanmax(unc.values, axis=(1, 2)), [0.2 + 0.02 * k for k in range(1, 8)], rtol=1e-6)
+        np.testing.assert_allclose(np.nanmax(unc.values, axis=(1, 2, 3)), [0.2 + 0.02 * k for k in range(1, 8)], rtol=1e-6)
         assert float(np.nanmax(np.abs(ds["sst_correction"].values))) > 0
         prov = json.loads(ds.attrs["sstbc_provenance"])
         assert ds.attrs["sstbc_active_provider"] == "CPUExecutionProvider"
@@ -88,7 +88,7 @@ def test_replay_regenerates_the_product_within_tolerance(world, tmp_path, capsys
     # A product whose sst was changed after publication is caught.
     with xr.open_dataset(ctx.store.url(key)) as ds:
         bad = ds.load()
-    bad["sst"].values[2, 25, 25] += 0.05
+    bad["sst"].values[2, 0, 25, 25] += 0.05
     bad_path = tmp_path / "bad.nc"
     bad.to_netcdf(bad_path)
     assert main(["replay", str(bad_path), "--config", str(cfg), "--json"]) == 2
@@ -141,7 +141,7 @@ def test_daily_correction_publishes_to_s3(upstream, tmp_path) -> None:
         res = pipeline.correct_run(ctx, DAY, pipeline.load_corrector(settings))
         assert res.product.written and res.product.url.startswith(f"s3://{BUCKET}/e2e/products/")
         ds = publish.read_published(ctx.store, "scs", RUN, "convgru-sa")
-        assert ds["sst"].shape == (7, 50, 50)
+        assert ds["sst"].shape == (7, 1, 50, 50)
         assert not pipeline.correct_run(ctx, DAY, pipeline.load_corrector(settings)).product.written
         assert pipeline.replay_product(ctx, res.product.key)["ok"]
     finally:

@@ -68,14 +68,22 @@ def test_persistent_server_errors_end_as_transient_error(settings, upstream) -> 
         pipeline.make_context(settings).oisst.fetch(DAY)
 
 
-def test_html_error_page_with_status_200_is_permanent_and_names_the_file(settings, upstream) -> None:
+def test_html_page_with_status_200_that_stays_is_permanent_after_bounded_retries(settings, upstream) -> None:
     upstream.faults.add(OISST_FILE, "html200", times=None)
     before = upstream.count(OISST_FILE)
     ctx = pipeline.make_context(settings)
-    with pytest.raises(CorruptInputError, match=r"OISST 2021-02-10.*oisst-avhrr-v02r01\.20210210\.nc.*HTML"):
+    with pytest.raises(CorruptInputError, match=r"OISST 2021-02-10.*oisst-avhrr-v02r01\.20210210\.nc.*HTML.*"
+                                                r"still HTML after 3 attempt"):
         ctx.oisst.fetch(DAY)
-    assert upstream.count(OISST_FILE) == before + 1  # permanent: not retried
+    assert upstream.count(OISST_FILE) == before + settings.http.retries + 1  # retried within the bound, no more
     assert ctx.store.list("raw") == []
+
+
+def test_a_passing_maintenance_page_with_status_200_is_retried(settings, upstream) -> None:
+    upstream.faults.add(OISST_FILE, "html200", times=2)
+    before = upstream.count(OISST_FILE)
+    fetched = pipeline.make_context(settings).oisst.fetch(DAY)
+    assert fetched.downloaded and upstream.count(OISST_FILE) == before + 3
 
 
 @pytest.mark.parametrize("kind", ["truncate", "truncate_length", "reset"])

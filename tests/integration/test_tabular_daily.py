@@ -74,7 +74,7 @@ def _check_product(settings, out: dict, model: str) -> None:
     assert m["corrected"]["rmse"] < m["raw"]["rmse"], m  # better than raw HYCOM against the twin's OISST
     with xr.open_dataset(Store(settings.storage_root).url(key)) as ds:
         prov = json.loads(ds.attrs["sstbc_provenance"])
-        assert ds["sst"].shape == (7, 50, 50)
+        assert ds["sst"].shape == (7, 1, 50, 50)
         assert float(np.abs(ds["sst"] - ds["sst_raw"]).max()) > 0
         assert "sst_uncertainty" in ds and "fallback" not in prov["uncertainty_method"]
     assert prov["model_id"] == model and prov["model_version"] == out["model"]["version"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bias_correction.config import default_aux_inputs
+from bias_correction.correction.manifest import write_manifest_json
 from bias_correction.correction.package import CARD_FILE, MANIFEST_FILE
 from bias_correction.correction.base import load_corrector
 from bias_correction.correction.tabular import (
@@ -269,15 +270,15 @@ def test_tampered_manifest_is_refused(packages, tmp_path: Path) -> None:
     mpath = store / "mean-bias" / pkg.name / MANIFEST_FILE
     raw = json.loads(mpath.read_text())
     raw["model_file"] = "other.npz"
-    mpath.write_text(json.dumps(raw))
+    write_manifest_json(mpath.parent, raw)  # re-sealed: the deeper checks are under test
     with pytest.raises(ModelContractError, match="must list its model as params.npz"):
         load_corrector(store, "mean-bias")
     raw["model_file"] = PARAMS_FILE
     raw["grid"]["nlat"] += 1
-    mpath.write_text(json.dumps(raw))
+    write_manifest_json(mpath.parent, raw)  # re-sealed: the deeper checks are under test
     with pytest.raises(ModelContractError, match="grid parameters give grid id"):
         load_tabular_manifest(mpath.parent)
     raw["kind"] = "something"
-    mpath.write_text(json.dumps(raw))
+    write_manifest_json(mpath.parent, raw)  # re-sealed: the deeper checks are under test
     with pytest.raises(ModelContractError, match="unknown package kind 'something'"):
         load_corrector(store, "mean-bias")

@@ -41,13 +41,13 @@ def test_product_round_trip_cf_encoding(tmp_path) -> None:
     assert key == "products/scs/2021/04/sstbc_scs_20210420T12Z_convgru-sa.nc"
     write_product(store, key, _product(), _mask())
     with xr.open_dataset(store.url(key)) as ds:
-        assert ds["sst"].shape == (7, 6, 8)
+        assert ds["sst"].shape == (7, 1, 6, 8)  # (lead_day, forecast_reference_time, lat, lon)
         assert ds["sst"].attrs["units"] == "degree_Celsius"
-        assert ds["time"].values[0] == np.datetime64("2021-04-21T12:00:00")
+        assert ds["time"].values[0, 0] == np.datetime64("2021-04-21T12:00:00")
         assert ds["forecast_period"].values.tolist() == [24.0 * k for k in range(1, 8)]
-        assert np.isnan(ds["sst"].values[:, 0, 0]).all() and np.isfinite(ds["sst"].values[:, 1, 1]).all()
+        assert np.isnan(ds["sst"].values[:, 0, 0, 0]).all() and np.isfinite(ds["sst"].values[:, 0, 1, 1]).all()
         assert json.loads(ds.attrs["sstbc_provenance"])["model_id"] == "convgru-sa"
-        assert ds.attrs["Conventions"] == "CF-1.10, ACDD-1.3"
+        assert ds.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
     with xr.open_dataset(store.url(key), decode_cf=False) as raw:
         assert raw["sst"].attrs["_FillValue"] == -999.0
         assert raw["time"].dtype == np.float64  # not int64 (CF checkers flag int64 time)
@@ -67,7 +67,7 @@ def test_invalid_product_is_never_published(tmp_path) -> None:
 
 def test_nan_inside_the_mask_fails_validation(tmp_path) -> None:
     ds = _product()
-    ds["sst"].values[2, 3, 3] = np.nan
+    ds["sst"].values[2, 0, 3, 3] = np.nan
     path = tmp_path / "p.nc"
     from bias_correction.io.product import _encoding
 
@@ -84,14 +84,14 @@ def test_product_passes_cf_and_acdd_compliance_checks(tmp_path) -> None:
     cc.CheckSuite.load_all_available_checkers()
     report = tmp_path / "report.json"
     ok, errors = cc.ComplianceChecker.run_checker(
-        store.url(key), ["cf:1.10", "acdd:1.3"], verbose=0, criteria="strict", output_filename=str(report),
+        store.url(key), ["cf:1.11", "acdd:1.3"], verbose=0, criteria="strict", output_filename=str(report),
         output_format="json",
     )
     result = json.loads(report.read_text())
-    assert set(result) == {"cf:1.10", "acdd:1.3"}
+    assert set(result) == {"cf:1.11", "acdd:1.3"}
     failed = {(name, prio, m["name"]) for name, res in result.items()
               for prio in ("high_priorities", "medium_priorities")
               for m in res[prio] if m["value"][0] < m["value"][1]}
     # CF has no standard name for a forecast correction (see tests/io/test_product_cf.py).
     assert failed - {("acdd:1.3", "high_priorities", 'variable "sst_correction" missing the following attributes:')} == set()
-    assert result["cf:1.10"]["scored_points"] == result["cf:1.10"]["possible_points"] > 100
+    assert result["cf:1.11"]["scored_points"] == result["cf:1.11"]["possible_points"] > 100

@@ -68,6 +68,33 @@ def test_plots_are_written(tmp_path) -> None:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
 
+
+def test_rmse_plot_of_one_run_has_markers_intervals_a_short_axis_and_a_titled_period() -> None:
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from bias_correction.verification.verify import rmse_by_lead_figure
+
+    corrected, raw, truth, persistence, mask = _fields()
+    rows = lead_scores(run=dt.datetime(2021, 4, 20, 12), model_id="convgru-sa", model_version="v7", product_key="p",
+                       corrected=np.stack([corrected] * 2), raw=np.stack([raw] * 2), truth=np.stack([truth] * 2),
+                       truth_versions=["final"] * 2, valid_dates=[dt.date(2021, 4, 21), dt.date(2021, 4, 22)],
+                       persistence=persistence, mask=mask)
+    fig = rmse_by_lead_figure(rows)
+    try:
+        left, right = fig.axes[:2]
+        points = [ln for ln in left.get_lines() if ln.get_marker() == "o"]
+        assert len(points) == 2 and all(len(ln.get_xdata()) == 1 for ln in points)  # one visible point per lead
+        assert left.collections, "no interval bars drawn"
+        lo, hi = left.get_xlim()
+        assert 1.5 <= hi - lo <= 3.0  # days: the run +- a day, not years
+        assert mdates.num2date(lo).date() == dt.date(2021, 4, 19)
+        assert "convgru-sa v7" in fig._suptitle.get_text() and "runs 2021-04-20 (1 run)" in fig._suptitle.get_text()
+        assert right.get_lines() and right.collections  # pooled RMSE with intervals
+    finally:
+        plt.close(fig)
+
+
 def _upsert_many(root: str, worker: int, n: int) -> None:
     corrected, raw, truth, persistence, mask = _fields(shape=(6, 7))
     table = ScoreTable(Store(root))

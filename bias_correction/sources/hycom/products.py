@@ -23,7 +23,7 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 from bias_correction.config import Http
-from bias_correction.errors import ConfigError
+from bias_correction.errors import ConfigError, DateUnavailableError
 from bias_correction.storage import Store
 
 HYCOM_EPOCH = dt.datetime(2000, 1, 1)
@@ -165,7 +165,7 @@ def product_for(run: dt.datetime) -> HycomProduct:
     for product in PRODUCTS:
         if product.covers(run.date()):
             return product
-    raise ConfigError(
+    raise DateUnavailableError(
         f"HYCOM run {run:%Y-%m-%d}: no supported forecast system covers it "
         f"(GOFS 3.1 runs {GOFS31.first_run}..{GOFS31.last_run}, ESPC-D-V02 runs from {ESPC_D_V02.first_run})"
     )

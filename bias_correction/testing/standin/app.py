@@ -19,7 +19,7 @@ from bias_correction.testing.standin.hycom_files import HycomFilesService
 from bias_correction.testing.standin.ncei import NceiService
 from bias_correction.testing.standin.ncss import NcssService
 from bias_correction.testing.standin.opendap import OpendapService
-from bias_correction.testing.twin import Twin, TwinConfig
+from bias_correction.testing.twin_presets import PRESETS, make_twin
 
 
 class StandInServer(OpendapService, HycomFilesService, NcssService, NceiService):
@@ -34,10 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--today", type=date.fromisoformat, required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--seed", type=int, default=None, help="twin seed (default: TwinConfig default)")
+    parser.add_argument("--seed", type=int, default=None, help="twin seed (default: the preset's default)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="classic",
+                        help="twin preset (bias_correction.testing.twin_presets; default classic)")
     args = parser.parse_args(argv)
 
-    twin = Twin(TwinConfig(seed=args.seed) if args.seed is not None else TwinConfig())
+    twin = make_twin(args.preset, args.seed)
     server = StandInServer(twin, args.workdir, args.today, host=args.host, port=args.port).start()
     print(f"base_url         {server.base_url}", flush=True)
     print(f"oisst_https_base {server.oisst_https_base}", flush=True)
