@@ -230,8 +230,10 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
     data = build_data(cfg, windows)
     samples, grid = data["samples"], data["grid"]
     rb = running_bias_rows(data, cfg)
+    from bias_correction.progress import progress as bar
+
     win_out: list[dict[str, Any]] = []
-    for w in windows:
+    for w in bar(windows, desc="hindcast", unit="window"):
         train, val, test, info = split_window(samples, w, cfg)
         train_final, val_final, _, _ = split_window(data["samples_final"], w, cfg)
         LOG.info("window %s %s: train %s, val %s, test %d samples, gap %d days", w["name"], info["test"],

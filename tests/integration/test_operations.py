@@ -235,3 +235,18 @@ def test_cli_paths_stay_inside_the_storage_root(tmp_path) -> None:
     for bad in ({"model_id": "../../etc"}, {"region": {"name": "a/../b"}}, {"model_id": "x y"}):
         with pytest.raises(ConfigError):
             load_settings(**bad)
+
+
+def test_doctor_fails_a_model_that_cannot_serve_the_configured_region(trained, tmp_path) -> None:
+    """The package was trained on the default box's grid: a config for another box must not pass doctor."""
+    from bias_correction.config import settings_from_dict
+    from bias_correction.doctor import run_checks
+
+    settings, _, _ = trained
+    ok = {c.name: c for c in run_checks(settings, network=False)}["model package"]
+    assert ok.ok and "serves grid" in ok.detail
+    other = settings_from_dict({**settings.model_dump(mode="json"),
+                                "region": {"name": "luzon", "lat_min": 16.0, "lat_max": 20.0,
+                                           "lon_min": 118.0, "lon_max": 122.0}})
+    bad = {c.name: c for c in run_checks(other, network=False)}["model package"]
+    assert not bad.ok and "luzon" in bad.detail and "serves grid" in bad.detail
