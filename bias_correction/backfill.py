@@ -69,7 +69,8 @@ def _product_state(ctx: pipeline.Context, key: str, model_version: str, scored: 
 
 def plan(settings: Settings, start: dt.date, end: dt.date, model_ids: list[str]) -> list[DateState]:
     """State of every (date, model) of the range and the bytes still to download; downloads nothing."""
-    from bias_correction.correction.package import load_manifest, resolve_package
+    from bias_correction.correction.manifest import load_manifest
+    from bias_correction.correction.package import resolve_package
 
     from bias_correction.verification.verify import ScoreTable
 

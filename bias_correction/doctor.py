@@ -86,7 +86,8 @@ def _credentials(settings: Settings) -> Check:
 
 
 def _model(settings: Settings) -> Check:
-    from bias_correction.correction.package import load_manifest, resolve_package
+    from bias_correction.correction.manifest import load_manifest
+    from bias_correction.correction.package import resolve_package
 
     try:
         manifest = load_manifest(resolve_package(Path(settings.model_store), settings.model_id, settings.model_version))

@@ -284,7 +284,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.is_dir() or path.name == "manifest.json":
-        from bias_correction.correction.package import CARD_FILE, load_manifest
+        from bias_correction.correction.manifest import CARD_FILE, load_manifest
 
         man = load_manifest(path)  # verifies every artifact's sha256 first
         card_path = man.package_dir / CARD_FILE

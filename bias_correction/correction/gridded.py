@@ -22,7 +22,8 @@ import numpy as np
 
 from bias_correction.correction import tiling
 from bias_correction.correction.manifest import Manifest
-from bias_correction.correction.package import load_manifest, resolve_package
+from bias_correction.correction.manifest import load_manifest
+from bias_correction.correction.package import resolve_package
 from bias_correction.correction.session import (
     CUDA,
     GPU_PROVIDERS,

@@ -1,27 +1,14 @@
 """Find model packages (``model_store/model_id/version/``) and read their verified manifests.
 
 The manifest itself (fields, file names, schema, verification) lives in
-:mod:`bias_correction.correction.manifest`; the names are re-exported here for existing callers.
+:mod:`bias_correction.correction.manifest`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bias_correction.correction.manifest import (  # noqa: F401  (re-exported)
-    CARD_FILE,
-    CURRENT_SCHEMA,
-    MANIFEST_FILE,
-    MODEL_FILE,
-    SCHEMA2_FIELDS,
-    SUPPORTED_SCHEMAS,
-    TORCHSCRIPT_FILE,
-    Manifest,
-    load_manifest,
-    manifest_from_raw,
-    read_manifest_json,
-    verify_artifacts,
-)
+from bias_correction.correction.manifest import MANIFEST_FILE
 from bias_correction.errors import ModelContractError
 
 

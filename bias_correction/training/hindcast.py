@@ -36,7 +36,7 @@ from bias_correction.errors import ConfigError
 from bias_correction.inputs import OISST_LATEST
 from bias_correction.training.hindcast_config import (  # noqa: F401 (re-exported)
     BASELINES, FULL, ORACLE, PAPER, PERSISTENCE, RAW, RB_PERS, RB_RAW, REFERENCE_ROWS, VARIANTS, WINDOWS_FILE,
-    HindcastConfig, Variant, config_dict, default_preset, load_windows,
+    HindcastConfig, Variant, config_dict, load_windows,
 )
 
 LOG = logging.getLogger(__name__)
@@ -44,19 +44,9 @@ _DAY = np.timedelta64(1, "D")
 
 
 def _twin_and_region(cfg: HindcastConfig) -> tuple[Any, Any, str]:
-    """(twin, region, source): the preset's twin and region; the plain Twin for "classic" while
-    ``twin_presets`` does not exist yet (another change adds it)."""
-    from bias_correction.config import Region
+    """(twin, region, source): the preset's twin and region (``testing.twin_presets``)."""
+    from bias_correction.testing.twin_presets import PRESETS, make_twin
 
-    try:
-        from bias_correction.testing.twin_presets import PRESETS, make_twin
-    except ImportError:
-        if cfg.twin_preset != "classic":
-            raise ConfigError(f"twin preset {cfg.twin_preset!r} needs bias_correction.testing.twin_presets, "
-                              "which is not installed; use twin_preset='classic'") from None
-        from bias_correction.testing.twin import Twin
-
-        return Twin(), Region(), "bias_correction.testing.twin.Twin() (classic; twin_presets not available)"
     if cfg.twin_preset not in PRESETS:
         raise ConfigError(f"unknown twin preset {cfg.twin_preset!r}; known: {sorted(PRESETS)}")
     return (make_twin(cfg.twin_preset, cfg.twin_seed), PRESETS[cfg.twin_preset].region,

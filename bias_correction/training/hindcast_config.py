@@ -52,21 +52,12 @@ RB_RAW, RB_PERS = "running-bias-hycom", "running-bias-persistence"
 REFERENCE_ROWS = [RAW, PERSISTENCE, ORACLE, RB_RAW, RB_PERS]
 
 
-def default_preset() -> str:
-    """"hard" once ``bias_correction.testing.twin_presets`` exists, else "classic" (the plain Twin)."""
-    try:
-        from bias_correction.testing import twin_presets  # noqa: F401
-    except ImportError:
-        return "classic"
-    return "hard"
-
-
 @dataclass
 class HindcastConfig:
     # The "default" configuration (benchmarks/README.md, "Hindcast"): fits ~40 min on 2 idle cores.
     windows_file: str = str(WINDOWS_FILE)
     windows: list[str] | None = None  # names from the windows file; None = all
-    twin_preset: str = field(default_factory=default_preset)
+    twin_preset: str = "hard"  # bias_correction.testing.twin_presets; "classic" is the old twin
     twin_seed: int = 0
     box_cells: int | None = 20  # square sub-box at the region's centre, cells; None = the whole region
     step: float = 0.08

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 STAGED_PACKAGE = "package"
 __all__ = ["BOOSTER_FILE", "CARD_FILE", "MANIFEST_FILE", "ONNX_FILE", "PARAMS_FILE", "SCHEMA_VERSION",
-           "TABULAR_MODELS", "build_package", "export_tabular_package", "install_package", "is_tabular_model",
+           "TABULAR_MODELS", "build_package", "export_tabular_package", "install_package",
            "train_tabular", "utc_version"]
 
 #: Per-model training parameters (TreeModel: ``max_rows`` plus estimator arguments; baselines: their
@@ -81,14 +81,9 @@ TABULAR_PARAMS: dict[str, dict[str, Any]] = {s.id: dict(s.train_params) for s in
 FRAMING = {s.id: s.framing for s in zoo.specs(zoo.TABULAR, zoo.BASELINE)}
 
 
-def is_tabular_model(name: str) -> bool:
-    """True for the models packaged here (``training.model`` values)."""
-    return zoo.is_tabular(name)
-
-
 def build_tabular(name: str, *, seed: int = 0, params: dict[str, Any] | None = None) -> TreeModel | _Base:
     """An unfitted tabular model with :data:`TABULAR_PARAMS` updated by ``params``."""
-    if not is_tabular_model(name):
+    if not zoo.is_tabular(name):
         raise ConfigError(f"{name!r} is not a tabular model; known: {', '.join(TABULAR_MODELS)}")
     p = {**TABULAR_PARAMS.get(name, {}), **(params or {})}
     if name in TREE_MODELS:

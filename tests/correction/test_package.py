@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bias_correction.correction.manifest import write_manifest_json
-from bias_correction.correction.package import list_versions, load_manifest, resolve_package
+from bias_correction.correction.manifest import load_manifest
+from bias_correction.correction.package import list_versions, resolve_package
 from bias_correction.errors import ModelContractError
 
 

@@ -14,7 +14,7 @@ from bias_correction.config import settings_from_dict
 from bias_correction.correction import tiling
 from bias_correction.correction.manifest import MANIFEST_FILE, write_manifest_json
 from bias_correction.doctor import _model
-from bias_correction.correction.package import load_manifest
+from bias_correction.correction.manifest import load_manifest
 from bias_correction.correction.base import load_corrector
 from bias_correction.correction.gridded import OnnxCorrector
 from bias_correction.correction.session import CUDA, create_session, cuda_active

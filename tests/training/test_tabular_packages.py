@@ -11,7 +11,7 @@ import pytest
 
 from bias_correction.config import default_aux_inputs
 from bias_correction.correction.manifest import write_manifest_json
-from bias_correction.correction.package import CARD_FILE, MANIFEST_FILE
+from bias_correction.correction.manifest import CARD_FILE, MANIFEST_FILE
 from bias_correction.correction.base import load_corrector
 from bias_correction.correction.tabular import (
     BOOSTER_FILE,
