@@ -53,17 +53,25 @@ def _twin_and_region(cfg: HindcastConfig) -> tuple[Any, Any, str]:
             f"twin_presets.make_twin({cfg.twin_preset!r}, {cfg.twin_seed})")
 
 
-def box_region(region: Any, cells: int | None, step: float) -> Any:
-    """The ``cells`` x ``cells`` box at the centre of ``region`` (the region itself when None)."""
+def box_region(region: Any, cells: int | None, step: float, center: tuple[float, float] | None = None) -> Any:
+    """The ``cells`` x ``cells`` box centred on ``center`` (lat, lon; default the region's centre).
+
+    The region itself when ``cells`` is None.
+    """
     if cells is None:
         return region
     half = cells * step / 2
-    lat_c = (region.lat_min + region.lat_max) / 2
-    lon_c = (region.lon_min + region.lon_max) / 2
+    lat_c, lon_c = center if center is not None else ((region.lat_min + region.lat_max) / 2,
+                                                       (region.lon_min + region.lon_max) / 2)
+    if not (region.lat_min <= lat_c - half + step / 4 and lat_c + half - step / 4 <= region.lat_max
+            and region.lon_min <= lon_c - half + step / 4 and lon_c + half - step / 4 <= region.lon_max):
+        raise ConfigError(f"the {cells}-cell box centred on {lat_c:.2f}N {lon_c:.2f}E leaves the twin region "
+                          f"{region.name} ({region.lat_min}-{region.lat_max}N, {region.lon_min}-{region.lon_max}E)")
     # snap the centre to a cell edge of the global grid so the box has exactly `cells` cells
     lat_c = round((lat_c + 90) / step) * step - 90 + (step / 2 if cells % 2 else 0.0)
     lon_c = round(lon_c / step) * step + (step / 2 if cells % 2 else 0.0)
-    return type(region)(name=f"{region.name}-box{cells}", lat_min=lat_c - half + step / 4,
+    suffix = "" if center is None else f"-at{lat_c:.2f}N{lon_c:.2f}E".replace(".", "p")  # names: [A-Za-z0-9_-]
+    return type(region)(name=f"{region.name}-box{cells}{suffix}", lat_min=lat_c - half + step / 4,
                         lat_max=lat_c + half - step / 4, lon_min=lon_c - half + step / 4,
                         lon_max=lon_c + half - step / 4)
 
@@ -74,7 +82,7 @@ def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, 
     from bias_correction.training.dataset import build_samples
 
     twin, region, source = _twin_and_region(cfg)
-    box = box_region(region, cfg.box_cells, cfg.step)
+    box = box_region(region, cfg.box_cells, cfg.step, cfg.box_center)
     first_valid = min(w["start"] for w in windows) - dt.timedelta(days=cfg.span + cfg.train_days)
     run_start = first_valid - dt.timedelta(days=cfg.leads + cfg.seq_len - 1)
     run_end = max(w["end"] for w in windows) - dt.timedelta(days=1)
@@ -170,18 +178,21 @@ def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: A
                   out_dir: Path, progress: bool) -> dict[str, Any]:
     """Train one learned row with one seed on the window's training side; predict its test samples."""
     from bias_correction.config import Training, default_aux_inputs
-    from bias_correction.training.benchmark import _predict_gridded
-    from bias_correction.training.train import load_checkpoint, train_model
 
     v = VARIANTS[name]
     aux = tuple(v.aux_inputs if v.aux_inputs is not None else default_aux_inputs(v.model))
+    tr, va, te = (s.with_aux(aux) for s in (train, val, test))
+    if zoo.get(v.model).family == zoo.TABULAR:
+        return _train_tree(v.model, seed, tr, va, te, grid, cfg, aux)
+    from bias_correction.training.benchmark import _predict_gridded
+    from bias_correction.training.train import load_checkpoint, train_model
+
     arch = None
     if v.full_attention and zoo.get(v.model).kv_pooled:
         arch = {"kv_pool": 1} if grid.nlat * grid.nlon <= cfg.full_attention_max_keys else None
     tcfg = Training(model=v.model, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
                     aux_inputs=list(aux), residual_base=v.residual_base, oisst_lag_days=cfg.oisst_lag_days)
-    tr, va, te = (s.with_aux(aux) for s in (train, val, test))
     res = train_model(tr, va, tcfg, grid=grid, mask_hash="0" * 64, data_info={"source": "twin hindcast"},
                       out_dir=out_dir, progress=progress, arch_kwargs=arch)
     model, meta = load_checkpoint(res.checkpoint)
@@ -189,6 +200,73 @@ def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: A
             "best_epoch": res.best_epoch, "n_parameters": res.n_parameters, "arch_kwargs": meta["arch_kwargs"],
             "aux_inputs": list(aux), "residual_base": tcfg.resolved_residual_base,
             "train_samples_per_s": res.epochs_run * len(tr) / max(res.train_seconds, 1e-9)}
+
+
+def _train_tree(model: str, seed: int, tr: Any, va: Any, te: Any, grid: Any, cfg: HindcastConfig,
+                aux: tuple[str, ...]) -> dict[str, Any]:
+    """A tree ensemble (the benchmark's sizes) on the residual against raw HYCOM; one core per worker."""
+    from bias_correction.training.trees import TreeModel
+
+    kw = {arg: getattr(cfg, attr) for arg, attr in zoo.get(model).bench_params.items()}
+    t0 = time.perf_counter()
+    m = TreeModel(model, max_rows=cfg.tree_rows, seed=seed, n_jobs=1 if cfg.workers > 1 else 2, **kw)
+    m.fit(tr, va, lat=grid.lat, lon=grid.lon)
+    secs = time.perf_counter() - t0
+    return {"pred": m.predict(te), "train_seconds": secs, "n_parameters": m.n_parameters(),
+            "parameter_unit": "tree nodes", "train_rows": m.n_rows, "aux_inputs": list(aux), "residual_base": "hycom",
+            "train_samples_per_s": len(tr) / max(secs, 1e-9)}
+
+
+def _job(args: tuple[Any, ...]) -> dict[str, Any]:
+    """One training in a worker process: a single torch thread, so two workers fill two cores."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_variant(*args)
+
+
+def _worker_init() -> None:
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def _run_jobs(jobs: list[tuple[Any, tuple[Any, ...]]], workers: int, on_done: Any) -> None:
+    """Run ``(key, args)`` trainings, ``workers`` at a time in spawned processes (1 = here, in order).
+
+    Each training is seeded and single-threaded, so the results do not depend on ``workers`` or on the
+    order in which they finish (tested). ``on_done(key, result)`` runs in this process as each ends.
+    """
+    from bias_correction.progress import progress as bar
+
+    if workers <= 1 or len(jobs) <= 1:
+        for key, args in bar(jobs, desc="hindcast trainings", unit="fit"):
+            on_done(key, train_variant(*args))
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+        futs = {ex.submit(_job, args): key for key, args in jobs}
+        try:
+            for f in bar(as_completed(futs), desc="hindcast trainings", total=len(futs), unit="fit"):
+                on_done(futs[f], f.result())
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+
+
+def _store(wo: dict[str, Any], name: str, seed: int, r: dict[str, Any]) -> None:
+    r = dict(r)
+    wo["seed_preds"][name][seed] = r.pop("pred")
+    wo["extra"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = r
+
+
+def _trained_samples(wo: dict[str, Any], name: str) -> float:
+    """Sample-epochs of one row's trainings in one window (samples/s x seconds, as each training reported)."""
+    return sum(v["train_samples_per_s"] * v["train_seconds"] for v in wo["extra"].get(name, {}).get("seeds", {}).values())
 
 
 def _check(cfg: HindcastConfig) -> None:
@@ -200,6 +278,8 @@ def _check(cfg: HindcastConfig) -> None:
         raise ConfigError(f"unknown baselines {bad}; known: {', '.join(BASELINES)}")
     if not cfg.seeds:
         raise ConfigError("at least one seed is needed")
+    if cfg.workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {cfg.workers}")
 
 
 def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
@@ -220,10 +300,9 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
     data = build_data(cfg, windows)
     samples, grid = data["samples"], data["grid"]
     rb = running_bias_rows(data, cfg)
-    from bias_correction.progress import progress as bar
-
     win_out: list[dict[str, Any]] = []
-    for w in bar(windows, desc="hindcast", unit="window"):
+    jobs: list[tuple[Any, tuple[Any, ...]]] = []
+    for w in windows:
         train, val, test, info = split_window(samples, w, cfg)
         train_final, val_final, _, _ = split_window(data["samples_final"], w, cfg)
         LOG.info("window %s %s: train %s, val %s, test %d samples, gap %d days", w["name"], info["test"],
@@ -234,33 +313,44 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
             t0 = time.perf_counter()
             preds[b] = build_baseline(b).fit(train.with_aux(())).predict(test.with_aux(()))
             extra[b] = {"train_seconds": time.perf_counter() - t0}
-        seeds: dict[str, dict[int, np.ndarray]] = {}
+        seeds: dict[str, dict[int, np.ndarray]] = {name: {} for name in cfg.learned}
+        wo = {"info": info, "test": test, "preds": preds, "seed_preds": seeds, "extra": extra}
+        win_out.append(wo)
         for name in cfg.learned:
-            seeds[name] = {}
+            final = VARIANTS[name].final_trained
             for s in cfg.seeds:
                 cache = out_dir / "rows" / w["name"] / f"{name}-seed{s}.npz"
                 if cache.is_file():
                     blob = np.load(cache, allow_pickle=False)
-                    r = {"pred": blob["pred"], **json.loads(str(blob["info"]))}
-                else:
-                    LOG.info("window %s: training %s seed %d", w["name"], name, s)
-                    final = VARIANTS[name].final_trained
-                    r = train_variant(name, s, train_final if final else train, val_final if final else val, test,
-                                      grid, cfg,
-                                      out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}", progress)
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    info_r = {k: v for k, v in r.items() if k != "pred"}
-                    tmp = cache.with_suffix(".tmp.npz")
-                    np.savez_compressed(tmp, pred=r["pred"], info=json.dumps(info_r, default=str))
-                    tmp.replace(cache)  # never a half-written cache
-                seeds[name][s] = r.pop("pred")
-                extra.setdefault(name, {"seeds": {}})["seeds"][str(s)] = r
-                LOG.info("window %s: %s seed %d trained in %.0f s (%.1f samples/s)", w["name"], name, s,
-                         r["train_seconds"], r["train_samples_per_s"])
-            preds[name] = np.mean(np.stack(list(seeds[name].values())), axis=0)  # the seed ensemble
-        win_out.append({"info": info, "test": test, "preds": preds, "seed_preds": seeds, "extra": extra})
+                    _store(wo, name, s, {"pred": blob["pred"], **json.loads(str(blob["info"]))})
+                    continue
+                args = (name, s, train_final if final else train, val_final if final else val, test, grid, cfg,
+                        out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}", progress and cfg.workers <= 1)
+                jobs.append(((len(win_out) - 1, name, s, cache), args))
+
+    def done(key: tuple[int, str, int, Path], r: dict[str, Any]) -> None:
+        i, name, s, cache = key
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, pred=r["pred"], info=json.dumps({k: v for k, v in r.items() if k != "pred"},
+                                                                  default=str))
+        tmp.replace(cache)  # never a half-written cache; a rerun resumes from the finished trainings
+        LOG.info("window %s: %s seed %d trained in %.0f s (%.1f samples/s)", win_out[i]["info"]["name"], name, s,
+                 r["train_seconds"], r["train_samples_per_s"])
+        _store(win_out[i], name, s, r)
+
+    t_fit = time.perf_counter()
+    _run_jobs(jobs, cfg.workers, done)
+    fit_wall = time.perf_counter() - t_fit
+    for wo in win_out:
+        for name in cfg.learned:  # the seed ensemble, in the configured seed order
+            wo["preds"][name] = np.mean(np.stack([wo["seed_preds"][name][s] for s in cfg.seeds]), axis=0)
     result = report.assemble(cfg, data, win_out, threads_before)
     result["total_seconds"] = time.perf_counter() - t_all
+    result["training_wall"] = {"seconds": fit_wall, "trainings": len(jobs), "workers": cfg.workers,
+                               "trained_samples": int(sum(_trained_samples(wo, n) for wo in win_out for n in cfg.learned)),
+                               "resumed_from_cache": sum(len(cfg.seeds) * len(cfg.learned) for _ in win_out) - len(jobs)}
+    result["training_wall"]["samples_per_s"] = result["training_wall"]["trained_samples"] / max(fit_wall, 1e-9)
     report.write(result, win_out, out_dir)
     return result
 

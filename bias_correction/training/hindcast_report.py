@@ -110,7 +110,8 @@ def assemble(cfg: hc.HindcastConfig, data: dict[str, Any], win_out: list[dict[st
         "references": {"raw": hc.RAW, "persistence": hc.PERSISTENCE},
         "config": hc.config_dict(cfg),
         "data": {"source": data["source"], "region": data["region"].model_dump(), "grid": data["grid"].to_dict(),
-                 "ocean_cells": int(data["mask"].values.sum()), "samples": len(data["samples"]),
+                 "ocean_cells": int(data["mask"].values.sum()),
+                 "land_share": float(1.0 - data["mask"].values.mean()), "samples": len(data["samples"]),
                  "seconds": data["seconds"], "span_days": cfg.span,
                  "input_versions": {"latest_analysis_and_persistence": PRELIMINARY, "target": FINAL}},
         "windows": [w["info"] for w in win_out],
@@ -159,7 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
         "# Rolling-origin hindcast (TWIN DATA, not real-ocean numbers)", "",
         f"Data: {result['data']['source']}, box {result['data']['region']['name']} "
         f"({result['data']['grid']['nlat']}×{result['data']['grid']['nlon']} cells, "
-        f"{result['data']['ocean_cells']} ocean). References: raw HYCOM (`{hc.RAW}`) and persistence "
+        f"{result['data']['ocean_cells']} ocean, {100 * result['data'].get('land_share', 0.0):.0f} % land: the "
+        "scored box has coast in it). References: raw HYCOM (`{hc.RAW}`) and persistence "
         f"(`{hc.PERSISTENCE}`: the PRELIMINARY OISST of run day − {cfg['oisst_lag_days']}, what operations have). "
         "Targets: FINAL OISST of the valid day. Inputs of the learned models: HYCOM runs as issued and, where "
         "listed, the preliminary latest analysis.", "",
@@ -167,12 +169,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"(block {result['bootstrap']['block_days']} days = T − 1 + max lead + lag, "
         f"{result['bootstrap']['iterations']} iterations, windows resampled independently). Δ = RMSE(row) − "
         "RMSE(reference): negative = the row is better; an interval excluding 0 is a difference the test "
-        "windows support. The oracle row is truth + this run's unpredictable error: an oracle, NOT a floor.", "",
+        "windows support. The oracle row is truth + this run's unpredictable error: an oracle, NOT a floor. "
+        "No 'best achievable given all inputs' row: the twin has no closed form for the expected truth given "
+        "every input (4 runs, analyses), so none is claimed.", "",
         f"Learned rows: {len(cfg['seeds'])} seeds {cfg['seeds']}; the row is the seed ensemble (mean of the "
         f"seeds' fields); per-seed spread below. Budget per training: ≤ {cfg['epochs']} epochs (early stopping "
         f"on validation carved from the training side, patience {cfg['patience']}), batch {cfg['batch_size']}, "
-        f"lr {cfg['learning_rate']}, F={cfg['features']}, h={cfg['hidden']}, T={cfg['seq_len']}. "
-        f"Total {result['total_seconds'] / 60:.1f} min.", "",
+        f"lr {cfg['learning_rate']}, F={cfg['features']}, h={cfg['hidden']}, T={cfg['seq_len']}, the same for "
+        f"every network; trees: LightGBM {cfg.get('lgbm_estimators')} estimators (early stopping on the same "
+        f"validation), random forest {cfg.get('rf_estimators')} trees of depth ≤ {cfg.get('rf_max_depth')}, "
+        f"≤ {cfg.get('tree_rows')} rows. " + _wall(result), "",
         "## Windows (fixed in advance; never used for a model choice)", "",
         "| window | test valid days | train valid days | validation | samples train/val/test | run days | gap (days) |",
         "|---|---|---|---|---|---|---|"]
@@ -215,6 +221,17 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {lab[r]} | {ps} | {e['seed_spread']['mean']:.3f} ± {e['seed_spread']['std']:.3f} | "
                          f"{e['overall']['rmse']:.3f} | {e['train_samples_per_s']:.1f} | {e['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _wall(result: dict[str, Any]) -> str:
+    tw = result.get("training_wall", {})
+    txt = f"Total {result['total_seconds'] / 60:.1f} min on {result.get('cpu_count')} cores"
+    if tw:
+        txt += (f"; {tw['trainings']} trainings in {tw['seconds'] / 60:.1f} min with {tw['workers']} worker "
+                f"process(es) ({tw['samples_per_s']:.0f} trained samples/s overall)")
+        if tw.get("resumed_from_cache"):
+            txt += f"; {tw['resumed_from_cache']} trainings RESUMED from an earlier run's cache"
+    return txt + "."
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bias_correction import zoo
 from bias_correction.inputs import OISST_LATEST
 from bias_correction.training import hindcast as hc
 from bias_correction.training import hindcast_stats as hs
@@ -18,11 +19,15 @@ WINDOWS = {"windows": [{"name": "early", "season": "x", "start": "2021-03-01", "
                        {"name": "late", "season": "y", "start": "2021-04-01", "end": "2021-04-10"}]}
 
 
-def tiny(tmp: Path) -> hc.HindcastConfig:
+BOOSTED = next(m for m in zoo.ids(zoo.TABULAR) if zoo.get(m).boosted)
+
+
+def tiny(tmp: Path, **kw: object) -> hc.HindcastConfig:
     (tmp / "windows.json").write_text(json.dumps(WINDOWS))
-    return hc.HindcastConfig(windows_file=str(tmp / "windows.json"), twin_preset="classic", box_cells=8, leads=2,
-                             seq_len=2, train_days=30, epochs=2, patience=2, features=4, hidden=4, seeds=[0, 1],
-                             learned=[hc.PAPER], baselines=[], n_boot=100)
+    base = dict(windows_file=str(tmp / "windows.json"), twin_preset="classic", box_cells=8, box_center=None, leads=2,
+                seq_len=2, train_days=30, epochs=2, patience=2, features=4, hidden=4, seeds=[0, 1],
+                learned=[hc.PAPER, BOOSTED], baselines=[], n_boot=100, lgbm_estimators=20, tree_rows=5000, workers=2)
+    return hc.HindcastConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +87,7 @@ def test_results_json_and_files(run) -> None:
     blob = json.loads((out / "results.json").read_text())
     assert "twin" in blob["data_kind"] and blob["references"] == {"raw": hc.RAW, "persistence": hc.PERSISTENCE}
     assert [w["name"] for w in blob["windows"]] == ["early", "late"]
-    assert set(blob["rows"]) == {*hc.REFERENCE_ROWS, hc.PAPER}
+    assert set(blob["rows"]) == {*hc.REFERENCE_ROWS, hc.PAPER, BOOSTED}
     for name, r in blob["rows"].items():
         assert r["model"] == name and r["windows"] == ["early", "late"] and r["leads"] == [1, 2]
         assert r["gap_days"] >= cfg.span
@@ -101,9 +106,39 @@ def test_results_json_and_files(run) -> None:
     assert seed0["residual_base"] == "hycom" and seed0["arch_kwargs"]["kv_pool"] == 1  # full attention on 8x8
     assert paper["train_samples_per_s"] > 0
     assert blob["rows"][hc.RAW]["overall"]["diff"][hc.RAW]["ci"] == [0.0, 0.0]
+    tree = blob["rows"][BOOSTED]
+    assert tree["kind"] == "learned" and tree["seeds"] == [0, 1] and set(tree["per_seed"]) == {"0", "1"}
+    assert tree["input_versions"]["latest_analysis"] == "preliminary"  # the tree sees the as-issued analysis too
+    tw = blob["training_wall"]
+    assert tw["workers"] == 2 and tw["trainings"] == 2 * 2 * 2 and tw["resumed_from_cache"] == 0
+    assert tw["samples_per_s"] > 0
     md = (out / "results.md").read_text()
     assert "TWIN DATA" in md and "oracle, not a floor" in md and "persistence" in md
     assert (out / "hindcast.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # one more tiny training, in this process
+def test_parallel_workers_give_the_same_fields_as_one_process(run, tmp_path: Path) -> None:
+    """Trainings are seeded and single-threaded: 2 spawned workers must equal 1 in-process run exactly."""
+    _, _, out = run
+    cfg1 = tiny(tmp_path, windows=["early"], seeds=[1], workers=1)
+    hc.run_hindcast(cfg1, tmp_path / "one")
+    for name in (hc.PAPER, BOOSTED):
+        par = np.load(out / "rows" / "early" / f"{name}-seed1.npz")["pred"]
+        one = np.load(tmp_path / "one" / "rows" / "early" / f"{name}-seed1.npz")["pred"]
+        np.testing.assert_array_equal(par, one)
+
+
+def test_box_can_be_centred_on_the_coast_and_must_stay_in_the_region() -> None:
+    from bias_correction.testing.twin_presets import PRESETS
+
+    region = PRESETS["hard"].region
+    box = hc.box_region(region, 20, 0.08, hc.HindcastConfig().box_center)
+    assert abs((box.lat_max - box.lat_min) - 19 * 0.08 - 0.04) < 1e-9  # 20 cell centres span 19 steps (+ 2 x step/4)
+    assert region.lat_min <= box.lat_min < box.lat_max <= region.lat_max
+    assert abs((box.lat_min + box.lat_max) / 2 - 18.0) < 1e-9 and abs((box.lon_min + box.lon_max) / 2 - 109.92) < 1e-9
+    with pytest.raises(hc.ConfigError, match="leaves the twin region"):
+        hc.box_region(region, 20, 0.08, (19.0, 112.0))
 
 
 def test_running_bias_uses_only_analyses_known_at_run_time() -> None:
