@@ -44,6 +44,27 @@ def dates(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One unit of a backfill: a (region, model, date), with the region's settings as the plain data a worker
+    rebuilds them from (:meth:`Settings.for_region`: the region's own store and model store)."""
+
+    region: str
+    settings: dict[str, Any]
+    day: dt.date
+    model_id: str
+
+
+def work_items(settings: Settings, start: dt.date, end: dt.date, models: list[str] | None = None,
+               regions: list[str] | None = None) -> list[WorkItem]:
+    """Every (region, model, date) of a backfill over the named regions (default: every configured one), each
+    region with its own model unless ``models`` names some; dates interleaved so that all regions progress."""
+    per_region = [(rs, rs.model_dump(mode="json")) for rs in
+                  (settings.for_region(n) for n in (regions or settings.region_names))]
+    return [WorkItem(rs.region.name, data, day, m) for day in dates(start, end) for rs, data in per_region
+            for m in (models or [rs.model_id])]
+
+
 def ledger_key(settings: Settings, model_id: str, day: dt.date) -> str:
     return f"backfill/{settings.region.name}/{model_id}/{day:%Y%m%d}.json"
 

@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from bias_correction import zoo
+from bias_correction import region_settings, zoo
 from bias_correction.errors import ConfigError
+from bias_correction.guard_config import Guard  # the [guard] section (its own module: size)
 from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES, anchor_input
 
 ENV_PREFIX = "SSTBC_"
@@ -44,6 +45,10 @@ class Region(_Section):
     lat_max: float = 16.0
     lon_min: float = 110.0
     lon_max: float = 114.0
+    #: Model package of this region (its grid needs its own model); None = the top-level ``model_id``.
+    model_id: str | None = None
+    #: Version or alias of this region's model; None = the top-level ``model_version``.
+    model_version: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Region:
@@ -55,6 +60,8 @@ class Region(_Section):
             raise ValueError(f"region name must be alphanumeric (with - or _), got {self.name!r}")
         if len(self.name) > 64:  # it is part of every product path and file name
             raise ValueError(f"region name must be at most 64 characters, got {len(self.name)}")
+        if self.model_id is not None and not self.model_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"region {self.name!r}: model_id must be alphanumeric with - or _, got {self.model_id!r}")
         return self
 
 
@@ -120,6 +127,50 @@ class Regrid(_Section):
     hycom: Literal["bilinear", "conservative"] = "bilinear"
 
 
+class Inference(_Section):
+    """How the gridded correction runs: ONNX Runtime session settings (explicit, not ORT's defaults) and
+    when a run streams by tiles (bounded memory: ``correction.streaming``) instead of holding the domain."""
+
+    #: ORT intra-op threads (0 = ORT's choice: one per physical core).
+    intra_op_threads: int = Field(0, ge=0)
+    #: ORT inter-op threads (1: the graphs are sequential; more only adds idle threads).
+    inter_op_threads: int = Field(1, ge=0)
+    #: ORT's CPU memory arena. On: fastest (buffers reused between calls); its size follows the largest call.
+    cpu_mem_arena: bool = True
+    #: How the arena grows: "kSameAsRequested" keeps it at what the graph needs (tiles: a few MiB);
+    #: "kNextPowerOfTwo" (ORT's default) rounds every extension up to a power of two.
+    arena_extend_strategy: Literal["kSameAsRequested", "kNextPowerOfTwo"] = "kSameAsRequested"
+    #: ORT memory pattern planning (pre-plans buffers for a fixed input shape; tiles have one shape).
+    mem_pattern: bool = True
+    #: Domains of more than this many cells (lat x lon) are corrected by streaming row bands of tiles from the
+    #: archive and written incrementally (peak memory set by the tile and the domain width, not its area).
+    stream_above_cells: int = Field(250_000, ge=1)
+    #: Tiles per model call when streaming (batched over leads and tile columns).
+    stream_batch: int = Field(64, ge=1)
+
+
+class Promotion(_Section):
+    """Champion and challenger (``pipeline.promotion``): when a retrained version replaces ``current``,
+    and when a new upstream regime makes retraining due (``bias_correction.regime``)."""
+
+    #: Newest archived run days held out of the challenger's training (and early stopping) and scored for
+    #: both versions; the training period ends ``lead_days`` before them (targets disjoint).
+    holdout_days: int = Field(30, ge=3, le=366)
+    #: Fewer scoreable run days than this in the window: no decision, the challenger stays a candidate.
+    min_window_days: int = Field(10, ge=2)
+    #: "interval": promote when the upper bound of the paired bootstrap interval of RMSE(challenger) -
+    #: RMSE(current) is below -margin_degC; "point": when the difference itself is.
+    rule: Literal["interval", "point"] = "interval"
+    margin_degC: float = Field(0.0, ge=0.0)
+    level: float = Field(0.95, gt=0.5, lt=1.0)
+    n_boot: int = Field(1000, ge=100)
+    #: Moving-block length (days); None = T - 1 + max lead + lag (the span of one sample), capped to a third
+    #: of the window.
+    block_days: int | None = Field(None, ge=1)
+    #: Live days of a new upstream regime needed before retraining on it is due.
+    regime_min_days: int = Field(60, ge=1)
+
+
 class Orchestration(_Section):
     """How flows retry retryable failures (network trouble, data not yet published)."""
 
@@ -129,6 +180,12 @@ class Orchestration(_Section):
     dask_scheduler: str | None = None
     #: Worker processes of the local cluster: the bound on concurrent backfill dates.
     backfill_workers: int = Field(2, ge=1, le=64)
+    #: Lost workers a backfill task may outlive (dask ``allowed-failures``: resubmitted elsewhere each time).
+    #: Set on the local cluster; an external scheduler has its own setting (deploy/ sets it), checked at start.
+    dask_allowed_failures: int = Field(3, ge=0, le=20)
+    #: dask ``retries=`` of a backfill task whose worker-side wrapper raises (not a task error: those are
+    #: Prefect states, retried by ``task_retries``).
+    dask_task_retries: int = Field(1, ge=0, le=20)
     #: Cron (UTC) of the daily correction: after the HYCOM 12Z run is usually published.
     daily_cron: str = "30 9 * * *"
     verification_cron: str = "0 18 * * *"
@@ -140,6 +197,8 @@ class Orchestration(_Section):
     #: HYCOM-only model package (no auxiliary inputs) used when an auxiliary input is late; None =
     #: straight to raw HYCOM, flagged.
     fallback_model_id: str | None = None
+    #: Champion/challenger promotion of retrained versions and regime-triggered retraining.
+    promotion: Promotion = Promotion()
 
 
 class Training(_Section):
@@ -154,6 +213,10 @@ class Training(_Section):
     learning_rate: float = Field(1e-3, gt=0)
     patience: int = Field(3, ge=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    #: Share of the samples (the latest, by valid day) held out after validation, behind a gap of
+    #: T - 1 + max lead + lag days, to calibrate ``sst_uncertainty`` and give the skill guard its first
+    #: evidence (``training.calibrate``). 0 = none (the uncertainty is then the validation residuals, said so).
+    calibration_fraction: float = Field(0.15, ge=0, lt=0.5)
     seed: int = 0
     start: dt.date = dt.date(2021, 1, 1)
     end: dt.date = dt.date(2021, 3, 31)
@@ -294,14 +357,26 @@ class Settings(BaseSettings):
     )
 
     region: Region = Region()
+    #: Every region the service covers (``[[regions]]`` tables, unique names). A lone ``[region]`` table is the
+    #: one-element list; ``region`` is the first region, or the one :meth:`for_region` selected.
+    regions: list[Region] = Field(default_factory=list)
+    #: Where the raw-file cache (``raw/...``) lives; None = ``storage_root``. :meth:`for_region` points it at
+    #: the shared root, so regions whose requests overlap (the same URL) share one cached file.
+    raw_cache_root: str | None = None
     grid_step: float = Field(0.08, gt=0, le=5)
+    #: Cells of real data archived and fed to the model around the region on every side (``grid.halo``), so
+    #: the network's zero padding never reaches a published cell; products are cropped to the region. Must be
+    #: at least the package's ``halo_cells`` (its receptive field, measured at export). 0 = no halo.
+    grid_halo_cells: int = Field(0, ge=0, le=256)
     #: Local directory or ``s3://bucket/prefix``: raw cache, archive, masks and products live here.
     storage_root: str = "sstbc-data"
     #: Model store: one folder per model id and version (manifest, card, artifacts).
     model_store: str = "models"
     #: Model package id; defaults to ``training.model``, so one value selects what trains and what runs.
     model_id: str = zoo.DEFAULT_MODEL
-    model_version: str = "latest"
+    #: Version the daily run uses: an alias ("current": promoted, ``correction.aliases``; "previous"), "latest"
+    #: (the newest exported: unscored, not for operations) or an explicit version.
+    model_version: str = "current"
     #: Execution providers: ``auto`` takes CUDA when it is active, else CPU; ``cuda``/``tensorrt`` fail if not active.
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
     #: Inference runtime: ONNX Runtime, or TorchScript (torch.jit) for sites without ONNX Runtime.
@@ -315,8 +390,12 @@ class Settings(BaseSettings):
     upstream: Upstream = Upstream()
     http: Http = Http()
     regrid: Regrid = Regrid()
+    #: ONNX Runtime session settings and the streaming threshold of the gridded correction.
+    inference: Inference = Inference()
     orchestration: Orchestration = Orchestration()
     training: Training = Training()
+    #: Per-lead skill guard against persistence and raw HYCOM (``pipeline.guard``).
+    guard: Guard = Guard()
     #: Operator-set product metadata (institution, creator, publisher, license, ...).
     product: ProductMetadata = ProductMetadata()
 
@@ -328,6 +407,30 @@ class Settings(BaseSettings):
             model = tr.get("model") if isinstance(tr, dict) else getattr(tr, "model", None)
             data = {**data, "model_id": model or zoo.DEFAULT_MODEL}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _region_list(cls, data: Any) -> Any:
+        return region_settings.normalise(data, Region)
+
+    @model_validator(mode="after")
+    def _check_regions(self) -> Settings:
+        region_settings.check(self.regions, self.region)
+        return self
+
+    @property
+    def region_names(self) -> list[str]:
+        return [r.name for r in self.regions]
+
+    def for_region(self, name: str | None = None) -> Settings:
+        """The settings of one region: ``region`` is it, ``regions`` only it, its own model id/version.
+
+        With several regions configured each region's archive, products, catalogue, ledgers and scores live
+        under ``storage_root/<name>/`` and its models under ``model_store/<name>/`` (own versions and aliases),
+        while the raw-file cache stays shared at ``storage_root/raw/``. A single-region config keeps every path
+        as it was, so existing stores are read unchanged. ``None``: the only region (ConfigError if several).
+        """
+        return self.model_copy(update=region_settings.update_for(self, name))
 
     @field_validator("model_id")
     @classmethod
@@ -353,7 +456,11 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """Stable hash of the configuration, recorded in products."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"storage_options"}), sort_keys=True).encode()
+        data = self.model_dump(mode="json", exclude={"storage_options", "regions", "raw_cache_root"})
+        # The other regions and where the shared raw cache lives do not change this region's products;
+        # unset per-region model overrides leave the fingerprints of single-region configs as they were.
+        data["region"] = {k: v for k, v in data["region"].items() if v is not None}
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

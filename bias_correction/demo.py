@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bias_correction.config import Settings, settings_from_dict
-from bias_correction.grid.grids import target_grid
+from bias_correction.grid.halo import model_grids
 from bias_correction.grid.mask import load_mask
 from bias_correction.sources.hycom import run_time
 from bias_correction.storage import Store
@@ -55,8 +55,9 @@ def oracle_floor(settings: Settings, plan: DemoPlan) -> float:
     """RMSE (°C) of the unpredictable part of the forecast error for the demo run, over the mask."""
     from bias_correction.testing.twin import Twin, TwinConfig
 
-    grid = target_grid(settings.region, settings.grid_step)
-    mask = load_mask(Store(settings.storage_root), grid)
+    model_grid, grid, halo = model_grids(settings)  # the product (region) grid, inside the archive's halo
+    mask = load_mask(Store(settings.storage_root), model_grid)
+    mask = None if mask is None else halo.crop_mask(mask, grid)
     twin = Twin(TwinConfig(seed=plan.twin_seed))
     leads = list(range(1, settings.lead_days + 1))
     return float(twin.oracle_floor(run_time(plan.run_day), leads, grid.lat, grid.lon,

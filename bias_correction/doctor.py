@@ -93,9 +93,12 @@ def _model(settings: Settings) -> Check:
         manifest = load_manifest(resolve_package(Path(settings.model_store), settings.model_id, settings.model_version))
     except Exception as exc:  # noqa: BLE001
         return Check("model package", False, str(exc))
-    from bias_correction.grid.grids import target_grid
+    from bias_correction.grid.halo import model_grids
 
-    grid = target_grid(settings.region, settings.grid_step)
+    # the model grid (the region plus grid_halo_cells); a package from before the halo serves the bare region
+    grid, region_grid, _ = model_grids(settings)
+    if manifest.grid_id == region_grid.grid_id:
+        grid = region_grid
     if manifest.grid_id != grid.grid_id:  # the model was trained for another region or grid step
         return Check("model package", False, f"{manifest.model_id} {manifest.version} serves grid {manifest.grid_id}, "
                                              f"the configured region {settings.region.name!r} needs {grid.grid_id}")

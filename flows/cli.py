@@ -59,9 +59,9 @@ def _prefect_defaults() -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from bias_correction.config import load_settings
+    from flows.cli_regions import settings_for  # the selected region's settings (--region)
 
-    return load_settings(args.config)
+    return settings_for(args)
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
@@ -510,6 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("product", help="product .nc path, or its key in the storage root")
     common(p)
     p.set_defaults(func=cmd_replay)
+
+    from flows.cli_models import add_parser as _models_parser  # sstbc models list|show|promote|rollback
+
+    _models_parser(sub, common)
+    from flows.cli_regions import add_region_options  # --region NAME|all; run/verify/backfill fan out
+
+    add_region_options(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ def demo(workdir: str) -> dict[str, Any]:
         settings = demo_lib.demo_settings(root, server.oisst_https_base, server.hycom_ncss_base, plan)
         payload = settings.model_dump(mode="json")
         trained = training(payload, plan.train_start, plan.train_end)
-        daily = daily_correction(payload, plan.run_day, verify=True)
+        # the version just trained (a rerun in an old workdir leaves the earlier one as `current`)
+        daily = daily_correction({**payload, "model_version": trained["export"]["version"]}, plan.run_day, verify=True)
     floor = demo_lib.oracle_floor(settings, plan)
     return demo_lib.summary(plan, trained, daily, floor)

@@ -77,6 +77,20 @@ def train_and_export(settings: dict[str, Any], start: dt.date, end: dt.date) -> 
     return pipeline.train_and_export(_ctx(settings), start, end)
 
 
+@task(name="score-challenger", cache_policy=NONE)
+def score_challenger(settings: dict[str, Any], version: str, start: dt.date, end: dt.date, actor: str) -> dict[str, Any]:
+    from bias_correction.pipeline import promotion
+
+    return promotion.score_challenger(_ctx(settings), version, window=(start, end), actor=actor)
+
+
+@task(name="regime-status", cache_policy=NONE)
+def regime_status(settings: dict[str, Any]) -> dict[str, Any]:
+    from bias_correction.pipeline import promotion
+
+    return promotion.regime_status(_ctx(settings))
+
+
 @task(name="verify-range", cache_policy=NONE)
 def verify_range(settings: dict[str, Any], start: dt.date, end: dt.date) -> dict[str, Any]:
     return pipeline.verify_range(_ctx(settings), start, end)

@@ -18,7 +18,7 @@ import numpy as np
 from bias_correction.correction.gridded import OnnxCorrector, TorchScriptCorrector
 from bias_correction.correction.manifest import TABULAR, Manifest, kind_of
 from bias_correction.correction.package import resolve_package
-from bias_correction.correction.session import Providers, Runtime
+from bias_correction.correction.session import DEFAULT_ORT, OrtOptions, Providers, Runtime
 from bias_correction.correction.tabular import TabularCorrector
 from bias_correction.errors import ConfigError
 from bias_correction.grid.grids import RegularGrid
@@ -41,7 +41,8 @@ class Corrector(Protocol):
 
 
 def load_corrector(model_store: Path | str, model_id: str, version: str = "latest",
-                   providers: Providers = "auto", runtime: Runtime = "onnx") -> Corrector:
+                   providers: Providers = "auto", runtime: Runtime = "onnx",
+                   ort_options: OrtOptions | None = None) -> Corrector:
     """Resolve, verify every artifact's sha256 and open the package with the requested runtime.
 
     A package whose manifest says ``"kind": "tabular"`` (tree ensembles, statistical baselines) opens as a
@@ -51,7 +52,8 @@ def load_corrector(model_store: Path | str, model_id: str, version: str = "lates
     if kind_of(package) == TABULAR:
         return TabularCorrector.load(package, providers, runtime)
     if runtime == "onnx":
-        return OnnxCorrector.load(Path(model_store), model_id, package.name, providers)
+        return OnnxCorrector.load(Path(model_store), model_id, package.name, providers,
+                                  ort_options or DEFAULT_ORT)
     if runtime == "torchscript":
         return TorchScriptCorrector.load(Path(model_store), model_id, package.name, providers)
     raise ConfigError(f"runtime must be 'onnx' or 'torchscript', got {runtime!r}")

@@ -26,11 +26,13 @@ from bias_correction.correction.manifest import load_manifest
 from bias_correction.correction.package import resolve_package
 from bias_correction.correction.session import (
     CUDA,
+    DEFAULT_ORT,
     GPU_PROVIDERS,
     PROVIDER_CHOICES,
     TORCH_CPU,
     TORCH_CUDA,
     TRT,
+    OrtOptions,
     Providers,
     create_session,
 )
@@ -140,7 +142,7 @@ class PackageCorrector:
             raise ModelContractError(f"model {m.model_id} {m.version} has a fixed {tile} graph; "
                                      f"a {x.shape[2:]} domain must be tiled")
         if use_tiles:
-            auto_margin, auto_ramp = tiling.auto_blend(tile)
+            auto_margin, auto_ramp = tiling.auto_blend(tile, m.halo_cells)  # cuts as clean as the domain halo
             margin = auto_margin if margin is None else margin
             ramp = auto_ramp if ramp is None else ramp
             return tiling.run_tiled(self._run, x, ld, tile, aux=ax, margin=margin, ramp=ramp,
@@ -171,10 +173,10 @@ class OnnxCorrector(PackageCorrector):
 
     @classmethod
     def load(cls, model_store: Path, model_id: str, version: str = "latest",
-             providers: Providers = "auto") -> OnnxCorrector:
-        """Resolve, verify (sha256) and open a package."""
+             providers: Providers = "auto", ort_options: OrtOptions = DEFAULT_ORT) -> OnnxCorrector:
+        """Resolve, verify (sha256) and open a package (ONNX Runtime settings: ``ort_options``)."""
         manifest = load_manifest(resolve_package(Path(model_store), model_id, version))
-        sess, active = create_session(manifest.model_path, providers, manifest)
+        sess, active = create_session(manifest.model_path, providers, manifest, ort_options)
         return cls(manifest, sess, active)
 
     @staticmethod

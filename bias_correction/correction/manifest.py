@@ -144,8 +144,42 @@ class Validation(_Open):
 
 
 class Uncertainty(_Open):
+    """How ``sst_uncertainty`` is made. Schema-2 packages before calibration carry only ``method`` and
+    ``per_lead_rmse_degC`` (validation residuals); calibrated ones add the rest (``correction.uncertainty``)."""
+
     method: str
     per_lead_rmse_degC: dict[str, float]
+    #: 68 % half-width scale per lead, K (the per-lead value of ``sst_uncertainty``).
+    per_lead_sigma_degC: dict[str, float] | None = None
+    #: 95 % half-width / 68 % half-width per lead (1.96 for a Gaussian).
+    per_lead_factor_95: dict[str, float] | None = None
+    nominal_coverages: list[float] | None = None
+    #: Package artifact holding the per-pixel 68 % half-widths [lead, lat, lon] (K).
+    per_pixel_file: str | None = None
+    shrinkage_samples: float | None = None
+    #: Per lead 68/95 % quantiles of |error| of persistence and raw HYCOM (what a guarded lead carries).
+    references: dict[str, dict[str, dict[str, float]]] | None = None
+    #: Coverage of the intervals on the calibration period itself (cross-fitted).
+    calibration_coverage: dict[str, dict[str, float]] | None = None
+
+
+class Calibration(_Open):
+    """The calibration block: after validation, separated from it (and training) by ``gap_days``."""
+
+    period: list[str]
+    samples: int
+    gap_days: int
+    #: Per (run day, lead) squared-error sums and cell counts of the model, raw HYCOM and persistence:
+    #: the skill guard's evidence until enough live verification exists.
+    daily: dict[str, Any] | None = None
+
+
+class Flags(_Open):
+    """Thresholds of ``quality_flag`` large_correction: a percentile of |correction| on the training samples."""
+
+    large_correction_percentile: float
+    large_correction_degC: dict[str, float]
+    source: str | None = None
 
 
 class Manifest(_Open):
@@ -173,11 +207,21 @@ class Manifest(_Open):
     lead_days: tuple[int, ...]
     grid: Grid
     tile: Tile | None = None
+    #: Receptive-field half-width (cells): how far the network's zero padding reaches into its output
+    #: (``training.receptive_field``, measured at export). The run needs at least this much real data beyond
+    #: every product cell (``grid_halo_cells``). Absent (packages before the halo, tabular ones) = 0.
+    halo_cells: int = 0
+    #: How ``halo_cells`` was measured (method, support, tolerance): free-form.
+    receptive_field: dict[str, Any] | None = None
     mask_sha256: str
     normalisation: Normalisation
     training: TrainingInfo | None = None
+    #: Upstream HYCOM regimes of the training period (``bias_correction.regime``), written at export.
+    regimes: list[str] | None = None
     validation: Validation | None = None
     uncertainty: Uncertainty | None = None
+    calibration: Calibration | None = None
+    flags: Flags | None = None
     #: Converter details of a tabular artifact (rejected runtimes, ...): free-form.
     export: dict[str, Any] | None = None
     #: Parity figures: their layout differs per kind (CPU/CUDA/TorchScript blocks or one gate): free-form.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bias_correction.correction.aliases import resolve_alias
 from bias_correction.correction.manifest import MANIFEST_FILE
 from bias_correction.errors import ModelContractError
 
@@ -22,7 +23,8 @@ def list_versions(model_store: Path, model_id: str) -> list[str]:
 
 
 def resolve_package(model_store: Path, model_id: str, version: str = "latest") -> Path:
-    """Folder of ``model_id`` at ``version``; "latest" is the highest (UTC-timestamp-sortable) name."""
+    """Folder of ``model_id`` at ``version``: an explicit version, an alias ("current", "previous":
+    ``correction.aliases``) or "latest", the highest (UTC-timestamp-sortable) name."""
     store = Path(model_store)
     versions = list_versions(store, model_id)
     if not versions:
@@ -31,8 +33,7 @@ def resolve_package(model_store: Path, model_id: str, version: str = "latest") -
         raise ModelContractError(
             f"no package for model {model_id!r} in model store {store}; "
             f"model ids present: {', '.join(ids) if ids else 'none'}")
-    if version == "latest":
-        return store / model_id / versions[-1]
+    version = resolve_alias(store, model_id, version, versions)
     if version not in versions:
         raise ModelContractError(
             f"model {model_id!r} has no version {version!r} in {store}; available: {', '.join(versions)}")

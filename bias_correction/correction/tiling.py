@@ -76,10 +76,19 @@ def plan(shape: tuple[int, int], tile: tuple[int, int], margin: int = DEFAULT_MA
     return [(sy, sx, w / total[sy, sx]) for (sy, sx), w in raw]
 
 
-def auto_blend(tile: tuple[int, int]) -> tuple[int, int]:
-    """(margin, ramp) used for a tile when none is given: 50x50 tiles blend over 6 + 6 cells (stride 32)."""
+def auto_blend(tile: tuple[int, int], halo: int = 0) -> tuple[int, int]:
+    """(margin, ramp) used for a tile when none is given: 50x50 tiles blend over 6 + 6 cells (stride 32).
+
+    ``halo``: the package's ``halo_cells`` (how far a tile's zero padding reaches into its output): the
+    zero-weight margin at a cut is at least that, so a cut between tiles is as clean as the domain's halo
+    (``grid.halo``); the ramp shrinks first when a tile is too small for both (stride >= 1)."""
     auto = max(1, min(DEFAULT_MARGIN, min(tile) // 8))
-    return auto, auto
+    margin = max(auto, int(halo))
+    room = min(tile) - 1 - 2 * margin  # the overlap 2 * margin + ramp must leave a stride of at least one cell
+    if room < 1:
+        margin = max(auto, (min(tile) - 2) // 2)
+        room = min(tile) - 1 - 2 * margin
+    return margin, max(1, min(auto, room))
 
 
 def run_tiled(fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray], sst: np.ndarray,

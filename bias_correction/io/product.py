@@ -42,9 +42,19 @@ SST_RANGE_C = (-2.5, 40.0)
 CONVENTIONS = "CF-1.11, ACDD-1.3"
 #: quality_flag bits.
 QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK = 1, 2, 4
-#: |sst_correction| above this many sst_uncertainty flags the cell (large_correction).
+#: Skill-guard bits (``pipeline.guard``), set on every ocean cell of a lead: the lead carries persistence /
+#: raw HYCOM instead of the model; the model is kept though not shown at least as good as the better
+#: reference; the model is unverified on the upstream regime of this run.
+QF_GUARD_PERSISTENCE, QF_GUARD_RAW, QF_GUARD_UNCERTAIN, QF_GUARD_UNVERIFIED_REGIME = 8, 16, 32, 64
+FLAG_MASKS = (QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK, QF_GUARD_PERSISTENCE, QF_GUARD_RAW,
+              QF_GUARD_UNCERTAIN, QF_GUARD_UNVERIFIED_REGIME)
+FLAG_MEANINGS = ("land large_correction uncertainty_not_calibrated guard_carries_persistence guard_carries_raw_hycom "
+                 "guard_uncertain guard_unverified_regime")
+#: Packages without per-lead thresholds (``flags`` in the manifest): |sst_correction| above this many
+#: sst_uncertainty flags the cell (large_correction). Calibrated packages flag beyond the 99th percentile of
+#: the model's |correction| on its training samples, per lead (``correction.uncertainty``).
 LARGE_CORRECTION_SIGMAS = 3.0
-DATA_VARS = ("sst", "sst_raw", "sst_correction", "sst_uncertainty")
+DATA_VARS = ("sst", "sst_raw", "sst_correction", "sst_uncertainty", "sst_model")
 _SST_ENC = {"dtype": "float32", "_FillValue": FILL, "zlib": True, "complevel": 4, "shuffle": True}
 #: Dimensions of every gridded variable: one run per file, so files stack along the run axis. The lead
 #: dimension comes first because CF (2.4) wants non-spatio-temporal dimensions left of T, Z, Y, X.
@@ -98,6 +108,10 @@ def build_product(
     uncertainty_fallback: bool = False,
     metadata: dict[str, str] | None = None,
     synthetic: bool = False,
+    sst_model: np.ndarray | None = None,
+    uncertainty_attrs: dict[str, str] | None = None,
+    large_correction_degC: np.ndarray | None = None,
+    guard: list[dict[str, Any]] | None = None,
 ) -> xr.Dataset:
     """Assemble the product dataset with CF and ACDD metadata (no I/O).
 
@@ -109,7 +123,13 @@ def build_product(
 
     ``sst_uncertainty``: [lead] (one value per lead day, broadcast over ocean) or [lead, lat, lon], K.
     When None the per-lead RMS correction is used as a crude stand-in and flagged
-    (``uncertainty_fallback``).
+    (``uncertainty_fallback``). ``uncertainty_attrs``: what the uncertainty is (method, calibration period,
+    nominal coverage, 95 % factor), added to its attributes.
+
+    ``sst_model`` [lead, lat, lon]: the model's own corrected field, written as ``sst_model`` (what live
+    verification scores the model by) when the skill guard (``guard``: per lead ``carried`` and its
+    ``flag`` bits) made ``sst`` carry a reference at some lead. ``large_correction_degC`` [lead]: the
+    per-lead |correction| thresholds (K) of the large_correction flag; None = the sigma rule.
     """
     nlead = sst_corrected.shape[0]
     centres = np.array(valid_dates, dtype="datetime64[D]").astype("datetime64[s]") + np.timedelta64(12, "h")
@@ -130,10 +150,26 @@ def build_product(
     unc = np.asarray(sst_uncertainty, np.float64)
     if unc.ndim == 1:
         unc = np.broadcast_to(unc[:, None, None], corrected.shape)
+        if hasattr(corrected, "dask"):  # streamed (dask, a lead map per chunk): stay lazy, no domain-sized array
+            import dask.array as dsa
+
+            unc = dsa.broadcast_to(dsa.from_array(np.asarray(sst_uncertainty, np.float64), chunks=1)[:, None, None],
+                                   corrected.shape, chunks=corrected.chunks)
     uncertainty = np.where(land, np.nan, unc).astype(np.float32)
     qf = np.where(land, QF_LAND, 0).astype(np.int8)[None].repeat(nlead, axis=0)
-    large = np.isfinite(correction) & (np.abs(correction) > LARGE_CORRECTION_SIGMAS * uncertainty)
+    if large_correction_degC is not None:
+        thr = np.asarray(large_correction_degC, np.float64)[:, None, None]
+        flag_rule = ("large_correction: |sst_correction| beyond the 99th percentile of the model's |correction| on "
+                     "its training samples, per lead (K): "
+                     + ", ".join(f"{k + 1}: {t:.3f}" for k, t in enumerate(thr[:, 0, 0])))
+    else:
+        thr = LARGE_CORRECTION_SIGMAS * uncertainty
+        flag_rule = f"large_correction: |sst_correction| > {LARGE_CORRECTION_SIGMAS:g} sst_uncertainty"
+    large = np.isfinite(correction) & (np.abs(correction) > thr)
     qf = qf | np.where(large, QF_LARGE_CORRECTION, 0).astype(np.int8)
+    for k, g in enumerate(guard or []):
+        if g.get("flag"):
+            qf[k] = qf[k] | np.where(land, 0, int(g["flag"])).astype(np.int8)
     if uncertainty_fallback:
         qf = qf | np.where(land, 0, QF_UNCERTAINTY_FALLBACK).astype(np.int8)[None]
     lead_day = np.round(lead_hours / 24.0).astype(np.int32)  # 12Z run, valid-day centre 12Z of day k
@@ -168,15 +204,18 @@ def build_product(
                 "units": "K", "units_metadata": DIFFERENCE, "cell_methods": "time: mean", **grid_mapping,
                 "coverage_content_type": "qualityInformation",
                 "uncertainty_method": uncertainty_method,
-                "comment": ("root-mean-square residual of the corrected forecast against OISST on the model's "
-                            "validation period, per lead day; see the model card"),
+                "comment": ("the 68 % half-width of the error of sst against OISST (a one-sigma figure); the 95 % "
+                            "half-width is uncertainty_interval_95_factor times it (1.96 if not given); see the "
+                            "model card"),
+                **(uncertainty_attrs or {}),
             }),
             "quality_flag": (DIMS, qf, {
                 "long_name": "quality flags of the corrected sea surface temperature",
-                "flag_masks": np.array([QF_LAND, QF_LARGE_CORRECTION, QF_UNCERTAINTY_FALLBACK], np.int8),
-                "flag_meanings": "land large_correction uncertainty_not_calibrated", **grid_mapping,
+                "flag_masks": np.array(FLAG_MASKS, np.int8),
+                "flag_meanings": FLAG_MEANINGS, **grid_mapping,
                 "coverage_content_type": "qualityInformation",
-                "comment": f"large_correction: |sst_correction| > {LARGE_CORRECTION_SIGMAS:g} sst_uncertainty",
+                "comment": flag_rule + ". guard_*: set on every ocean cell of a lead by the skill guard "
+                           "(see the global attribute sstbc_guard)",
             }),
             "ocean_mask": (("lat", "lon"), mask.values.astype(np.int8), {
                 "long_name": "ocean mask (ocean in both OISST and HYCOM)", "flag_values": np.array([0, 1], np.int8),
@@ -251,7 +290,21 @@ def build_product(
             **provenance_attrs(provenance),
         },
     )
+    if sst_model is not None:
+        model = np.where(land, np.nan, sst_model).astype(np.float32)[:, None]
+        ds["sst_model"] = (DIMS, model, {
+            "standard_name": "sea_surface_temperature", "units": "degree_Celsius", "units_metadata": ON_SCALE,
+            "long_name": "the correction model's own forecast (equal to sst on the leads where the guard kept the model)",
+            "cell_methods": "time: mean", **grid_mapping, "coverage_content_type": "modelResult"})
+    if guard:
+        ds.attrs.update(guard_attrs(guard))
     return ds
+
+
+def guard_attrs(guard: list[dict[str, Any]]) -> dict[str, str]:
+    """Global attributes of the skill guard: what each lead carries, and the full per-lead decision (JSON)."""
+    return {"sstbc_guard_carried": ",".join(str(g["carried"]) for g in guard),
+            "sstbc_guard": json.dumps(guard, sort_keys=True, default=str)}
 
 
 def provenance_attrs(prov: dict[str, Any]) -> dict[str, str]:
@@ -330,7 +383,7 @@ def validate_product(path: Path, mask: OceanMask) -> None:
         lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
         if var == "sst_uncertainty" and (lo < 0 or hi > 10):
             raise ProductError(f"product {path.name}: sst_uncertainty range {lo:.3f}..{hi:.3f} K outside 0..10 K")
-        if var in ("sst", "sst_raw") and (lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]):
+        if var in ("sst", "sst_raw", "sst_model") and (lo < SST_RANGE_C[0] or hi > SST_RANGE_C[1]):
             raise ProductError(f"product {path.name}: {var} range {lo:.2f}..{hi:.2f} °C outside {SST_RANGE_C}")
 
 

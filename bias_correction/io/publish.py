@@ -147,9 +147,18 @@ def verify_remote(store: Store, key: str, sha256: str, size: int) -> None:
     got = store.size(key)
     if got != size:
         raise ProductError(f"published {key} has {got} bytes, the validated file {size}")
-    digest = hashlib.sha256(store.read_bytes(key)).hexdigest()
+    digest = _sha256_of(store, key)
     if digest != sha256:
         raise ProductError(f"published {key} sha256 {digest} != validated {sha256}")
+
+
+def _sha256_of(store: Store, key: str) -> str:
+    """sha256 of a stored object, read in 1 MiB blocks (a global product does not fit in memory twice)."""
+    h = hashlib.sha256()
+    with store.fs.open(store.url(key), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_sidecar(store: Store, key: str, record: dict[str, Any]) -> None:
@@ -261,12 +270,21 @@ def alias_matches(store: Store, alias: str, entry: dict[str, Any]) -> bool:
     """True when the alias holds the bytes of ``entry`` (size and sha256)."""
     if not store.exists(alias) or store.size(alias) != int(entry["bytes"]):
         return False
-    return hashlib.sha256(store.read_bytes(alias)).hexdigest() == entry["sha256"]
+    return _sha256_of(store, alias) == entry["sha256"]
 
 
 def publish_product(store: Store, *, region: str, run: dt.datetime, model_id: str, ds: xr.Dataset,
                     mask: OceanMask, product_version: str, record: dict[str, Any]) -> Published:
     """Write, validate, upload (temp key), copy to the versioned key, sidecar, index (last), alias."""
+    return publish_written(store, region=region, run=run, model_id=model_id, write=lambda local: write_local(ds, local),
+                           validate=lambda local: validate_local(local, mask), product_version=product_version,
+                           record=record)
+
+
+def publish_written(store: Store, *, region: str, run: dt.datetime, model_id: str, write: Any, validate: Any,
+                    product_version: str, record: dict[str, Any]) -> Published:
+    """:func:`publish_product` with the local file written by ``write(path)`` and checked by ``validate(path)
+    -> (sha256, bytes)`` (the streaming path writes and validates lead by lead: ``pipeline.correct_stream``)."""
     pid = product_id(region, run, model_id)
     alias = product_key(region, run, model_id)
     vkey = versioned_key(region, run, model_id, product_version)
@@ -275,8 +293,8 @@ def publish_product(store: Store, *, region: str, run: dt.datetime, model_id: st
     tmpdir = Path(tempfile.mkdtemp(prefix="sstbc-publish-"))
     try:
         local = tmpdir / Path(vkey).name
-        write_local(ds, local)
-        sha, size = validate_local(local, mask)
+        write(local)
+        sha, size = validate(local)
         tmp_key = upload_temp(store, local, vkey)
         try:
             copy_to_final(store, tmp_key, vkey)
@@ -297,7 +315,8 @@ def publish_product(store: Store, *, region: str, run: dt.datetime, model_id: st
                         for i in record.get("inputs", [])],
              "training_data_versions": record.get("training_data_versions"),
              "provider": record.get("onnxruntime_provider"), "created": created,
-             "publication_gate": record.get("publication_gate", "passed"), "fallback": record.get("fallback")}
+             "publication_gate": record.get("publication_gate", "passed"), "fallback": record.get("fallback"),
+             **({"guard": record["guard_carried"]} if record.get("guard_carried") else {})}
     update_index(store, ikey, pid, alias, entry, region, run)
     refresh_alias(store, vkey, alias, full)
     return Published(alias, vkey, product_version, sha, size, ikey)

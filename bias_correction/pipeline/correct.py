@@ -24,7 +24,7 @@ from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
 from bias_correction.io.provenance import input_record, product_provenance
-from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.context import Context, model_view, require_mask
 from bias_correction.pipeline.fill import input_entries
 from bias_correction.sources.hycom import run_time
 
@@ -79,9 +79,14 @@ def run_inputs(ctx: Context, day: dt.date, seq_len: int, aux_inputs: tuple[str, 
 
 def infer(ctx: Context, corrector: Corrector, mask: OceanMask, entries: dict[str, list[ArchiveEntry]],
           run_days: list[dt.date]) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch."""
+    """(corrected [lead, lat, lon], raw HYCOM last run [lead, lat, lon], valid dates): all leads in one batch.
+
+    ``mask`` is the archive's (model grid) mask. The model runs on the grid it was trained on (the region plus
+    its halo, ``context.model_view``); both fields come back cropped to the region (the product grid)."""
+    view = model_view(ctx, corrector.manifest, mask)
+    mask = view.mask
     fields = [archive.read_field(ctx.store, e.key) for e in entries[HYCOM_SST.name]]
-    stack = np.stack([f.values for f in fields], axis=1)  # (lead, T, lat, lon)
+    stack = view.inputs.crop(np.stack([f.values for f in fields], axis=1))  # (lead, T, lat, lon)
     span = f"{run_days[0]}..{run_days[-1]}"
     x = apply_mask(stack, mask, f"HYCOM runs {span}")
     leads = fields[-1]["lead"].values
@@ -95,11 +100,12 @@ def infer(ctx: Context, corrector: Corrector, mask: OceanMask, entries: dict[str
                 a = np.stack(vals, axis=1)
             else:  # one field per run, the same for every lead
                 a = np.broadcast_to(np.stack(vals)[None], (len(leads), len(vals), *vals[0].shape))
-            chans.append(apply_mask(a, mask, f"{spec.name} for runs {span}"))
+            chans.append(apply_mask(view.inputs.crop(a), mask, f"{spec.name} for runs {span}"))
         aux = np.stack(chans, axis=2)  # (lead, T, A, lat, lon)
     valid = fields[-1]["valid_date"].values
     corrected = corrector.correct(x, leads.astype(np.float32), aux, valid_days=valid)
-    return corrected, x[:, -1], valid
+    crop = view.outputs.crop
+    return np.ascontiguousarray(crop(corrected)), np.ascontiguousarray(crop(x[:, -1])), valid
 
 
 def publication_gate(ctx: Context, corrector: Corrector, mask: OceanMask, raw: np.ndarray,
@@ -161,6 +167,116 @@ def _after_publish(ctx: Context, run: dt.datetime, ikey: str, alias: str, ds: An
                          score_rows=ScoreTable(ctx.store).rows(model_id=model_id, since=since))
 
 
+def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: OceanMask, corrected: Any, raw: Any,
+                    valid_dates: Any, gate: Any, inputs: list[dict[str, Any]], digest: str,
+                    fallback: str | None, *, guard_decision: list[dict[str, Any]] | None = None,
+                    persistence: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+    """(product dataset, provenance record) of a corrected run: numpy arrays, or dask arrays (lead by lead)
+    from the streaming path (``pipeline.correct_stream``), which shares this assembly.
+
+    ``guard_decision`` (``pipeline.guard``): per lead what ``sst`` carries; the model's own field then goes
+    to ``sst_model`` and the lead's uncertainty is the carried reference's (calibration-period quantiles)."""
+    from bias_correction.correction import uncertainty as unc_mod
+    from bias_correction.pipeline import guard as guard_mod
+
+    manifest, region, model_sha = corrector.manifest, ctx.settings.region.name, corrector.manifest.artifact_sha256
+    leads = list(range(1, corrected.shape[0] + 1))
+    lazy = hasattr(corrected, "dask")  # streamed: keep the uncertainty per lead (no domain-sized array)
+    # a per-pixel uncertainty of a package on the model grid is cropped to the product grid like the fields
+    on_model_grid = getattr(manifest, "grid_id", None) == ctx.grid.grid_id and not ctx.halo.is_zero
+    uncertainty, factor95, unc_attrs = unc_mod.product_uncertainty(manifest, leads, tuple(corrected.shape[1:]),
+                                                                   crop=ctx.halo.crop if on_model_grid else None)
+    calibrated = uncertainty is not None
+    if lazy and uncertainty is not None:
+        uncertainty = np.nanmedian(uncertainty.reshape(len(leads), -1), axis=1)
+    thresholds = unc_mod.large_correction_thresholds(manifest, leads)
+    model_field = None
+    if guard_decision and gate is None and not lazy:
+        model_field = corrected
+        corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
+        for j, d in enumerate(guard_decision):
+            if d["carried"] == guard_mod.MODEL or uncertainty is None:
+                continue
+            ref = unc_mod.reference_sigma(manifest, d["carried"], d["lead"])
+            if ref is None and (d.get("rmse") or {}).get(d["carried"]):
+                ref = (float(d["rmse"][d["carried"]]), unc_mod.GAUSS_95 * float(d["rmse"][d["carried"]]))
+            if ref is not None:
+                uncertainty[j], factor95[j] = ref[0], ref[1] / ref[0] if ref[0] > 0 else unc_mod.GAUSS_95
+        if unc_attrs:
+            unc_attrs["uncertainty_interval_95_factor"] = json.dumps({str(k): round(float(f), 4)
+                                                                      for k, f in zip(leads, factor95)})
+    elif gate is not None or lazy:
+        guard_decision = None
+    provenance = product_provenance(
+        inputs=inputs, manifest=manifest, model_sha256=model_sha, config_fingerprint=ctx.settings.fingerprint(),
+        active_provider=corrector.active_provider, runtime=corrector.runtime,
+        mask_sha256=mask.sha256, grid_id=ctx.region_grid.grid_id, region=region, run=run, input_digest=digest,
+        gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
+    )
+    # the model ran on the region plus this halo (grid.halo); the product holds the region's cells only
+    provenance["halo"] = {"grid_halo_cells": ctx.halo.to_dict(), "model_grid_id": ctx.grid.grid_id,
+                          "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0)}
+    if unc_attrs.get("uncertainty_method"):
+        provenance["uncertainty_method"] = unc_attrs["uncertainty_method"]
+    if guard_decision:
+        provenance["guard"] = guard_decision
+        provenance["guard_carried"] = ",".join(d["carried"] for d in guard_decision)
+    if fallback:
+        provenance["fallback"] = fallback
+    synthetic = ctx.settings.product.is_synthetic(ctx.settings.upstream)
+    ds = build_product(
+        run=run, grid=ctx.region_grid, mask=mask, region_name=region,
+        sst_corrected=corrected, sst_raw=raw, valid_dates=valid_dates,
+        provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
+        uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
+        metadata=ctx.settings.product.global_attrs(synthetic=synthetic), synthetic=synthetic,
+        sst_model=model_field, uncertainty_attrs=unc_attrs, large_correction_degC=thresholds, guard=guard_decision,
+    )
+    if gate is not None:  # fallback: raw HYCOM published, flagged as such
+        ds.attrs.update(sstbc_fallback="raw_hycom", sstbc_gate_failures=gate.message(),
+                        summary=ds.attrs.get("summary", "") + " FALLBACK: the correction failed the publication gate "
+                        "and this file carries the uncorrected HYCOM forecast in sst.")
+    if fallback:  # a late input: the documented fallback order of pipeline.late
+        ds.attrs.update(sstbc_fallback=fallback, summary=ds.attrs.get("summary", "") + f" FALLBACK ({fallback}).")
+    return ds, provenance
+
+
+def guard_inputs(ctx: Context, day: dt.date, manifest: Any, entries: dict[str, list[ArchiveEntry]],
+                 mask: OceanMask) -> tuple[list[dict[str, Any]] | None, np.ndarray | None]:
+    """The skill guard's per-lead decisions for this run and, when a lead carries persistence, its field
+    (the analysis of run day - 1: the model's latest-analysis input, else the archive; without it the
+    guard decides again between the model and raw HYCOM)."""
+    from bias_correction.errors import SstbcError
+    from bias_correction.inputs import OISST_LATEST
+    from bias_correction.pipeline import guard
+    from bias_correction.pipeline.fill import archive_oisst_day
+
+    leads = list(range(1, ctx.settings.lead_days + 1))
+    decision = guard.decide_for_run(ctx, day, manifest, leads)
+    if not decision or all(d["carried"] != guard.PERSISTENCE for d in decision):
+        return decision, None
+    try:
+        if OISST_LATEST.name in manifest.aux_inputs and manifest.oisst_lag_days == 1:
+            entry = entries[OISST_LATEST.name][-1]
+        else:
+            entry = archive_oisst_day(ctx, day - dt.timedelta(days=1))
+        field = np.asarray(archive.read_field(ctx.store, entry.key).values, np.float32)
+        return decision, np.where(mask.values, field, np.nan).astype(np.float32)
+    except (SstbcError, OSError, KeyError) as exc:
+        LOG.warning("skill guard: persistence (OISST of %s) unavailable (%s); deciding between model and raw",
+                    day - dt.timedelta(days=1), exc)
+        return guard.decide_for_run(ctx, day, manifest, leads, available=(guard.RAW,)), None
+
+
+def guard_digest(decision: list[dict[str, Any]] | None) -> list[list[Any]] | None:
+    """The guard's part of the input digest: only when it changes the product (a carried reference or a flag)."""
+    from bias_correction.pipeline import guard
+
+    if not decision or all(d["carried"] == guard.MODEL and not d["flag"] for d in decision):
+        return None
+    return guard.digest_part(decision)
+
+
 def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: str | None = None,
                 pictures: bool = True) -> RunResult:
     """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
@@ -178,13 +294,17 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     run = run_time(day)
     manifest = corrector.manifest
     seq_len = int(manifest.seq_len)
-    mask = require_mask(ctx)
-    corrector.check_contract(ctx.grid, mask.sha256, seq_len)
+    mask = require_mask(ctx)  # the archive's (model grid) mask; products carry its region crop (``view.region_mask``)
+    view = model_view(ctx, manifest, mask)
+    corrector.check_contract(view.grid, view.mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
     model_sha = manifest.artifact_sha256
+    decision, persistence = guard_inputs(ctx, day, manifest, entries, mask)
+    persistence = None if persistence is None else np.ascontiguousarray(ctx.halo.crop(persistence))
+    guard_part = guard_digest(decision)
     digest = input_digest({"inputs": content_parts(inputs), "model": model_sha, "code": bias_correction.__version__,
                            "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256,
-                           **({"fallback": fallback} if fallback else {})})
+                           **({"fallback": fallback} if fallback else {}), **({"guard": guard_part} if guard_part else {})})
     region, model_id = ctx.settings.region.name, ctx.settings.model_id
     key = product_key(region, run, model_id)
     info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
@@ -199,34 +319,18 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     if current is None and existing_digest(ctx.store, key) == digest:  # published before the index existed
         LOG.info("product %s is up to date; nothing to do", key)
         return RunResult(run, ProductInfo(key, ctx.store.url(key), False, digest), provider="(not run)", **info_kwargs)
-    corrected, raw, valid_dates = infer(ctx, corrector, mask, entries, run_days)
+    from bias_correction.pipeline import correct_stream
+
+    if correct_stream.should_stream(ctx, corrector):  # large grid: bounded memory, lead by lead
+        pub = correct_stream.correct_streamed(ctx, run, corrector, mask, entries, run_days, inputs, digest, fallback,
+                                              assemble=product_dataset, after_publish=_after_publish, pictures=pictures)
+        return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
+                         provider=corrector.active_provider, **info_kwargs)
+    corrected, raw, valid_dates = infer(ctx, corrector, mask, entries, run_days)  # cropped to the region
+    mask = view.region_mask
     corrected, gate = publication_gate(ctx, corrector, mask, raw, corrected)
-    leads = list(range(1, corrected.shape[0] + 1))
-    per_lead = manifest.residual_rmse_per_lead
-    calibrated = all(k in per_lead for k in leads)
-    uncertainty = np.array([per_lead[k] for k in leads]) if calibrated else None
-    provenance = product_provenance(
-        inputs=inputs, manifest=manifest, model_sha256=model_sha, config_fingerprint=ctx.settings.fingerprint(),
-        active_provider=corrector.active_provider, runtime=corrector.runtime,
-        mask_sha256=mask.sha256, grid_id=ctx.grid.grid_id, region=region, run=run, input_digest=digest,
-        gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
-    )
-    if fallback:
-        provenance["fallback"] = fallback
-    synthetic = ctx.settings.product.is_synthetic(ctx.settings.upstream)
-    ds = build_product(
-        run=run, grid=ctx.grid, mask=mask, region_name=region,
-        sst_corrected=corrected, sst_raw=raw, valid_dates=valid_dates,
-        provenance=provenance, input_digest=digest, sst_uncertainty=uncertainty,
-        uncertainty_method=provenance["uncertainty_method"], uncertainty_fallback=not calibrated,
-        metadata=ctx.settings.product.global_attrs(synthetic=synthetic), synthetic=synthetic,
-    )
-    if gate is not None:  # fallback: raw HYCOM published, flagged as such
-        ds.attrs.update(sstbc_fallback="raw_hycom", sstbc_gate_failures=gate.message(),
-                        summary=ds.attrs.get("summary", "") + " FALLBACK: the correction failed the publication gate "
-                        "and this file carries the uncorrected HYCOM forecast in sst.")
-    if fallback:  # a late input: the documented fallback order of pipeline.late
-        ds.attrs.update(sstbc_fallback=fallback, summary=ds.attrs.get("summary", "") + f" FALLBACK ({fallback}).")
+    ds, provenance = product_dataset(ctx, run, corrector, mask, corrected, raw, valid_dates, gate, inputs, digest,
+                                     fallback, guard_decision=decision, persistence=persistence)
     pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
                                   product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
     LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)

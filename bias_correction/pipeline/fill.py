@@ -40,7 +40,8 @@ def archive_oisst_day(ctx: Context, day: dt.date) -> ArchiveEntry:
         return hit
     if hit is not None:  # the final replaces the main entry; the as-issued preliminary stays under its own key
         archive.keep_preliminary(ctx.store, ctx.grid, day)
-    sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.settings.region), method=ctx.settings.regrid.oisst)
+    # the region plus the model grid's halo (pipeline.context): the archive and the mask live on the model grid
+    sst = ctx.regridder(ctx.oisst.open_region(fetched, ctx.fetch_region), method=ctx.settings.regrid.oisst)
     return archive.write_oisst(ctx.store, ctx.grid, day, sst.values, fetched)
 
 

@@ -15,7 +15,7 @@ from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import as_single_run
 from bias_correction.io.provenance import read_provenance
-from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.context import Context, model_view, require_mask
 from bias_correction.pipeline.correct import infer
 from bias_correction.sources.hycom import run_time
 
@@ -44,10 +44,12 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
         if have.get(name) != sha:
             raise ModelContractError(f"model {prov['model_id']} {prov['model_version']}: artifact {name} sha256 "
                                      f"{have.get(name)} differs from the product's record {sha}")
-    mask = require_mask(ctx)
-    if prov.get("mask_sha256") and prov["mask_sha256"] != mask.sha256:
-        raise InputValidationError(f"ocean mask sha256 {mask.sha256} differs from the product's {prov['mask_sha256']}")
-    corrector.check_contract(ctx.grid, mask.sha256, corrector.manifest.seq_len)
+    mask = require_mask(ctx)  # the model grid's; the product records its region crop (grid.halo)
+    view = model_view(ctx, corrector.manifest, mask)
+    if prov.get("mask_sha256") and prov["mask_sha256"] not in (view.region_mask.sha256, mask.sha256):
+        raise InputValidationError(f"ocean mask sha256 {view.region_mask.sha256} differs from the product's "
+                                   f"{prov['mask_sha256']}")
+    corrector.check_contract(view.grid, view.mask.sha256, corrector.manifest.seq_len)
     entries: dict[str, list[ArchiveEntry]] = {}
     run_days = []
     for rec in prov["inputs"]:
@@ -64,14 +66,37 @@ def replay_product(ctx: Context, product: str | Path, *, providers: str | None =
         if kind == HYCOM_SST.name:
             run_days.append(dt.date.fromisoformat(when[:10]))
     corrected, _, _ = infer(ctx, corrector, mask, entries, run_days)
-    published = as_single_run(ds)["sst"].values
+    one = as_single_run(ds)
+    # the model's own field: where the skill guard carried a reference, ``sst`` is that reference
+    published = one["sst_model" if "sst_model" in one else "sst"].values
     ocean = np.isfinite(published)
     if not np.array_equal(ocean, np.isfinite(corrected)):
         raise InputValidationError("replay: the regenerated land/ocean pattern differs from the product")
     d = corrected[ocean].astype(np.float64) - published[ocean].astype(np.float64)
-    max_abs = float(np.abs(d).max()) if d.size else 0.0
+    max_abs = max(float(np.abs(d).max()) if d.size else 0.0, _carried_mismatch(one))
     return {"product": str(product), "model_id": prov["model_id"], "model_version": prov["model_version"],
             "runtime": corrector.runtime, "provider": corrector.active_provider,
             "recorded_provider": prov.get("onnxruntime_provider"), "inputs_verified": sum(len(v) for v in entries.values()),
             "max_abs_diff_degC": max_abs, "rmse_diff_degC": float(np.sqrt((d * d).mean())) if d.size else 0.0,
             "tolerance_degC": REPLAY_TOLERANCE_DEGC, "ok": max_abs <= REPLAY_TOLERANCE_DEGC}
+
+
+def _carried_mismatch(one: Any) -> float:
+    """Largest |sst - carried field| over the leads the guard says carry the model or raw HYCOM (°C).
+
+    Replay regenerates the model's field (``sst_model``); this ties the published ``sst`` to it, so a
+    changed ``sst`` is caught on every lead that carries the model (or raw HYCOM) too.
+    """
+    if "sst_model" not in one:
+        return 0.0
+    carried = str(one.attrs.get("sstbc_guard_carried", "")).split(",")
+    sst = one["sst"].values.astype(np.float64)
+    worst = 0.0
+    for i, what in enumerate(carried[: sst.shape[0]]):
+        ref = {"model": "sst_model", "raw": "sst_raw"}.get(what.strip())
+        if ref is None:
+            continue
+        diff = np.abs(sst[i] - one[ref].values[i].astype(np.float64))
+        if np.isfinite(diff).any():
+            worst = max(worst, float(np.nanmax(diff)))
+    return worst

@@ -79,28 +79,84 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     from bias_correction.training.train import train_model
     from bias_correction.zoo import is_tabular
 
+    from bias_correction.training import calibrate
+
     cfg = ctx.settings.training
     mask = require_mask(ctx)
     samples, versions = training_samples(ctx, start, end)
-    train, val = split_chronological(samples, cfg.val_fraction, gap_days=cfg.seq_len)
+    if not is_tabular(cfg.model) and not ctx.halo.is_zero:
+        # networks train on the model grid (region + halo) with the loss on the region only: the halo's
+        # outer cells see the zero padding and are never published (grid.halo); per-pixel models use all cells
+        samples = samples.targets_inside(*ctx.halo.slices(samples.shape))
+    # the calibration block (after validation, behind the hindcast's gap): neither fitted nor early-stopped on
+    gap = calibrate.calibration_gap(cfg.seq_len, max(ctx.settings.lead_days, int(samples.lead.max(initial=1))),
+                                    cfg.oisst_lag_days)
+    fit, cal = calibrate.split_calibration(samples, cfg.calibration_fraction, gap)
+    train, val = split_chronological(fit, cfg.val_fraction, gap_days=cfg.seq_len)
     out_dir = ctx.store.url(f"training/{ctx.settings.model_id}/{start:%Y%m%d}-{end:%Y%m%d}") if ctx.store.is_local else None
     if out_dir is None:
         raise InputValidationError("training needs a local storage_root (checkpoints are written locally)")
+    calibrate.clear_sidecar(Path(out_dir))
     data_info = training_data_info(versions, start, end, len(train), len(val))
+    if cal is not None:
+        data_info["samples"]["calibration"] = len(cal)
     if is_tabular(cfg.model):
-        return train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
-                             out_dir=Path(out_dir), data_info=data_info)
+        out = train_tabular(cfg, train, val, grid=ctx.grid, mask_hash=mask.sha256, model_id=ctx.settings.model_id,
+                            out_dir=Path(out_dir), data_info=data_info)
+        _calibrate_tabular(Path(out["checkpoint"]), cal, train, gap)
+        return {**out, "calibration": None if cal is None else cal.period()}
     result = train_model(
         train, val, cfg, grid=ctx.grid, mask_hash=mask.sha256, progress=progress,
         data_info=data_info,
         out_dir=Path(out_dir),
     )
+    calibrate.write_sidecar(result.checkpoint, calibrate.compute(_gridded_predictor(result.checkpoint), cal, train, gap))
     return {
         "checkpoint": str(result.checkpoint), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "n_parameters": result.n_parameters,
-        "samples": {"train": len(train), "val": len(val)},
+        "samples": {"train": len(train), "val": len(val), "calibration": 0 if cal is None else len(cal)},
+        "calibration": None if cal is None else cal.period(),
         "val": {"rmse_raw": result.val_rmse_raw, "rmse_model": result.val_rmse_corrected},
     }
+
+
+def _gridded_predictor(checkpoint: Path) -> Any:
+    """samples -> [N, H, W] degC of a gridded checkpoint, run as inference runs it (blended tiles if tile-trained)."""
+    import torch
+
+    from bias_correction.training.train import EVAL_BATCH, load_checkpoint, predict
+
+    model, meta = load_checkpoint(checkpoint)
+    tile = (int(meta["tile"]["nlat"]), int(meta["tile"]["nlon"])) if meta.get("tile") else None
+
+    def run(s: Any) -> np.ndarray:
+        out = []
+        for i in range(0, len(s), EVAL_BATCH):
+            aux = torch.from_numpy(np.ascontiguousarray(s.aux[i:i + EVAL_BATCH])) if s.aux is not None else \
+                torch.zeros((min(EVAL_BATCH, len(s) - i), s.seq_len, 0, *s.shape))
+            out.append(predict(model, torch.from_numpy(np.ascontiguousarray(s.x[i:i + EVAL_BATCH])),
+                               torch.from_numpy(s.lead[i:i + EVAL_BATCH].astype(np.float32)), aux, tile).numpy())
+        return np.concatenate(out) if out else np.zeros((0, *s.shape), np.float32)
+
+    return run
+
+
+def _calibrate_tabular(staged: Path, cal: Any, train: Any, gap: int) -> None:
+    """Calibrate a staged tabular package (not yet installed) through the corrector the daily run uses."""
+    from bias_correction.correction.tabular import TabularCorrector
+    from bias_correction.training import calibrate
+
+    corrector = TabularCorrector.load(staged, "cpu", "onnx")
+    names = tuple(corrector.manifest.aux_inputs)
+
+    def run(s: Any) -> np.ndarray:
+        si = s.with_aux(names)
+        return corrector.correct(si.x, si.lead, si.aux, valid_days=si.valid)
+
+    u, c, f, arrays = calibrate.compute(run, cal, train, gap)
+    from bias_correction.correction import uncertainty as unc
+
+    unc.attach_calibration(staged, u if u is not None else corrector.manifest.raw["uncertainty"], c, f, arrays)
 
 
 def export_checkpoint(settings: Settings, checkpoint: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from bias_correction.errors import NotYetPublishedError, SstbcError
 from bias_correction.io import archive
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import as_single_run, product_key
-from bias_correction.pipeline.context import Context, require_mask
+from bias_correction.pipeline.context import Context, region_mask, require_mask
 from bias_correction.pipeline.fill import archive_oisst_day
 from bias_correction.sources.hycom import run_time
 from bias_correction.sources.oisst import PRELIMINARY
@@ -31,7 +31,8 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
     """
     from bias_correction.verification.verify import ScoreTable, lead_scores, summary
 
-    mask = require_mask(ctx)
+    mask = region_mask(ctx, require_mask(ctx))  # products hold the region's cells; the archive adds the halo
+    crop = ctx.halo.crop
     with ctx.store.local_path(key) as path:
         ds = as_single_run(read_dataset(path, engine="netcdf4"))
     corrected, raw = ds["sst"].values, ds["sst_raw"].values
@@ -39,17 +40,25 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
     run = dt.datetime.fromisoformat(str(ds["forecast_reference_time"].values)[:19])
     prov = json.loads(ds.attrs.get("sstbc_provenance", "{}"))
     entries = [archive_oisst_day(ctx, d) for d in days]
-    truth = np.stack([archive.read_field(ctx.store, e.key).values for e in entries])
+    truth = np.stack([crop(archive.read_field(ctx.store, e.key).values) for e in entries])
     try:
         pers_entry = archive_oisst_day(ctx, run.date() - dt.timedelta(days=1))
-        persistence = archive.read_field(ctx.store, pers_entry.key).values
+        persistence = crop(archive.read_field(ctx.store, pers_entry.key).values)
     except NotYetPublishedError:
         persistence = None
+    unc = ds["sst_uncertainty"] if "sst_uncertainty" in ds else None
+    factors = json.loads(unc.attrs.get("uncertainty_interval_95_factor", "{}")) if unc is not None else {}
+    leads = [int(v) for v in ds["lead_day"].values] if "lead_day" in ds.coords else list(range(1, len(days) + 1))
+    carried = ds.attrs.get("sstbc_guard_carried")
     rows = lead_scores(
         run=run, model_id=str(prov.get("model_id", "")), model_version=str(prov.get("model_version", "")),
         product_key=key, corrected=corrected, raw=raw, truth=truth,
         truth_versions=[str(e.source.get("version")) for e in entries], valid_dates=days,
         persistence=persistence, mask=mask.values,
+        model=ds["sst_model"].values if "sst_model" in ds else None,
+        sigma=None if unc is None else unc.values,
+        factor_95=[float(factors.get(str(k), 1.959964)) for k in leads],
+        carried=carried.split(",") if carried else None,
     )
     if store_scores:
         ScoreTable(ctx.store).upsert(rows)
@@ -62,7 +71,9 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
         "per_lead": [{"lead_day": row.lead, "valid_date": row.valid_date, "rmse_raw": row.rmse_raw,
                       "rmse_corrected": row.rmse_corrected, "rmse_corrected_ci": [row.rmse_corrected_lo, row.rmse_corrected_hi],
                       "rmse_persistence": row.rmse_persistence, "skill_vs_raw": row.skill_vs_raw,
-                      "skill_vs_persistence": row.skill_vs_persistence} for row in rows],
+                      "skill_vs_persistence": row.skill_vs_persistence, "rmse_model": row.rmse_model,
+                      "carried": row.carried, "coverage_68": row.coverage_68, "coverage_95": row.coverage_95,
+                      "crps": row.crps} for row in rows],
     }
 
 def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:
@@ -118,13 +129,14 @@ def verification_plots(ctx: Context, start: dt.date, end: dt.date, out_dir: Path
         with ctx.store.local_path(key) as path:
             ds = as_single_run(read_dataset(path, engine="netcdf4"))
         days = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
-        truth = np.stack([archive.read_field(ctx.store, archive.oisst_key(ctx.grid, d)).values for d in days])
+        truth = np.stack([ctx.halo.crop(archive.read_field(ctx.store, archive.oisst_key(ctx.grid, d)).values)
+                          for d in days])
         corr = (ds["sst"].values - ds["sst_raw"].values).mean(axis=0)
         err = (ds["sst"].values - truth).mean(axis=0)
         corr_sum = corr if corr_sum is None else corr_sum + corr
         err_sum = err if err_sum is None else err_sum + err
         count += 1
-    paths.append(plot_maps(ctx.grid.lat, ctx.grid.lon, corr_sum / count, err_sum / count,
+    paths.append(plot_maps(ctx.region_grid.lat, ctx.region_grid.lon, corr_sum / count, err_sum / count,
                            out_dir / f"mean_correction_error_{start:%Y%m%d}_{end:%Y%m%d}.png",
                            title=f"{ctx.settings.model_id}: mean over {count} product(s), runs {start} to {end}"))
     return [str(p) for p in paths]

@@ -105,6 +105,18 @@ def acquire(
     hit = cached(store, key)
     if hit is not None:
         return hit
+    # Processes that want the same file at once (regions whose requests overlap, backfill workers) download
+    # it once: the first holds the key's lock, the others then find it cached.
+    with store.exclusive(key):
+        return _acquire_locked(url, store, key, http=http, what=what, version=version, download=download,
+                               validate=validate)
+
+
+def _acquire_locked(url: str, store: Store, key: str, *, http: Http, what: str, version: str, download: Downloader,
+                    validate: Validator | None) -> Fetched:
+    hit = cached(store, key)
+    if hit is not None:
+        return hit
     delays = backoff_delays(http)
     label = f"{what}: file {key.rsplit('/', 1)[-1]} from {url}"
     for attempt in range(http.retries + 1):

@@ -83,6 +83,15 @@ class SampleSet:
             raise ConfigError(f"samples carry auxiliary inputs {list(self.aux_names)}, not {name!r}")
         return self.aux[:, :, self.aux_names.index(name)]
 
+    def targets_inside(self, rows: slice, cols: slice) -> SampleSet:
+        """The same samples with targets only on the cells ``[rows, cols]`` (NaN elsewhere), so loss,
+        validation and calibration score those cells only: a model grid's region inside its halo
+        (``grid.halo``), whose outer cells see the zero padding and are never published."""
+        keep = np.zeros(self.shape, dtype=bool)
+        keep[rows, cols] = True
+        y = np.where(keep, self.y, np.float32(np.nan)).astype(np.float32)
+        return SampleSet(self.x, self.lead, y, self.run, self.valid, self.mask, self.aux, self.aux_names)
+
     def period(self) -> tuple[str, str] | None:
         """First and last valid day (ISO strings), None when empty."""
         if len(self) == 0:

@@ -30,6 +30,7 @@ import torch
 
 import bias_correction
 from bias_correction import zoo
+from bias_correction.correction import aliases
 from bias_correction.correction.manifest import (  # noqa: F401  (file names re-exported for callers)
     CARD_FILE,
     MANIFEST_FILE,
@@ -44,6 +45,7 @@ from bias_correction.correction.manifest import (  # noqa: F401  (file names re-
 from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.hashing import sha256_file  # noqa: F401  (re-exported)
 from bias_correction.io.provenance import code_version
+from bias_correction.regime import manifest_regimes
 from bias_correction.training.architectures import CorrectionModule
 from bias_correction.inputs import aux_input
 from bias_correction.training.train import FRAMING, load_checkpoint
@@ -322,6 +324,8 @@ def _model_card(man: dict[str, Any]) -> str:
         f"- Ocean mask sha256: `{man['mask_sha256']}`.",
         f"- Tile {tile['nlat']}x{tile['nlon']}; domain-dependent (attention): {tile['domain_dependent']}; "
         f"dynamic H/W in the graph: {tile['dynamic_hw']}. Larger domains run as blended overlapping tiles.",
+        f"- Halo: the domain edge changes outputs up to {man.get('halo_cells', 0)} cells in (perturbation probe, "
+        f"{(man.get('receptive_field') or {}).get('tolerance_degC')} degC); runs need grid_halo_cells >= that.",
         f"- Normalisation: Min-Max, vmin {norm['vmin']:.4f} degC, vmax {norm['vmax']:.4f} degC (training data only).",
         "",
         "## Training",
@@ -406,6 +410,9 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
         cuda_parity = parity_check_cuda(model, onnx_path, t, h, w, vmin, vmax, dynamic_hw)
         leads = [int(k) for k in (meta.get("lead_days") or range(1, 8))]
         residuals = _residual_stats(meta.get("val_scores"), leads)
+        from bias_correction.training.receptive_field import measure_halo  # the halo the run needs (grid.halo)
+
+        probe = measure_halo(model, t, leads=sorted({leads[0], leads[len(leads) // 2], leads[-1]}))
         manifest = Manifest(**{
             "schema_version": SCHEMA_VERSION,
             "model_id": model_id,
@@ -432,10 +439,12 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "grid": g,
             "tile": {"nlat": h, "nlon": w, "domain_dependent": zoo.domain_dependent(meta["architecture"]),
                      "dynamic_hw": dynamic_hw},
+            "halo_cells": probe.pop("halo_cells"), "receptive_field": probe,
             "mask_sha256": meta["mask_hash"],
             "normalisation": {"vmin": vmin, "vmax": vmax, "units": "degC",
                               "aux": {a: {"offset": o, "scale": sc} for a, (o, sc) in
                                       zip(aux_names, meta.get("aux_norm") or [])}},
+            **manifest_regimes(period.get("start"), period.get("end"), meta.get("data_info")),
             "training": {"period_start": period.get("start"), "period_end": period.get("end"),
                          "validation_period": meta.get("validation_period"),
                          "data": meta.get("data_info"), "data_versions": _data_versions(meta.get("data_info")),
@@ -455,8 +464,13 @@ def export_package(checkpoint_path: Path, model_store: Path, model_id: str, vers
             "export_seconds": round(time.perf_counter() - t0, 2),
         })
         manifest.write(tmp, _model_card(manifest.raw))
+        # the calibration block's uncertainty and the flag thresholds (training.calibrate), before anything is visible
+        from bias_correction.training.calibrate import attach_sidecar
+
+        attach_sidecar(Path(checkpoint_path), tmp)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    aliases.bootstrap(model_store, model_id, version)  # the first version of a model id becomes current
     return final

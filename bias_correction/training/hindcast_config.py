@@ -1,7 +1,7 @@
 """Configuration of the rolling-origin hindcast (:mod:`.hindcast`): rows, windows, budgets.
 
-The "default" configuration (every zoo model, 3 seeds, 4 windows, 2 worker processes) is sized for
-under 90 min on 2 cores; :data:`FULL` is the documented longer one.
+The "default" configuration (every zoo model, 3 seeds, 4 windows, 2 worker processes) is
+meant to fit 90 min on 2 idle cores (not yet measured: benchmarks/README.md); :data:`FULL` is the documented longer one.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ REFERENCE_ROWS = [RAW, PERSISTENCE, ORACLE, RB_RAW, RB_PERS]
 
 @dataclass
 class HindcastConfig:
-    # The "default" configuration (benchmarks/README.md, "Hindcast"): every model, under 90 min on 2 cores.
+    # The "default" configuration (benchmarks/README.md, "Hindcast"): every model, 3 seeds, 4 windows.
     windows_file: str = str(WINDOWS_FILE)
     windows: list[str] | None = None  # names from the windows file; None = all
     twin_preset: str = "hard"  # bias_correction.testing.twin_presets; "classic" is the old twin
@@ -148,7 +148,7 @@ def add_arguments(p: Any) -> None:
     d = HindcastConfig()
     p.add_argument("--out", default="benchmarks/results/hindcast", help="output folder (results.json/.md, hindcast.png)")
     p.add_argument("--preset", choices=["default", "full"], default="default",
-                   help="default: every model, under 90 min on 2 cores; full: the documented longer configuration")
+                   help="default: every model, 3 seeds, 4 windows; full: the documented longer configuration")
     p.add_argument("--windows-file", default=d.windows_file)
     p.add_argument("--windows", help="comma-separated window names (default: all in the file)")
     p.add_argument("--twin-preset", default=None, help=f"twin preset (default {d.twin_preset!r})")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bias_correction import zoo
+from bias_correction.correction import aliases
 from bias_correction.correction.manifest import (
     BOOSTER_FILE,
     CARD_FILE,
@@ -61,6 +62,7 @@ from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training.baselines import _Base, build_baseline, save_npz
 from bias_correction.inputs import aux_input
+from bias_correction.regime import manifest_regimes
 from bias_correction.training.dataset import SampleSet, normalisation
 from bias_correction.training.trees import PARITY_ATOL_DEGC, TreeModel
 
@@ -266,6 +268,7 @@ def _manifest(model: TreeModel | _Base, *, model_id: str, version: str, runtime:
         "mask_sha256": mask_hash,
         "normalisation": {"method": "none (features in physical units)", "vmin": vmin, "vmax": vmax, "units": "degC",
                           "note": "vmin/vmax: training range of HYCOM and OISST, informative only"},
+        **manifest_regimes(tr_period[0] if tr_period else None, tr_period[1] if tr_period else None, data_info),
         "training": {"period_start": tr_period[0] if tr_period else None,
                      "period_end": tr_period[1] if tr_period else None,
                      "validation_period": list(val_period) if val_period else None,
@@ -463,9 +466,11 @@ def export_tabular_package(model: TreeModel | _Base, train: SampleSet, val: Samp
     """Fitted ``model`` -> ``model_store/model_id/version/`` (atomic, verified). Returns the package folder."""
     version = version or utc_version()
     _check_names(model_id, version)
-    return build_package(model, train, val, Path(model_store) / model_id / version, grid=grid, mask_hash=mask_hash,
+    dest = build_package(model, train, val, Path(model_store) / model_id / version, grid=grid, mask_hash=mask_hash,
                          model_id=model_id, version=version, oisst_lag_days=oisst_lag_days, data_info=data_info,
                          train_seconds=train_seconds)
+    aliases.bootstrap(model_store, model_id, version)  # the first version of a model id becomes current
+    return dest
 
 
 def install_package(src: Path | str, model_store: Path | str, model_id: str, version: str | None = None) -> Path:
@@ -495,6 +500,7 @@ def install_package(src: Path | str, model_store: Path | str, model_id: str, ver
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    aliases.bootstrap(model_store, model_id, version)  # the first version of a model id becomes current
     return dest
 
 

@@ -64,6 +64,15 @@ class LeadScore:
     skill_vs_raw_lo: float
     skill_vs_raw_hi: float
     scored_at: str
+    #: The model's own field (``sst_model``; = corrected where the skill guard kept the model).
+    rmse_model: float | None = None
+    #: What the product carried at this lead (skill guard: model / persistence / raw).
+    carried: str | None = None
+    #: Uncertainty scores of ``sst_uncertainty`` (``verification.intervals``): interval coverages and Gaussian CRPS.
+    coverage_68: float | None = None
+    coverage_95: float | None = None
+    crps: float | None = None
+    sigma_mean: float | None = None
 
 
 def _block_sums(err2: np.ndarray, ok: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +134,30 @@ def score_lead(
 def lead_scores(
     *, run: dt.datetime, model_id: str, model_version: str, product_key: str, corrected: np.ndarray, raw: np.ndarray,
     truth: np.ndarray, truth_versions: Sequence[str], valid_dates: Sequence[dt.date], persistence: np.ndarray | None,
-    mask: np.ndarray,
+    mask: np.ndarray, model: np.ndarray | None = None, sigma: np.ndarray | None = None,
+    factor_95: Sequence[float] | None = None, carried: Sequence[str] | None = None,
 ) -> list[LeadScore]:
-    """Rows of the score table for every lead day of one product."""
+    """Rows of the score table for every lead day of one product.
+
+    ``model``: the model's own field where the skill guard carried a reference (else ``corrected`` is it);
+    ``sigma`` [lead, lat, lon]: ``sst_uncertainty`` (68 % half-width), with the per-lead 95 % ``factor_95``.
+    """
+    from bias_correction.verification.intervals import interval_scores
+
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     rows = []
     for k, day in enumerate(valid_dates):
         s = score_lead(corrected[k], raw[k], truth[k], persistence, mask, seed=k)
+        ok = mask & np.isfinite(corrected[k]) & np.isfinite(raw[k]) & np.isfinite(truth[k])
+        if persistence is not None:
+            ok &= np.isfinite(persistence)
+        own = corrected[k] if model is None else model[k]
+        s["rmse_model"] = float(np.sqrt(np.nanmean(((own - truth[k])[ok & np.isfinite(own)]) ** 2)))
+        s["carried"] = None if carried is None else str(carried[k])
+        if sigma is not None:
+            iv = interval_scores(corrected[k], sigma[k], truth[k], ok,
+                                 factor_95=None if factor_95 is None else float(factor_95[k]))
+            s.update({c: iv[c] for c in ("coverage_68", "coverage_95", "crps", "sigma_mean")})
         rows.append(LeadScore(run=run.isoformat(), lead=k + 1, valid_date=day.isoformat(), model_id=model_id,
                               model_version=model_version, product_key=product_key, oisst_version=truth_versions[k],
                               scored_at=now, **s))
@@ -195,6 +221,9 @@ class ScoreTable:
                 cols = ", ".join(f"{c} {_TYPES.get(c, 'REAL' if c not in _TEXT else 'TEXT')}" for c in _COLUMNS)
                 con.execute(f"CREATE TABLE IF NOT EXISTS scores ({cols}, "
                             "PRIMARY KEY (run, lead, model_id, model_version))")
+                have = {r[1] for r in con.execute("PRAGMA table_info(scores)")}
+                for c in (c for c in _COLUMNS if c not in have):  # a table of an older release: add new columns
+                    con.execute(f"ALTER TABLE scores ADD COLUMN {c} {'TEXT' if c in _TEXT else 'REAL'}")
                 yield con
                 con.commit()
             finally:
@@ -231,7 +260,7 @@ class ScoreTable:
         return {r.oisst_version for r in self.rows() if r.product_key == product_key}
 
 
-_TEXT = {"run", "valid_date", "model_id", "model_version", "product_key", "oisst_version", "scored_at"}
+_TEXT = {"run", "valid_date", "model_id", "model_version", "product_key", "oisst_version", "scored_at", "carried"}
 
 
 def _describe(rows: Sequence[LeadScore]) -> str:

@@ -40,7 +40,10 @@ def test_tile_trained_package_runs_as_blended_tiles(tmp_path: Path) -> None:
         with torch.no_grad():
             return model(torch.from_numpy(x), torch.from_numpy(ld), torch.from_numpy(a)).numpy()
 
-    ref = tiling.run_tiled(eager, sst, lead, (16, 16), aux=aux, margin=2, ramp=2)
+    # the runtime's blend: the zero-weight margin at a cut is at least the package's measured halo_cells
+    margin, ramp = tiling.auto_blend((16, 16), corr.manifest.halo_cells)
+    assert margin >= max(2, corr.manifest.halo_cells)
+    ref = tiling.run_tiled(eager, sst, lead, (16, 16), aux=aux, margin=margin, ramp=ramp)
     whole = eager(sst, lead, aux)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(got, ref, atol=1e-4, equal_nan=True)

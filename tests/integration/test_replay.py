@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from bias_correction import pipeline
+from bias_correction.correction import aliases
 from bias_correction.io import publish
 from bias_correction.io.product import product_key
 from bias_correction.training.export import export_package
@@ -108,6 +109,9 @@ def test_republishing_with_a_new_model_keeps_the_previous_version(world) -> None
     ck = make_checkpoint(Path(settings.model_store).parent / "ck2.pt", ctx.grid, mask.sha256, arch="convgru-sa",
                          seq_len=4, kv_pool=4, seed=7)
     export_package(ck, Path(settings.model_store), settings.model_id, version="20210501T000000Z")
+    # a later export is a candidate: the daily run keeps the current one until it is promoted
+    assert pipeline.load_corrector(settings).manifest.version == "20210401T000000Z"
+    aliases.set_current(Path(settings.model_store), settings.model_id, "20210501T000000Z", why="test: new model")
     second = pipeline.correct_run(ctx, DAY, pipeline.load_corrector(settings))
     assert second.product.written and second.model_version == "20210501T000000Z"
     assert second.product.version_key != first.product.version_key

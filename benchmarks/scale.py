@@ -1,0 +1,166 @@
+"""Scale benchmark: the daily correction (archive -> streamed inference -> product) per domain size, ORT vs eager.
+
+For each size (50x50, 250x250, 1000x1000, the global 0.08 deg grid 2250x4500) a synthetic regridded
+archive in the exact archive format (``testing.synthetic_archive``: T HYCOM runs + the OISST days of the
+latest-analysis input) and a ConvGRU-SA package (the default configuration F=8, h=16, random weights,
+trained-tile 50x50) are written; then ``pipeline.correct_run`` runs in a fresh subprocess per size and
+runtime, so peak RSS (VmHWM after resetting it; else ru_maxrss) is that run's alone. Runtimes: ONNX
+Runtime CPU (``runtime="onnx"``, providers "cpu") and eager-equivalent TorchScript CPU, plus CUDA rows
+where a GPU is active (providers chosen explicitly). NOT included: regridding from the raw upstream files
+(the archive is written directly; ``benchmarks/regrid.py`` measures regridding).
+
+    python benchmarks/scale.py [--sizes 50,250,1000,global] [--out benchmarks/results/scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bias_correction import zoo  # noqa: E402
+from bias_correction.inputs import OISST_LATEST  # noqa: E402
+
+DAY, T, TILE = dt.date(2021, 3, 10), 4, 50
+SIZES = {"50": (50, 50), "250": (250, 250), "1000": (1000, 1000), "global": (2250, 4500)}
+
+
+def _settings(root: Path, shape: tuple[int, int], runtime: str, providers: str) -> dict[str, Any]:
+    ny, nx = shape
+    region = {"name": "scale", "lat_min": -90.0 + 0.0005, "lat_max": -90.0 + 0.08 * ny - 0.0005,
+              "lon_min": 0.0005, "lon_max": 0.08 * nx - 0.0005}
+    return {"storage_root": str(root / "data"), "model_store": str(root / "models"), "region": region,
+            "providers": providers, "runtime": runtime, "model_id": zoo.DEFAULT_MODEL,
+            "training": {"model": zoo.DEFAULT_MODEL, "seq_len": T},
+            "product": {"quicklooks": False, "report": False, "zarr": False}}
+
+
+def prepare(root: Path, shape: tuple[int, int]) -> float:
+    """Archive + package for one size; returns the seconds it took."""
+    import torch
+
+    from bias_correction import pipeline
+    from bias_correction.config import settings_from_dict
+    from bias_correction.correction import tiling
+    from bias_correction.pipeline.correct import run_days_of
+    from bias_correction.testing.synthetic_archive import write_synthetic_archive
+    from bias_correction.training.export import export_package
+    from tests.correction.helpers import make_checkpoint
+
+    t0 = time.perf_counter()
+    s = settings_from_dict(_settings(root, shape, "onnx", "cpu"))
+    ctx = pipeline.make_context(s)
+    assert ctx.grid.shape == shape, (ctx.grid.shape, shape)
+    days = run_days_of(DAY, T)
+    mask = write_synthetic_archive(ctx.store, ctx.grid, days, oisst_days=[d - dt.timedelta(days=1) for d in days])
+    ck = make_checkpoint(root / "ckpt.pt", ctx.grid, mask.sha256, arch=zoo.DEFAULT_MODEL, seq_len=T,
+                         aux_inputs=(OISST_LATEST.name,), features=8, hidden=16, kv_pool=4)
+    blob = torch.load(ck, weights_only=True)
+    if shape != (TILE, TILE):
+        m, r = tiling.auto_blend((TILE, TILE))
+        blob["meta"]["tile"] = {"nlat": TILE, "nlon": TILE, "margin": m, "ramp": r}
+    torch.save(blob, ck)
+    export_package(ck, root / "models", zoo.DEFAULT_MODEL)
+    return time.perf_counter() - t0
+
+
+_RUN = r"""
+import json, sys, time, resource, pathlib, datetime as dt
+from bias_correction import pipeline
+from bias_correction.config import settings_from_dict
+from bias_correction.pipeline.correct import correct_run
+s = settings_from_dict(json.loads(sys.argv[1]))
+ctx = pipeline.make_context(s)
+corr = pipeline.load_corrector(s)
+try:
+    pathlib.Path("/proc/self/clear_refs").write_text("5")
+except OSError:
+    pass
+t0 = time.perf_counter()
+res = correct_run(ctx, dt.date.fromisoformat(sys.argv[2]), corr, pictures=False)
+wall = time.perf_counter() - t0
+peak = None
+try:
+    peak = int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"wall_s": wall, "peak_rss_mib": peak / 1024, "provider": corr.active_provider,
+                  "runtime": corr.runtime, "written": res.product.written}))
+"""
+
+
+def measure(root: Path, shape: tuple[int, int], runtime: str, providers: str, tag: str) -> dict[str, Any]:
+    from bias_correction.io.product import product_key  # noqa: F401  (import check before the subprocess)
+
+    data = _settings(root, shape, runtime, providers)
+    data["storage_root"] = str(root / f"data-{tag}")
+    if not (root / f"data-{tag}").exists():
+        import shutil
+
+        shutil.copytree(root / "data", root / f"data-{tag}")
+    done = subprocess.run([sys.executable, "-c", _RUN, json.dumps(data), DAY.isoformat()], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["cells_per_s"] = shape[0] * shape[1] / out["wall_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="50,250,1000,global")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale"))
+    args = ap.parse_args(argv)
+    from bias_correction.correction.session import cuda_active
+
+    backends = [("ort-cpu", "onnx", "cpu"), ("torchscript-cpu", "torchscript", "cpu")]
+    if cuda_active():
+        backends += [("ort-cuda", "onnx", "cuda"), ("torchscript-cuda", "torchscript", "cuda")]
+    rows = []
+    for name in [s for s in args.sizes.split(",") if s]:
+        shape = SIZES[name]
+        with tempfile.TemporaryDirectory(prefix="sstbc-scale-") as work:
+            root = Path(work)
+            prep = prepare(root, shape)
+            row: dict[str, Any] = {"size": name, "shape": list(shape), "cells": shape[0] * shape[1], "prepare_s": prep}
+            for tag, runtime, providers in backends:
+                row[tag] = measure(root, shape, runtime, providers, tag)
+                print(f"{name:7s} {tag:16s} {json.dumps(row[tag])}", flush=True)
+            e, o = row["torchscript-cpu"], row["ort-cpu"]
+            if "wall_s" in e and "wall_s" in o:
+                row["ort_vs_eager_speedup"] = e["wall_s"] / o["wall_s"]
+            rows.append(row)
+    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+            "date": dt.date.today().isoformat(), "model": f"{zoo.DEFAULT_MODEL} F=8 h=16 kv_pool=4, tile {TILE}",
+            "T": T, "leads": 7, "note": "archive written directly (no raw-file regrid); streamed above 250000 cells"}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for tag, _, _ in backends:
+            v = r.get(tag, {})
+            if "wall_s" in v:
+                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | {v['wall_s']:.1f} | "
+                             f"{v['cells_per_s']:.0f} | {v['peak_rss_mib']:.0f} |")
+            else:
+                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | error: {v.get('error')} | | |")
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
