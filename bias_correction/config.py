@@ -145,8 +145,9 @@ class Inference(_Section):
     #: Domains of more than this many cells (lat x lon) are corrected by streaming row bands of tiles from the
     #: archive and written incrementally (peak memory set by the tile and the domain width, not its area).
     stream_above_cells: int = Field(250_000, ge=1)
-    #: Tiles per model call when streaming (batched over leads and tile columns).
-    stream_batch: int = Field(64, ge=1)
+    #: Tiles per model call when streaming (batched over leads and tile columns). The runtime's working
+    #: memory grows with it (ConvGRU, 128x128 tiles: ~15 MiB a tile), not with the domain.
+    stream_batch: int = Field(16, ge=1)
 
 
 class Promotion(_Section):

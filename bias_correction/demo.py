@@ -77,6 +77,7 @@ def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floo
         "improvement_percent": metrics.get("improvement_percent"),
         "oracle_floor": floor,
         "metrics": metrics,
+        "product_checks": metrics.get("product_checks", {}),
     }
 
 
@@ -92,6 +93,19 @@ def format_summary(out: dict[str, Any]) -> str:
         f"({out['improvement_percent']:+.1f} %)",
         f"  oracle floor (unpredictable error of the twin): {out['oracle_floor']:.3f} °C",
     ]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     for row in out["metrics"].get("per_lead", []):
-        lines.append(f"    lead {row['lead_day']} ({row['valid_date']}): {row['rmse_raw']:.3f} -> {row['rmse_corrected']:.3f} °C")
+        pers = row.get("rmse_persistence")
+        lines.append(f"    lead {row['lead_day']} ({row['valid_date']}): {row['rmse_raw']:.3f} -> {row['rmse_corrected']:.3f} °C"
+                     + ("" if pers is None else f" (persistence {pers:.3f})")
+                     + f", carries {row.get('carried') or 'model'}, 68/95 % interval coverage "
+                     f"{pct(row.get('coverage_68'))}/{pct(row.get('coverage_95'))}")
+    checks = out.get("product_checks") or {}
+    ei = (checks.get("edge_interior") or {}).get("corrected") or {}
+    if ei.get("ratio") is not None:
+        lines.append(f"  edge band: outer {ei['ring']} rows/cols RMSE {ei['rmse_edge']:.3f} °C vs interior "
+                     f"{ei['rmse_interior']:.3f} °C (ratio {ei['ratio']:.2f})")
+    shares = {k: v for k, v in (checks.get("flag_share") or {}).items() if k != "land"}
+    if shares:
+        lines.append("  quality_flag share of ocean cells: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
     return "\n".join(lines)

@@ -36,7 +36,7 @@ import xarray as xr
 
 from bias_correction.correction import tiling
 from bias_correction.errors import ArchiveIntegrityError, InputValidationError, ModelContractError
-from bias_correction.io.archive import CONTENT_ATTR
+from bias_correction.io.archive import verify_content
 from bias_correction.io.netcdf import NETCDF_LOCK
 
 #: Tile of a purely convolutional whole-grid model when streamed, and its blend margin/ramp (cells).
@@ -109,13 +109,7 @@ def open_verified_lazy(store: Any, key: str) -> Iterator[xr.Dataset]:
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise ArchiveIntegrityError(f"archive file {key} does not open ({type(exc).__name__})") from None
             try:
-                recorded = ds.attrs.get(CONTENT_ATTR)
-                if not recorded:
-                    raise ArchiveIntegrityError(f"archive file {key} carries no {CONTENT_ATTR}")
-                digest = streamed_content_sha256(ds)
-                if digest != recorded:
-                    raise ArchiveIntegrityError(f"archive file {key}: content sha256 {digest[:16]}... does not match "
-                                                f"its recorded {CONTENT_ATTR} {str(recorded)[:16]}...")
+                verify_content(ds, key, streamed_content_sha256)
             except BaseException:
                 ds.close()
                 raise

@@ -229,6 +229,8 @@ def product_uncertainty(manifest: Manifest, leads: list[int], shape: tuple[int, 
                         ) -> tuple[np.ndarray | None, np.ndarray, dict[str, str]]:
     """(sigma68 [lead, lat, lon] or None, factor_95 [lead], attributes) for a product's ``sst_uncertainty``.
 
+    Per-lead values come as a read-only broadcast view (zero strides over lat/lon): copy before writing.
+
     Calibrated packages give the per-pixel field (or the per-lead value when the artifact is absent or on
     another grid); older packages give their per-lead validation residual (said so); None = no statistics.
     """
@@ -238,15 +240,15 @@ def product_uncertainty(manifest: Manifest, leads: list[int], shape: tuple[int, 
     if unc is not None and unc.per_lead_sigma_degC and all(str(k) in unc.per_lead_sigma_degC for k in leads):
         per = np.array([unc.per_lead_sigma_degC[str(k)] for k in leads])
         factor = np.array([(unc.per_lead_factor_95 or {}).get(str(k), GAUSS_95) for k in leads])
-        sig = np.broadcast_to(per[:, None, None], (len(leads), *shape)).copy()
+        sig = np.broadcast_to(per[:, None, None], (len(leads), *shape))  # a read-only view: no domain-sized copy
         where = "per lead"
         if unc.per_pixel_file and (manifest.package_dir / unc.per_pixel_file).is_file():
             with np.load(manifest.package_dir / unc.per_pixel_file) as z:
                 pix, pl = z["sigma68"], [int(v) for v in z["leads"]]
             pix = pix if crop is None else crop(pix)  # a package on the model grid: its region (grid.halo)
             if pix.shape[1:] == tuple(shape) and all(k in pl for k in leads):
-                sig = np.stack([pix[pl.index(k)] for k in leads]).astype(np.float64)
-                sig = np.where(np.isfinite(sig), sig, per[:, None, None])
+                sig = np.stack([pix[pl.index(k)] for k in leads]).astype(np.float32)
+                sig = np.where(np.isfinite(sig), sig, per[:, None, None].astype(np.float32))
                 where = "per lead and pixel"
             else:
                 LOG.warning("%s: per-pixel uncertainty is %s, the product grid %s; using the per-lead values",
@@ -259,7 +261,7 @@ def product_uncertainty(manifest: Manifest, leads: list[int], shape: tuple[int, 
         return sig, factor, attrs
     per_lead = manifest.residual_rmse_per_lead
     if all(k in per_lead for k in leads):
-        return (np.broadcast_to(np.array([per_lead[k] for k in leads])[:, None, None], (len(leads), *shape)).copy(),
+        return (np.broadcast_to(np.array([per_lead[k] for k in leads])[:, None, None], (len(leads), *shape)),
                 factor, {"uncertainty_method": LEGACY_METHOD + " (per lead; not calibrated on an independent period)"})
     return None, factor, {}
 

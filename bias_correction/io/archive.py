@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -30,6 +31,10 @@ from bias_correction.sources.http import Fetched
 from bias_correction.storage import Store
 
 ENCODING = {"zlib": True, "complevel": 1, "shuffle": True, "dtype": "float32"}
+#: HDF5 chunks of a gridded archive variable: one lead, at most this many rows, the full width. The
+#: streamed correction reads row bands; with one chunk per file it decompressed the whole file for every
+#: band and the chunk caches held O(domain) bytes (issue 15). Content digests do not depend on chunking.
+CHUNK_ROWS = 64
 #: Global attribute holding the sha256 of the file's content (:func:`content_sha256`).
 CONTENT_ATTR = "content_sha256"
 LOG = logging.getLogger(__name__)
@@ -155,9 +160,17 @@ def content_sha256(ds: xr.Dataset) -> str:
     return h.hexdigest()
 
 
+def _chunking(da: xr.DataArray) -> dict[str, Any]:
+    """Row-band chunks (:data:`CHUNK_ROWS`) for (..., lat, lon) variables; netCDF's default otherwise."""
+    if da.ndim < 2 or da.dims[-2:] != ("lat", "lon"):
+        return {}
+    *lead, ny, nx = da.shape
+    return {"chunksizes": (*(1 for _ in lead), min(ny, CHUNK_ROWS), nx)}
+
+
 def _write(store: Store, key: str, ds: xr.Dataset) -> str:
     """Write ``ds`` at ``key`` (staged) with the sha256 of its content as read back (:data:`CONTENT_ATTR`)."""
-    enc = {v: dict(ENCODING) for v in ds.data_vars}
+    enc = {v: {**ENCODING, **_chunking(ds[v])} for v in ds.data_vars}
     with store.staged(key) as tmp:
         write_dataset(ds, tmp, engine="netcdf4", encoding=enc)
         digest = content_sha256(read_dataset(tmp, engine="netcdf4"))
@@ -174,14 +187,20 @@ def _open_verified(store: Store, key: str) -> xr.Dataset:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:  # truncated/garbled HDF5, unreadable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ArchiveIntegrityError(f"archive file {key} does not open ({type(exc).__name__}: {first})") from None
+    verify_content(ds, key, content_sha256)
+    return ds
+
+
+def verify_content(ds: xr.Dataset, key: str, digest_of: Any = content_sha256) -> None:
+    """Check ``ds`` (the archive file at ``key``) against its recorded :data:`CONTENT_ATTR`, else
+    ArchiveIntegrityError. ``digest_of``: :func:`content_sha256`, or a streamed equivalent for lazy files."""
     recorded = ds.attrs.get(CONTENT_ATTR)
     if not recorded:
         raise ArchiveIntegrityError(f"archive file {key} carries no {CONTENT_ATTR} (written before checksums)")
-    digest = content_sha256(ds)
+    digest = digest_of(ds)
     if digest != recorded:
         raise ArchiveIntegrityError(f"archive file {key}: content sha256 {digest[:16]}... does not match its "
                                     f"recorded {CONTENT_ATTR} {str(recorded)[:16]}... (changed or corrupted)")
-    return ds
 
 
 def existing(store: Store, key: str) -> ArchiveEntry | None:

@@ -9,7 +9,9 @@ are small (regional subsets, one OISST day), so the cost is negligible.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +30,23 @@ def write_dataset(ds: xr.Dataset, path: str | Path, **kwargs: Any) -> None:
     """``ds.to_netcdf(path, **kwargs)`` under the lock."""
     with NETCDF_LOCK:
         ds.to_netcdf(path, **kwargs)
+
+
+#: HDF5 chunk cache per variable for streamed (large-domain) work: netCDF-C grows each variable's cache to
+#: 10 chunks up to 64 MiB, so a few open files held hundreds of MiB on a large grid (issue 15).
+STREAM_CHUNK_CACHE_BYTES = 4 << 20
+
+
+@contextlib.contextmanager
+def small_chunk_cache(size: int = STREAM_CHUNK_CACHE_BYTES) -> Iterator[None]:
+    """Files opened inside get a ``size``-byte chunk cache per variable (process-wide netCDF default; restored)."""
+    import netCDF4
+
+    with NETCDF_LOCK:
+        before = netCDF4.get_chunk_cache()
+        netCDF4.set_chunk_cache(size, 101, 0.75)
+    try:
+        yield
+    finally:
+        with NETCDF_LOCK:
+            netCDF4.set_chunk_cache(*before)

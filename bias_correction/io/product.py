@@ -147,7 +147,7 @@ def build_product(
         per = np.sqrt(np.nanmean(correction.astype(np.float64) ** 2, axis=(1, 2)))
         sst_uncertainty, uncertainty_fallback = per, True
         uncertainty_method = "fallback: RMS of the applied correction per lead (no calibrated statistics)"
-    unc = np.asarray(sst_uncertainty, np.float64)
+    unc = sst_uncertainty if hasattr(sst_uncertainty, "dask") else np.asarray(sst_uncertainty, np.float64)
     if unc.ndim == 1:
         unc = np.broadcast_to(unc[:, None, None], corrected.shape)
         if hasattr(corrected, "dask"):  # streamed (dask, a lead map per chunk): stay lazy, no domain-sized array

@@ -181,19 +181,23 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
 
     manifest, region, model_sha = corrector.manifest, ctx.settings.region.name, corrector.manifest.artifact_sha256
     leads = list(range(1, corrected.shape[0] + 1))
-    lazy = hasattr(corrected, "dask")  # streamed: keep the uncertainty per lead (no domain-sized array)
+    lazy = hasattr(corrected, "dask")  # streamed: dask arrays, a lead map per chunk
     # a per-pixel uncertainty of a package on the model grid is cropped to the product grid like the fields
     on_model_grid = getattr(manifest, "grid_id", None) == ctx.grid.grid_id and not ctx.halo.is_zero
     uncertainty, factor95, unc_attrs = unc_mod.product_uncertainty(manifest, leads, tuple(corrected.shape[1:]),
                                                                    crop=ctx.halo.crop if on_model_grid else None)
     calibrated = uncertainty is not None
-    if lazy and uncertainty is not None:
-        uncertainty = np.nanmedian(uncertainty.reshape(len(leads), -1), axis=1)
+    if lazy and uncertainty is not None:  # a lead map per dask chunk, per pixel where the package has it
+        import dask.array as dsa
+
+        uncertainty = (uncertainty[:, 0, 0].copy() if uncertainty.strides[1:] == (0, 0)
+                       else dsa.from_array(np.asarray(uncertainty, np.float32), chunks=(1, -1, -1)))
     thresholds = unc_mod.large_correction_thresholds(manifest, leads)
     model_field = None
     if guard_decision and gate is None and not lazy:
         model_field = corrected
         corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
+        uncertainty = None if uncertainty is None else np.array(uncertainty)  # written per lead below
         for j, d in enumerate(guard_decision):
             if d["carried"] == guard_mod.MODEL or uncertainty is None:
                 continue

@@ -19,6 +19,7 @@ from bias_correction.pipeline.fill import archive_oisst_day
 from bias_correction.sources.hycom import run_time
 from bias_correction.sources.oisst import PRELIMINARY
 from bias_correction.verification.metrics import improvement_percent, scores
+from bias_correction.verification.product_checks import edge_interior_rmse, flag_shares
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
         ScoreTable(ctx.store).upsert(rows)
     pooled = summary(rows)
     r, c = scores(raw, truth, mask.values), scores(corrected, truth, mask.values)
+    checks: dict[str, Any] = {"edge_interior": {name: edge_interior_rmse(field, truth, mask.values)
+                                                for name, field in (("corrected", corrected), ("raw", raw))}}
+    if "quality_flag" in ds:
+        qf = ds["quality_flag"]
+        checks["flag_share"] = flag_shares(qf.values, mask.values, tuple(int(v) for v in np.atleast_1d(qf.attrs["flag_masks"])),
+                                           str(qf.attrs["flag_meanings"]))
     return {
         "raw": r, "corrected": c, "improvement_percent": improvement_percent(r["rmse"], c["rmse"]),
         "rmse_persistence": pooled.get("rmse_persistence"),
@@ -74,6 +81,7 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
                       "skill_vs_persistence": row.skill_vs_persistence, "rmse_model": row.rmse_model,
                       "carried": row.carried, "coverage_68": row.coverage_68, "coverage_95": row.coverage_95,
                       "crps": row.crps} for row in rows],
+        "product_checks": checks,
     }
 
 def verify_range(ctx: Context, start: dt.date, end: dt.date) -> dict[str, Any]:

@@ -134,12 +134,14 @@ def _peak(settings: object) -> dict[str, float]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset needs Linux /proc")
-@pytest.mark.xfail(strict=True, reason="OPEN: measured 2026 run: peak RSS growth 425 MiB at 300x300 vs 1470 MiB at "
-                   "1200x1200 on the streamed path: an O(domain) allocation remains (not yet located)")
 def test_peak_memory_of_a_streamed_run_does_not_grow_with_the_domain(tmp_path: Path) -> None:
-    """1200x1200 (16x the cells of 300x300): the streamed run's peak RSS growth stays within a tolerance."""
+    """1200x1200 (16x the cells of 300x300): the streamed run's peak RSS growth stays within a tolerance.
+
+    Measured 2026-12-02: 1226 MiB at 1200x1200 before archive files were chunked by row bands, the netCDF
+    chunk caches made small and the tile batch capped below what both domains fill (see the printed line for the current figures)."""
     small = _peak(_setup(tmp_path / "small", 300, 128, arch="convgru"))
     large = _peak(_setup(tmp_path / "large", 1200, 128, arch="convgru"))
     assert small["written"] and large["written"]
+    print(f"peak RSS growth: 300x300 {small['growth_mib']:.0f} MiB, 1200x1200 {large['growth_mib']:.0f} MiB")
     # In memory, 1200x1200 x 7 leads x T=2 inputs alone (HYCOM + OISST) are 154 MiB more than at 300x300.
     assert large["growth_mib"] - small["growth_mib"] < 100, (small, large)
