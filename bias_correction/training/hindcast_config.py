@@ -1,8 +1,9 @@
 """Configuration of the rolling-origin hindcast (:mod:`.hindcast`): rows, windows, budgets.
 
 The "default" configuration (every zoo model, 3 seeds, 4 windows, 2 worker processes, 120 training days,
-4 epochs) is sized to fit 90 min on 2 idle cores: with 183 days and 6 epochs the first window alone took
-31 min there (2026-12-02, about 130 min for four), so both were cut before any test score was looked at.
+4 epochs) was sized for 90 min on 2 cores: with 183 days and 6 epochs the first window alone took 31 min
+(2026-12-02, about 130 min for four), so both were cut before any test score was looked at. Measured:
+92.8 min on a 2-core machine shared with other jobs (benchmarks/README.md): still over budget.
 :data:`FULL` is the documented longer one.
 """
 

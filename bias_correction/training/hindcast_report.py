@@ -161,7 +161,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Data: {result['data']['source']}, box {result['data']['region']['name']} "
         f"({result['data']['grid']['nlat']}×{result['data']['grid']['nlon']} cells, "
         f"{result['data']['ocean_cells']} ocean, {100 * result['data'].get('land_share', 0.0):.0f} % land: the "
-        "scored box has coast in it). References: raw HYCOM (`{hc.RAW}`) and persistence "
+        f"scored box has coast in it). References: raw HYCOM (`{hc.RAW}`) and persistence "
         f"(`{hc.PERSISTENCE}`: the PRELIMINARY OISST of run day − {cfg['oisst_lag_days']}, what operations have). "
         "Targets: FINAL OISST of the valid day. Inputs of the learned models: HYCOM runs as issued and, where "
         "listed, the preliminary latest analysis.", "",
