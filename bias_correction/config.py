@@ -239,6 +239,8 @@ class Training(_Section):
     #: Also train the purely convolutional models (ConvGRU, ConvLSTM: DOMAIN_INDEPENDENT) on tiles when
     #: tile_size is set; by default they keep the whole domain.
     tile_all_models: bool = False
+    #: Read each training tile from the archive files per batch (no in-memory sample array; needs tile_size).
+    lazy_tiles: bool = False
     #: FAConvLSTM Laplacian smoothness weight (models.md 7.3, lambda_s): loss += weight * mean squared
     #: neighbour difference of the last hidden state. 0 = off; only FAConvLSTM supports it.
     laplacian_weight: float = Field(0.0, ge=0.0)

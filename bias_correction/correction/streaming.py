@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,14 +79,20 @@ def stream_tile(manifest: Any, shape: tuple[int, int]) -> tuple[tuple[int, int],
     return t, max(CONV_MARGIN, int(getattr(manifest, "halo_cells", 0) or 0)), CONV_RAMP
 
 
-def streamed_content_sha256(ds: xr.Dataset, slab: int = 1) -> str:
+#: Bytes per read when a lazily opened file is digested: whole leads of a run, bands of rows of a 2-D field.
+DIGEST_SLAB_BYTES = 4 << 20
+
+
+def streamed_content_sha256(ds: xr.Dataset, slab: int | None = None) -> str:
     """``io.archive.content_sha256`` of a lazily opened file, read ``slab`` entries of the first axis at a
-    time: the same bytes in the same order (C order), so the same digest, without loading the file."""
+    time (None: as many as fit in :data:`DIGEST_SLAB_BYTES`, at least one): the same bytes in the same
+    order (C order), so the same digest, without loading the file."""
     h = hashlib.sha256()
     for name in sorted(map(str, ds.variables)):
         var = ds.variables[name]
         n = var.shape[0] if var.ndim else 0
-        parts: Iterator[np.ndarray] = (np.ascontiguousarray(var[i:i + slab].values) for i in range(0, n, slab)) \
+        step = slab or max(1, DIGEST_SLAB_BYTES // max(1, var.dtype.itemsize * int(np.prod(var.shape[1:]))))
+        parts: Iterator[np.ndarray] = (np.ascontiguousarray(var[i:i + step].values) for i in range(0, n, step)) \
             if n else iter([np.ascontiguousarray(var.values)])
         first = True
         for v in parts:
@@ -100,8 +106,9 @@ def streamed_content_sha256(ds: xr.Dataset, slab: int = 1) -> str:
 
 
 @contextlib.contextmanager
-def open_verified_lazy(store: Any, key: str) -> Iterator[xr.Dataset]:
-    """An archive file opened lazily (data read on demand), its content checksum verified by slabs."""
+def open_lazy(store: Any, key: str, check: Callable[[xr.Dataset], None]) -> Iterator[xr.Dataset]:
+    """An archive file opened lazily (data read on demand); ``check`` runs on it, under the netCDF lock,
+    before it is handed out, and the file is closed if it raises."""
     with store.local_path(key) as path:
         with NETCDF_LOCK:
             try:
@@ -109,7 +116,7 @@ def open_verified_lazy(store: Any, key: str) -> Iterator[xr.Dataset]:
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise ArchiveIntegrityError(f"archive file {key} does not open ({type(exc).__name__})") from None
             try:
-                verify_content(ds, key, streamed_content_sha256)
+                check(ds)
             except BaseException:
                 ds.close()
                 raise
@@ -118,6 +125,11 @@ def open_verified_lazy(store: Any, key: str) -> Iterator[xr.Dataset]:
         finally:
             with NETCDF_LOCK:
                 ds.close()
+
+
+def open_verified_lazy(store: Any, key: str) -> contextlib.AbstractContextManager[xr.Dataset]:
+    """An archive file opened lazily, its content checksum verified by slabs."""
+    return open_lazy(store, key, lambda ds: verify_content(ds, key, streamed_content_sha256))
 
 
 def field_of(ds: xr.Dataset) -> xr.DataArray:

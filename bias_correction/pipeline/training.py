@@ -18,11 +18,12 @@ from bias_correction.sources.hycom import run_time
 from bias_correction.sources.oisst import PRELIMINARY
 
 
-def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, dict[str, int]]:
+def training_samples(ctx: Context, start: dt.date, end: dt.date, *, lazy: bool = False) -> tuple[Any, dict[str, Any]]:
     """Samples of runs ``start``..``end`` from the archive, plus preliminary/final day counts.
 
     Targets are the best archived OISST (the final once due); analysis inputs declared ``as_issued``
     take the kept preliminary where one was archived (``versions["as_issued_inputs"]`` counts them).
+    ``lazy``: the same samples as an index of archive files (``training.lazy_tiles``), nothing loaded.
     """
     from bias_correction.training.dataset import build_samples
 
@@ -32,6 +33,11 @@ def training_samples(ctx: Context, start: dt.date, end: dt.date) -> tuple[Any, d
     run_days, oisst_days = archive_dates(start, end, seq_len, ctx.settings.lead_days, lag)
     mask = require_mask(ctx)
     runs = [run_time(d) for d in run_days]
+    if lazy:
+        from bias_correction.training.lazy_tiles import index_archive
+
+        return index_archive(ctx.store, ctx.grid, mask.values, runs, oisst_days, seq_len, aux_inputs=aux,
+                             oisst_lag_days=cfg.oisst_lag_days)
     hycom = archive.load_hycom_runs(ctx.store, ctx.grid, runs)
     run_fields = {s.name: archive.load_hycom_runs(ctx.store, ctx.grid, runs, variable=s.variable)
                   for s in aux_specs(aux) if s.per_lead}
@@ -73,17 +79,32 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
     Gridded networks write a checkpoint file; the tabular models (trees, statistical baselines,
     ``training.tabular_export``) fit on the same samples and split and stage a verified package folder
     as their checkpoint, which :func:`export_checkpoint` installs into the model store.
+    ``training.lazy_tiles``: networks read their tiles from the archive per batch (``training.lazy_batches``);
+    no calibration block then (a ConfigError unless ``calibration_fraction`` is 0) and no flag thresholds.
     """
+    cfg = ctx.settings.training
+    if cfg.lazy_tiles:
+        from bias_correction.training.lazy_batches import check_lazy_config
+
+        check_lazy_config(cfg, calibrating=True)
+    samples, versions = training_samples(ctx, start, end, lazy=cfg.lazy_tiles)
+    try:
+        return _train_samples(ctx, start, end, samples, versions, progress)
+    finally:
+        if cfg.lazy_tiles:
+            samples.close()
+
+
+def _train_samples(ctx: Context, start: dt.date, end: dt.date, samples: Any, versions: dict[str, Any],
+                   progress: bool) -> dict[str, Any]:
+    from bias_correction.training import calibrate
     from bias_correction.training.dataset import split_chronological
     from bias_correction.training.tabular_export import train_tabular
     from bias_correction.training.train import train_model
     from bias_correction.zoo import is_tabular
 
-    from bias_correction.training import calibrate
-
     cfg = ctx.settings.training
     mask = require_mask(ctx)
-    samples, versions = training_samples(ctx, start, end)
     if not is_tabular(cfg.model) and not ctx.halo.is_zero:
         # networks train on the model grid (region + halo) with the loss on the region only: the halo's
         # outer cells see the zero padding and are never published (grid.halo); per-pixel models use all cells
@@ -110,7 +131,8 @@ def train_from_archive(ctx: Context, start: dt.date, end: dt.date, *, progress: 
         data_info=data_info,
         out_dir=Path(out_dir),
     )
-    calibrate.write_sidecar(result.checkpoint, calibrate.compute(_gridded_predictor(result.checkpoint), cal, train, gap))
+    if not cfg.lazy_tiles:  # lazy tiles: no sidecar (the package keeps validation residuals, no flag thresholds)
+        calibrate.write_sidecar(result.checkpoint, calibrate.compute(_gridded_predictor(result.checkpoint), cal, train, gap))
     return {
         "checkpoint": str(result.checkpoint), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "n_parameters": result.n_parameters,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +28,20 @@ from bias_correction.inputs import AUX_INPUTS as INPUT_REGISTRY
 
 _DAY = np.timedelta64(1, "D")
 
+
+class Chronological(Protocol):
+    """What the chronological splits need of a sample collection (in-memory or the lazy archive source)."""
+
+    valid: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def subset(self, index: np.ndarray) -> Chronological: ...
+
+
+S = TypeVar("S", bound=Chronological)
+
+
 def check_aux_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validated tuple of auxiliary input names (unknown or repeated names fail with the known list)."""
     out = tuple(names)
@@ -35,6 +49,16 @@ def check_aux_names(names: Sequence[str]) -> tuple[str, ...]:
     if bad or len(set(out)) != len(out):
         raise ConfigError(f"auxiliary inputs {list(out)} invalid; known (each at most once): {', '.join(INPUT_REGISTRY)}")
     return out
+
+
+def check_sample_args(seq_len: int, aux_inputs: Sequence[str], oisst_lag_days: int) -> tuple[str, ...]:
+    """Validated sample arguments shared by the in-memory and the lazy sample builders: the aux names."""
+    if seq_len < 1:
+        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
+    aux_names = check_aux_names(aux_inputs)
+    if oisst_lag_days < 1:
+        raise ConfigError(f"oisst_lag_days must be >= 1 (the analysis of the target day is not known), got {oisst_lag_days}")
+    return aux_names
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,11 +149,7 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     A field counts as missing when it has no finite value over the ocean; a sample with any missing
     input (aux included) is skipped.
     """
-    if seq_len < 1:
-        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
-    aux_names = check_aux_names(aux_inputs)
-    if oisst_lag_days < 1:
-        raise ConfigError(f"oisst_lag_days must be >= 1 (the analysis of the target day is not known), got {oisst_lag_days}")
+    aux_names = check_sample_args(seq_len, aux_inputs, oisst_lag_days)
     specs = [INPUT_REGISTRY[n] for n in aux_names]
     for spec in specs:
         if spec.per_lead and run_fields.get(spec.name) is None:
@@ -165,7 +185,6 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     # presence: at least one finite ocean value
     hy_ok = np.isfinite(hy).any(axis=(2, 3))  # [run, lead]
     oi_ok = np.isfinite(oi).any(axis=(1, 2))
-    run_index = {d: i for i, d in enumerate(run_days.tolist())}
     oi_index = {d: i for i, d in enumerate(oi_days.tolist()) if oi_ok[i]}
     in_index = oi_index if oi_in_index is None else oi_in_index
     per_run: dict[str, np.ndarray] = {}  # same-run inputs: (run, lead, lat, lon), NaN off the ocean
@@ -182,10 +201,54 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     per_run_ok = {n: np.isfinite(a).any(axis=(2, 3)) for n, a in per_run.items()}
     needs_analysis = any(not spec.per_lead for spec in specs)
 
-    xs, ls, ys, rs, vs, auxs = [], [], [], [], [], []
+    plan = plan_samples(run_days.tolist(), leads.tolist(), hy_ok, list(per_run_ok.values()), oi_index, in_index,
+                        seq_len, int(oisst_lag_days), needs_analysis)
+    h, w = ocean.shape
+    if len(plan) == 0:
+        empty = np.zeros((0,), dtype="datetime64[D]")
+        return SampleSet(np.zeros((0, seq_len, h, w), np.float32), np.zeros(0, int),
+                         np.zeros((0, h, w), np.float32), empty, empty.copy(), ocean,
+                         np.zeros((0, seq_len, len(aux_names), h, w), np.float32) if aux_names else None, aux_names)
+    li = plan.lead_index[:, None]
+    aux_arr = None
+    if aux_names:
+        aux_arr = np.stack([per_run[spec.name][plan.window, li] if spec.per_lead else oi_in[plan.latest]
+                            for spec in specs], axis=2)  # [N, T, A, H, W]
+    return SampleSet(hy[plan.window, li], plan.lead, oi[plan.target], plan.run, plan.valid, ocean, aux_arr, aux_names)
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """Which fields feed each sample, sorted by valid day, then lead, then run (indices, no data).
+
+    ``window`` [N, T] run indices (runs R-T+1..R); ``latest`` [N, T] indices of the analysis input day of
+    each step (-1 when no analysis input is needed); ``lead_index`` [N] position of the lead; ``target`` [N]
+    index of the target day."""
+
+    window: np.ndarray
+    latest: np.ndarray
+    lead_index: np.ndarray
+    lead: np.ndarray
+    target: np.ndarray
+    run: np.ndarray  # [N] datetime64[D]
+    valid: np.ndarray  # [N] datetime64[D]
+
+    def __len__(self) -> int:
+        return int(self.lead.shape[0])
+
+
+def plan_samples(run_days: Sequence[dt.date], leads: Sequence[int], hy_ok: np.ndarray, per_run_ok: Sequence[np.ndarray],
+                 oi_index: dict[dt.date, int], in_index: dict[dt.date, int], seq_len: int, lag_days: int,
+                 needs_analysis: bool) -> SamplePlan:
+    """Every complete (run, lead) sample: the rule of :func:`build_samples`, shared with the lazy archive source.
+
+    ``hy_ok`` and each of ``per_run_ok``: [run, lead] presence of the HYCOM (same-run) fields; ``oi_index``:
+    target day -> index of the days present; ``in_index``: analysis input day -> index (days present)."""
+    cols: list[tuple[list[int], list[int], int, int, int, dt.date, dt.date]] = []
     one = dt.timedelta(days=1)
-    lag = one * int(oisst_lag_days)
-    for r_i, r_day in enumerate(run_days.tolist()):
+    lag = one * int(lag_days)
+    run_index = {d: i for i, d in enumerate(run_days)}
+    for r_day in run_days:
         window_days = [r_day - one * (seq_len - 1 - j) for j in range(seq_len)]
         window = [run_index.get(d) for d in window_days]
         if any(w is None for w in window):
@@ -193,42 +256,29 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
         latest = [in_index.get(d - lag) for d in window_days]
         if needs_analysis and any(o is None for o in latest):
             continue
-        for l_i, k in enumerate(leads.tolist()):
+        for l_i, k in enumerate(leads):
             if not all(hy_ok[w, l_i] for w in window):
                 continue
-            if not all(ok[w, l_i] for ok in per_run_ok.values() for w in window):
+            if not all(ok[w, l_i] for ok in per_run_ok for w in window):
                 continue
             valid = r_day + one * int(k)
             o_i = oi_index.get(valid)
             if o_i is None:
                 continue
-            if aux_names:
-                chans = []
-                for spec in specs:
-                    chans.append(per_run[spec.name][window, l_i] if spec.per_lead else oi_in[latest])  # type: ignore[index]
-                auxs.append(np.stack(chans, axis=1))  # [T, A, H, W]
-            xs.append(hy[window, l_i])
-            ls.append(int(k))
-            ys.append(oi[o_i])
-            rs.append(r_day)
-            vs.append(valid)
-    h, w = ocean.shape
-    if not xs:
-        empty = np.zeros((0,), dtype="datetime64[D]")
-        return SampleSet(np.zeros((0, seq_len, h, w), np.float32), np.zeros(0, int),
-                         np.zeros((0, h, w), np.float32), empty, empty.copy(), ocean,
-                         np.zeros((0, seq_len, len(aux_names), h, w), np.float32) if aux_names else None, aux_names)
-    run_arr = np.array(rs, dtype="datetime64[D]")
-    valid_arr = np.array(vs, dtype="datetime64[D]")
-    lead_arr = np.array(ls, dtype=int)
+            steps = [-1 if o is None else o for o in latest]
+            cols.append((window, steps, l_i, int(k), o_i, r_day, valid))  # type: ignore[arg-type]
+    run_arr = np.array([c[5] for c in cols], dtype="datetime64[D]")
+    valid_arr = np.array([c[6] for c in cols], dtype="datetime64[D]")
+    lead_arr = np.array([c[3] for c in cols], dtype=int)
     order = np.lexsort((run_arr, lead_arr, valid_arr))
-    aux_arr = np.stack(auxs)[order] if aux_names else None
-    return SampleSet(np.stack(xs)[order], lead_arr[order], np.stack(ys)[order], run_arr[order],
-                     valid_arr[order], ocean, aux_arr, aux_names)
+    win = np.array([c[0] for c in cols], dtype=np.int64).reshape(-1, seq_len)
+    lat = np.array([c[1] for c in cols], dtype=np.int64).reshape(-1, seq_len)
+    return SamplePlan(win[order], lat[order], np.array([c[2] for c in cols], dtype=np.int64)[order], lead_arr[order],
+                      np.array([c[4] for c in cols], dtype=np.int64)[order], run_arr[order], valid_arr[order])
 
 
-def split_by_valid_date(samples: SampleSet, boundaries: Sequence[dt.date | str | np.datetime64],
-                        gap_days: int = 0) -> list[SampleSet]:
+def split_by_valid_date(samples: S, boundaries: Sequence[dt.date | str | np.datetime64],
+                        gap_days: int = 0) -> list[S]:
     """Cut into len(boundaries)+1 chronological periods by valid day.
 
     Period i holds boundaries[i-1] <= valid < boundaries[i]. The gap is carved out of the earlier
@@ -238,7 +288,7 @@ def split_by_valid_date(samples: SampleSet, boundaries: Sequence[dt.date | str |
     b = [np.datetime64(x, "D") for x in boundaries]
     if any(b2 <= b1 for b1, b2 in zip(b, b[1:])):
         raise ConfigError(f"split boundaries must be strictly increasing, got {[str(x) for x in b]}")
-    out: list[SampleSet] = []
+    out: list[S] = []
     lo: np.datetime64 | None = None
     for hi in [*b, None]:
         sel = np.ones(len(samples), dtype=bool)
@@ -246,12 +296,12 @@ def split_by_valid_date(samples: SampleSet, boundaries: Sequence[dt.date | str |
             sel &= samples.valid >= lo
         if hi is not None:
             sel &= samples.valid < hi - gap_days * _DAY
-        out.append(samples.subset(np.flatnonzero(sel)))
+        out.append(samples.subset(np.flatnonzero(sel)))  # type: ignore[arg-type]
         lo = hi
     return out
 
 
-def split_chronological(samples: SampleSet, val_fraction: float, gap_days: int) -> tuple[SampleSet, SampleSet]:
+def split_chronological(samples: S, val_fraction: float, gap_days: int) -> tuple[S, S]:
     """Last ``val_fraction`` of samples (by valid day) for validation, ``gap_days`` empty days before it."""
     n = len(samples)
     if not 0 < val_fraction < 1:

@@ -15,6 +15,8 @@ tile x tile crops (one crop per sample, shared by its T steps, aux and target, d
 generator among crops holding ocean) and are validated on the whole domain through the blended
 tiling that inference uses (``correction.tiling.run_tiled``, same tile, same margin/ramp rule as the
 runtime). The checkpoint records the tile in ``meta["tile"]``; ``meta["grid"]`` stays the full grid.
+With ``lazy_tiles`` the tiles are read from the archive per batch instead (``training.lazy_tiles``, the
+same crops in the same order) and validation scores fixed seeded tiles, not the whole domain.
 
 Resumable (``resume``): after every epoch ``out_dir/train_state.pt`` is replaced atomically with
 everything needed for a bitwise-identical continuation (weights, optimiser, best epoch so far, early
@@ -44,10 +46,7 @@ from tqdm.auto import tqdm
 
 import bias_correction
 from bias_correction.config import Training
-from bias_correction.correction import tiling
-from bias_correction.inputs import aux_input
 from bias_correction.errors import ConfigError, ModelContractError
-from bias_correction.gate import training_envelope
 from bias_correction.grid.grids import RegularGrid
 from bias_correction.training.architectures import (
     DOMAIN_INDEPENDENT,
@@ -59,7 +58,16 @@ from bias_correction.training.architectures import (
     count_parameters,
     laplacian_penalty,
 )
-from bias_correction.training.dataset import SampleSet, make_loader, normalisation
+from bias_correction.training.dataset import SampleSet
+from bias_correction.training.sources import (  # noqa: F401  EVAL_BATCH, evaluate, predict: imported from here too
+    EVAL_BATCH,
+    EpochBatches,
+    InMemoryData,
+    TrainingData,
+    evaluate,
+    predict,
+    tile_blend,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -80,7 +88,6 @@ def framing(residual_base: str) -> str:
         return FRAMING
     return (f"residual on the latest analysis: sst_corrected = {residual_base}_last + g(x); zero-initialised head "
             f"(epoch 0 = persistence)")
-EVAL_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -139,31 +146,6 @@ def training_tile(cfg: Training, shape: tuple[int, int]) -> tuple[int, int] | No
     return (min(t, h), min(t, w))
 
 
-def tile_blend(tile: tuple[int, int]) -> tuple[int, int]:
-    """(margin, ramp) of the blended tiling for ``tile``: the runtime's rule."""
-    return tiling.auto_blend(tile)
-
-
-def _crop_starts(ocean: np.ndarray, tile: tuple[int, int]) -> torch.Tensor:
-    """[K, 2] top-left corners of every tile position holding at least one ocean cell (all when none does)."""
-    ty, tx = tile
-    c = np.pad(np.asarray(ocean, dtype=np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    counts = c[ty:, tx:] - c[:-ty, tx:] - c[ty:, :-tx] + c[:-ty, :-tx]  # ocean cells per tile position
-    iy, ix = np.nonzero(counts > 0) if (counts > 0).any() else np.nonzero(np.ones_like(counts, dtype=bool))
-    return torch.from_numpy(np.stack([iy, ix], axis=1).astype(np.int64))
-
-
-def random_crop(x: torch.Tensor, aux: torch.Tensor, y: torch.Tensor, tile: tuple[int, int],
-                starts: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One random crop per sample (x [B,T,H,W], aux [B,T,A,H,W], y [B,H,W]), the same for all of its fields."""
-    ty, tx = tile
-    pick = starts[torch.randint(0, starts.shape[0], (x.shape[0],), generator=gen)].tolist()
-    xs = torch.stack([x[i, :, a:a + ty, b:b + tx] for i, (a, b) in enumerate(pick)])
-    ays = torch.stack([aux[i, :, :, a:a + ty, b:b + tx] for i, (a, b) in enumerate(pick)])
-    ys = torch.stack([y[i, a:a + ty, b:b + tx] for i, (a, b) in enumerate(pick)])
-    return xs, ays, ys
-
-
 def _hidden_tap(model: CorrectionModule, cfg_model: str) -> torch.nn.Module:
     tap = getattr(model.core, "hidden_tap", None)
     if not isinstance(tap, torch.nn.Module):
@@ -197,105 +179,38 @@ def training_loss(model: CorrectionModule, x: torch.Tensor, lead: torch.Tensor, 
     return loss, sq, n
 
 
-@torch.no_grad()
-def predict(model: CorrectionModule, x: torch.Tensor, lead: torch.Tensor, aux: torch.Tensor,
-             tile: tuple[int, int] | None) -> torch.Tensor:
-    """Model output [B, H, W] degC on the whole domain: directly, or blended over ``tile`` tiles."""
-    a = aux if model.n_aux else None
-    if tile is None:
-        return model(x, lead, a)
-    margin, ramp = tile_blend(tile)
-
-    def fn(xb: np.ndarray, lb: np.ndarray, ab: np.ndarray | None) -> np.ndarray:
-        return model(torch.from_numpy(xb), torch.from_numpy(lb),
-                     None if ab is None else torch.from_numpy(ab)).numpy()
-
-    out = tiling.run_tiled(fn, x.numpy(), lead.numpy(), tile, aux=None if a is None else a.numpy(),
-                           margin=margin, ramp=ramp)
-    return torch.from_numpy(out)
-
-
-@torch.no_grad()
-def evaluate(model: CorrectionModule, samples: SampleSet, tile: tuple[int, int] | None = None) -> dict[str, float]:
-    """RMSE/MAE (degC) of raw HYCOM (last input frame) and of the model, over the same ocean cells.
-
-    ``tile``: run the model as blended overlapping tiles of that size over the whole domain (as inference does).
-    """
-    model.eval()
-    sq_raw = sq_cor = ab_raw = ab_cor = 0.0
-    n = 0
-    per_lead: dict[int, list[float]] = {}  # lead -> [sum d, sum d^2, count] of corrected - OISST
-    loader = make_loader(samples, EVAL_BATCH, shuffle=False)
-    for x, lead, aux, y in loader:
-        out = predict(model, x, lead, aux, tile)
-        raw = x[:, -1]
-        ok = torch.isfinite(out) & torch.isfinite(y) & torch.isfinite(raw)
-        for k in torch.unique(lead).tolist():
-            sel = ok & (lead == k).reshape(-1, 1, 1)
-            dk = (out - y)[sel].double()
-            acc = per_lead.setdefault(int(k), [0.0, 0.0, 0])
-            acc[0] += float(dk.sum()); acc[1] += float((dk * dk).sum()); acc[2] += int(dk.numel())
-        dc = (out - y)[ok].double()
-        dr = (raw - y)[ok].double()
-        sq_cor += float((dc * dc).sum())
-        sq_raw += float((dr * dr).sum())
-        ab_cor += float(dc.abs().sum())
-        ab_raw += float(dr.abs().sum())
-        n += int(ok.sum())
-    if n == 0:
-        raise ConfigError("validation samples have no ocean cells finite in HYCOM, OISST and the model")
-    rmse_raw, rmse_cor = math.sqrt(sq_raw / n), math.sqrt(sq_cor / n)
-    return {"rmse_raw": rmse_raw, "rmse_corrected": rmse_cor, "mae_raw": ab_raw / n,
-            "mae_corrected": ab_cor / n,
-            "improvement_pct": 100.0 * (rmse_raw - rmse_cor) / rmse_raw if rmse_raw > 0 else 0.0,
-            "n_samples": len(samples), "n_cells": n,
-            "residual_per_lead": {str(k): {"bias": a[0] / a[2], "rmse": math.sqrt(a[1] / a[2]), "n": a[2]}
-                                  for k, a in sorted(per_lead.items()) if a[2]}}
-
-
-def aux_normalisation(samples: SampleSet, vmin: float, vmax: float) -> list[tuple[float, float]]:
-    """(offset, scale) per auxiliary input from the training samples only.
-
-    Each input's declared normalisation (``bias_correction.inputs``): ``sst_minmax`` shares the SST
-    Min-Max pair (same units, same scale as HYCOM: models.md 2.2); ``anomaly`` becomes an anomaly from
-    its training mean in units of 4 standard deviations.
-    """
-    out: list[tuple[float, float]] = []
-    for name in samples.aux_names:
-        if aux_input(name).normalisation == "sst_minmax":
-            out.append((vmin, vmax - vmin))
-            continue
-        v = samples.aux_field(name)
-        v = v[np.isfinite(v)]
-        if v.size == 0:
-            raise ConfigError(f"auxiliary input {name} has no finite ocean value in the training samples")
-        sd = float(v.std())
-        out.append((float(v.mean()), 4.0 * sd if sd > 0 else 1.0))
-    return out
-
-
 def _jsonable(obj: Any) -> Any:
     """Round-trip through JSON so the checkpoint meta holds only primitives (weights_only loading)."""
     return json.loads(json.dumps(obj, default=str))
 
 
-def train_fingerprint(cfg: Training, samples_train: SampleSet, samples_val: SampleSet, *, grid: RegularGrid,
-                      mask_hash: str, arch_kwargs: dict[str, Any] | None = None) -> str:
+def train_fingerprint(cfg: Training, data: TrainingData, *, grid: RegularGrid, mask_hash: str,
+                      arch_kwargs: dict[str, Any] | None = None) -> str:
     """sha256 of what a resumed run must share with the interrupted one: the configuration (without
     ``epochs``, which may be raised to extend a run, and ``resume``), architecture overrides, grid, mask
-    and the samples (counts, aux names, shapes, first/last valid day and a digest of the arrays)."""
+    and the samples (counts, aux names, shapes, first/last valid day and a digest of the arrays, or for
+    lazy tiles of the index and the archive files' content digests)."""
     h = hashlib.sha256()
-    sets = []
-    for s in (samples_train, samples_val):
-        sets.append({"n": len(s), "aux": list(s.aux_names), "x": list(s.x.shape), "y": list(s.y.shape),
-                     "aux_shape": None if s.aux is None else list(s.aux.shape), "valid": s.period()})
-        for a in (s.x, s.y, s.lead, s.aux):
-            if a is not None:
-                h.update(memoryview(np.ascontiguousarray(a)).cast("B"))  # no copy
+    sets = data.fingerprint_sets(h)
     doc = {"state_version": STATE_VERSION, "training": cfg.model_dump(mode="json", exclude={"epochs", "resume"}),
            "arch_kwargs": arch_kwargs or {}, "grid": grid.to_dict(), "mask_hash": mask_hash, "samples": sets}
     h.update(json.dumps(doc, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def training_data(samples_train: Any, samples_val: Any, cfg: Training) -> TrainingData:
+    """The loop's data: in-memory sample sets, or lazy archive samples (``cfg.lazy_tiles``); they must agree."""
+    if isinstance(samples_train, SampleSet) and isinstance(samples_val, SampleSet):
+        if cfg.lazy_tiles:
+            raise ConfigError("training.lazy_tiles reads tiles from the archive (sstbc train); these samples are in memory")
+        return InMemoryData(samples_train, samples_val)
+    from bias_correction.training.lazy_batches import LazyTileData, check_lazy_config
+    from bias_correction.training.lazy_tiles import LazySamples
+
+    if not (isinstance(samples_train, LazySamples) and isinstance(samples_val, LazySamples)):
+        raise ConfigError(f"training samples must be SampleSets or LazySamples, got {type(samples_train).__name__}")
+    check_lazy_config(cfg)
+    return LazyTileData(samples_train, samples_val, seed=cfg.seed)
 
 
 def _numpy_rng_state() -> dict[str, Any]:
@@ -340,8 +255,8 @@ def load_train_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 
 def train_model(
-    samples_train: SampleSet,
-    samples_val: SampleSet,
+    samples_train: Any,
+    samples_val: Any,
     cfg: Training,
     *,
     grid: RegularGrid,
@@ -355,12 +270,16 @@ def train_model(
 ) -> TrainResult:
     """Train ``cfg.model`` on the samples, keep the best validation epoch, save ``out_dir/checkpoint.pt``.
 
+    The samples are in-memory :class:`SampleSet` s, or with ``cfg.lazy_tiles`` the archive index of
+    ``training.lazy_tiles`` (tiles read per batch; validation on fixed seeded tiles, see that module).
+
     ``arch_kwargs`` overrides constructor arguments (e.g. ``{"kv_pool": 1}`` for full attention).
     ``resume`` (None = ``cfg.resume``, default on): continue from ``out_dir/train_state.pt`` when its
     fingerprint matches (see module doc). ``on_epoch_end(epoch, val_scores)`` runs after the state of each
     epoch is saved; an exception raised there stops the run like a crash would (the state stays).
     """
     t0 = time.perf_counter()
+    data = training_data(samples_train, samples_val, cfg)
     if len(samples_train) == 0 or len(samples_val) == 0:
         raise ConfigError(f"need training and validation samples, got {len(samples_train)} and {len(samples_val)}")
     for s, what in ((samples_train, "training"), (samples_val, "validation")):
@@ -371,44 +290,41 @@ def train_model(
                                      f"{grid.nlat}x{grid.nlon}")
     resume = cfg.resume if resume is None else bool(resume)
 
-    vmin, vmax = normalisation(samples_train)
-    # Largest correction the model learns from: the publication gate refuses corrections far outside it.
-    envelope = training_envelope(samples_train.y, samples_train.x[:, -1])
     want_aux = cfg.resolved_aux_inputs
     for s, what in ((samples_train, "training"), (samples_val, "validation")):
         if tuple(s.aux_names) != tuple(want_aux):
             raise ConfigError(f"{what} samples carry auxiliary inputs {list(s.aux_names)}, the configuration "
                               f"asks for {list(want_aux)}")
-    aux_norm = aux_normalisation(samples_train, vmin, vmax)
+    vmin, vmax = data.normalisation()
+    # Largest correction the model learns from: the publication gate refuses corrections far outside it.
+    envelope = data.envelope()
+    aux_norm = data.aux_normalisation(vmin, vmax)
     tile = training_tile(cfg, grid.shape)
     # attention size (auto kv_pool) is the tile's when training on tiles
     kw = architecture_kwargs(cfg, tile or grid.shape, arch_kwargs, n_aux=len(aux_norm))
     base = cfg.resolved_residual_base
     base_aux = -1 if base == "hycom" else list(samples_train.aux_names).index(base)
 
-    def fresh() -> tuple[CorrectionModule, torch.optim.Optimizer, Any, torch.Generator]:
+    def fresh() -> tuple[CorrectionModule, torch.optim.Optimizer, EpochBatches]:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         m = CorrectionModule(build_model(cfg.model, **kw), vmin, vmax, aux_norm, base_aux)
         return (m, torch.optim.Adam(m.parameters(), lr=cfg.learning_rate),
-                make_loader(samples_train, cfg.batch_size, shuffle=True, seed=cfg.seed),
-                torch.Generator().manual_seed(cfg.seed + 1))  # tile sampler
+                data.batches(cfg.batch_size, cfg.seed, tile))
 
-    model, opt, loader, tile_gen = fresh()
+    model, opt, loader = fresh()
     lap_w = float(cfg.laplacian_weight)
     if lap_w > 0:
         _hidden_tap(model, cfg.model)  # fail before any work when the core cannot take the term
     n_params = count_parameters(model)
-    starts = _crop_starts(samples_train.mask, tile) if tile is not None else None
     if tile is not None:
-        LOG.info("%s trains on random %dx%d tiles of the %dx%d domain; validation runs blended %dx%d tiles",
-                 cfg.model, *tile, *grid.shape, *tile)
+        LOG.info("%s trains on random %dx%d tiles of the %dx%d domain; validation runs %s %dx%d tiles",
+                 cfg.model, *tile, *grid.shape, "fixed seeded" if data.lazy else "blended", *tile)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE_NAME
-    fingerprint = train_fingerprint(cfg, samples_train, samples_val, grid=grid, mask_hash=mask_hash,
-                                    arch_kwargs=arch_kwargs)
+    fingerprint = train_fingerprint(cfg, data, grid=grid, mask_hash=mask_hash, arch_kwargs=arch_kwargs)
     state = load_train_state(state_path, fingerprint) if resume else None
     if not resume and state_path.is_file():
         LOG.info("resume is off: ignoring %s, starting fresh", state_path)
@@ -421,15 +337,14 @@ def train_model(
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
-            loader.generator.set_state(state["rng"]["loader"])
-            tile_gen.set_state(state["rng"]["tiles"])
+            loader.set_rng_state(state["rng"])
             torch.set_rng_state(state["rng"]["torch"])
             _set_numpy_rng_state(state["rng"]["numpy"])
         except Exception as exc:  # noqa: BLE001  e.g. the architecture code changed, configuration did not
             LOG.warning("training state %s matches this run but cannot be restored (%s); starting fresh",
                         state_path, exc)
             state = None
-            model, opt, loader, tile_gen = fresh()
+            model, opt, loader = fresh()
     if state is not None:
         start_epoch = int(state["epoch"])
         best_state, best_epoch = state["best_state"], int(state["best_epoch"])
@@ -442,7 +357,7 @@ def train_model(
         LOG.info("%s: resuming from %s after epoch %d/%d (best epoch %d, validation RMSE %.3f °C)",
                  cfg.model, state_path, start_epoch, cfg.epochs, best_epoch, best_rmse)
     else:
-        scores = evaluate(model, samples_val, tile)  # epoch 0: zero head => raw HYCOM
+        scores = data.evaluate(model, tile)  # epoch 0: zero head => raw HYCOM
         best_rmse, best_epoch = scores["rmse_corrected"], 0
         best_state = copy.deepcopy(model.state_dict())
         best_scores = scores
@@ -463,8 +378,6 @@ def train_model(
             te = time.perf_counter()
             tot, cnt = 0.0, 0
             for x, lead, aux, y in loader:
-                if tile is not None:
-                    x, aux, y = random_crop(x, aux, y, tile, starts, tile_gen)
                 loss, sq, n = training_loss(model, x, lead, aux, y, lap_w)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -476,7 +389,7 @@ def train_model(
                 bar.set_postfix(loss=f"{tot / max(cnt, 1) / SIGMA_DELTA_DEGC ** 2:.4f}",
                                 val_rmse_degC=f"{scores['rmse_corrected']:.3f}")
             epochs_run = epoch
-            scores = evaluate(model, samples_val, tile)
+            scores = data.evaluate(model, tile)
             epoch_seconds.append(round(time.perf_counter() - te, 2))
             bar.set_postfix(loss=f"{tot / max(cnt, 1) / SIGMA_DELTA_DEGC ** 2:.4f}",
                             val_rmse_degC=f"{scores['rmse_corrected']:.3f}", raw_degC=f"{scores['rmse_raw']:.3f}")
@@ -497,8 +410,7 @@ def train_model(
                 "best_scores": _jsonable(best_scores), "scores": _jsonable(scores), "since_best": since_best,
                 "stopped": stopped, "epoch_seconds": epoch_seconds, "resumed_at": resumed_at,
                 "train_seconds": prior_seconds + time.perf_counter() - t0,
-                "rng": {"loader": loader.generator.get_state(), "tiles": tile_gen.get_state(),
-                        "torch": torch.get_rng_state(), "numpy": _numpy_rng_state()},
+                "rng": {**loader.rng_state(), "torch": torch.get_rng_state(), "numpy": _numpy_rng_state()},
             })
             if on_epoch_end is not None:
                 on_epoch_end(epoch, scores)
@@ -548,7 +460,10 @@ def train_model(
         "hyperparameters": {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size,
                             "epochs": cfg.epochs, "patience": cfg.patience, "seed": cfg.seed,
                             "loss": loss_doc, "grad_clip": 1.0, "laplacian_weight": lap_w,
-                            "tile_size": cfg.tile_size, "tile_all_models": cfg.tile_all_models},
+                            "tile_size": cfg.tile_size, "tile_all_models": cfg.tile_all_models,
+                            "lazy_tiles": cfg.lazy_tiles},
+        # lazy tiles: how batches were read and which fixed tiles validated (None = in-memory samples)
+        "lazy_tiles": data.record(),
         "code_version": bias_correction.__version__,
         "torch_version": torch.__version__,
     })

@@ -33,13 +33,7 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is several times faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(nruns: int = 14, nlat: int = 12, nlon: int = 16, seq_len: int = 2, aux: tuple[str, ...] = ()):
