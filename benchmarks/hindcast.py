@@ -1,6 +1,6 @@
 """Rolling-origin hindcast: 4 fixed seasonal test windows, several seeds, operational baselines, paired CIs.
 
-    python benchmarks/hindcast.py [--out benchmarks/results/hindcast] [--preset default|full]
+    python benchmarks/hindcast.py [--out benchmarks/results/hindcast] [--preset default|full|levers]
                                   [--windows winter,summer] [--learned ...] [--seeds 0,1,2] [--epochs 6]
 
 Same as ``sstbc hindcast``. Writes results.json, results.md and hindcast.png under --out; per-window,
@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from bias_correction.training.hindcast import run_hindcast
-from bias_correction.training.hindcast_config import add_arguments, config_from_args
+from bias_correction.training.hindcast_config import add_arguments, config_from_args, output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    res = run_hindcast(config_from_args(a), Path(a.out))
-    print((Path(a.out) / "results.md").read_text())
+    out = output_dir(a)
+    res = run_hindcast(config_from_args(a), out)
+    print((out / "results.md").read_text())
     return 0 if res["rows"] else 1
 
 

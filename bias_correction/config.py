@@ -212,6 +212,8 @@ class Training(_Section):
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(4, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    #: decoupled weight decay (AdamW) of the networks; 0 = plain Adam, as before
+    weight_decay: float = Field(0.0, ge=0)
     patience: int = Field(3, ge=1)
     val_fraction: float = Field(0.2, gt=0, lt=1)
     #: Share of the samples (the latest, by valid day) held out after validation, behind a gap of

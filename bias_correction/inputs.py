@@ -10,6 +10,9 @@ Time rules (a sample is the same lead day from the last T runs r_1..r_T):
 * ``same_run``: the field of run r_j at the sample's lead (HYCOM SST, HYCOM sea-surface elevation);
 * ``analysis_before_run``: the analysis of day r_j - ``oisst_lag_days``, the newest one known when the
   run was issued (never the target day); one field per run, broadcast over the leads.
+
+A *derived* input (``derive``) is computed from an archived field instead of archived itself: the HYCOM
+tendency is the same run's SST at the sample's lead minus its SST at lead day 1 (:meth:`InputSpec.values`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ from typing import Literal
 
 from bias_correction.errors import ConfigError
 
+import numpy as np
+
 TimeRule = Literal["same_run", "analysis_before_run"]
 Normalisation = Literal["sst_minmax", "anomaly"]
+#: How a derived input is made from its archived field: ``change_since_first_lead`` = field(lead) - field(lead 1)
+#: of the same run (the forecast's own evolution: a lead-independent bias cancels in it).
+Derivation = Literal["change_since_first_lead"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,21 @@ class InputSpec:
     normalisation: Normalisation = "sst_minmax"
     anchor: bool = False
     as_issued: bool = False
+    derive: Derivation | None = None
+
+    @property
+    def archived(self) -> bool:
+        """False for a derived input: nothing of its own is fetched or archived (its base field is)."""
+        return self.derive is None
+
+    def values(self, field: np.ndarray, lead_axis: int = 0) -> np.ndarray:
+        """The input's values from its archived field (all leads from lead day 1 along ``lead_axis``); the
+        field itself unless the input is derived. Every reader (daily run, streamed run, training) calls this."""
+        if self.derive is None:
+            return field
+        if self.derive == "change_since_first_lead":
+            return field - np.take(field, [0], axis=lead_axis)
+        raise ValueError(f"input {self.name}: unknown derivation {self.derive!r}")  # pragma: no cover
 
     @property
     def per_lead(self) -> bool:
@@ -83,14 +106,20 @@ SURF_EL = InputSpec("surf_el", "hycom", "surf_el", "same_run", "m",
                     "HYCOM sea surface elevation of the same run and lead (daily mean)", native="surf_el",
                     normalisation="anomaly")
 
+#: HYCOM's own SST change from lead day 1 to the sample's lead (same run): where the forecast says the ocean
+#: goes since the analysis, with the lead-independent part of its bias cancelled (issue 11, lever "tendency").
+HYCOM_TENDENCY = InputSpec("hycom_tendency", "hycom", "sst", "same_run", "degC",
+                           "HYCOM SST change of the same run from lead day 1 to the lead (derived from HYCOM SST)",
+                           native="water_temp", normalisation="anomaly", derive="change_since_first_lead")
+
 #: Auxiliary inputs a model may take besides HYCOM SST, by name (config ``training.aux_inputs``,
 #: manifest ``aux_inputs``), in declaration order.
-AUX_INPUTS: dict[str, InputSpec] = {s.name: s for s in (OISST_LATEST, SURF_EL)}
+AUX_INPUTS: dict[str, InputSpec] = {s.name: s for s in (OISST_LATEST, SURF_EL, HYCOM_TENDENCY)}
 #: Every declared input, the primary one included (provenance records name them).
 ALL_INPUTS: dict[str, InputSpec] = {HYCOM_SST.name: HYCOM_SST, **AUX_INPUTS}
 #: Residual bases: raw HYCOM (the paper's framing) or an anchor input.
 #: The HYCOM fields the archive holds per run, by archive variable (SST first).
-HYCOM_FIELDS: dict[str, InputSpec] = {s.variable: s for s in ALL_INPUTS.values() if s.source == "hycom"}
+HYCOM_FIELDS: dict[str, InputSpec] = {s.variable: s for s in ALL_INPUTS.values() if s.source == "hycom" and s.archived}
 RESIDUAL_BASES: tuple[str, ...] = ("hycom", *(s.name for s in AUX_INPUTS.values() if s.anchor))
 
 

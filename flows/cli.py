@@ -193,10 +193,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_hindcast(args: argparse.Namespace) -> int:
     from bias_correction.training import hindcast, hindcast_config
 
-    res = hindcast.run_hindcast(hindcast_config.config_from_args(args), Path(args.out), progress=False)
-    _emit(args, {"command": "hindcast", "out": str(args.out),
+    out = hindcast_config.output_dir(args)
+    res = hindcast.run_hindcast(hindcast_config.config_from_args(args), out, progress=False)
+    _emit(args, {"command": "hindcast", "out": str(out),
                  "rmse": {k: r["overall"]["rmse"] for k, r in res["rows"].items()},
-                 "total_seconds": res["total_seconds"]}, (Path(args.out) / "results.md").read_text())
+                 "total_seconds": res["total_seconds"]}, (out / "results.md").read_text())
     return 0
 
 

@@ -148,7 +148,8 @@ class RunFields:
     input its T fields, ``per_lead`` (lead, lat, lon) or one (lat, lon) field per run."""
 
     hycom: Sequence[xr.DataArray]
-    aux: Sequence[tuple[Sequence[xr.DataArray], bool]] = ()
+    #: per auxiliary input: (its T fields, per_lead, derive: archived field -> input values, lead axis first)
+    aux: Sequence[tuple[Sequence[xr.DataArray], bool, Callable[[np.ndarray], np.ndarray]]] = ()
     what: str = "run"
 
     def band(self, y0: int, y1: int, ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -158,8 +159,8 @@ class RunFields:
         with NETCDF_LOCK:
             x = np.stack([np.asarray(f.isel(lat=slice(y0, y1)).values, np.float32) for f in self.hycom], axis=1)
             chans = []
-            for fields, per_lead in self.aux:
-                vals = [np.asarray(f.isel(lat=slice(y0, y1)).values, np.float32) for f in fields]
+            for fields, per_lead, derive in self.aux:
+                vals = [derive(np.asarray(f.isel(lat=slice(y0, y1)).values, np.float32)) for f in fields]
                 chans.append(np.stack(vals, axis=1) if per_lead
                              else np.broadcast_to(np.stack(vals)[None], (x.shape[0], *np.stack(vals).shape)))
         m = ocean[y0:y1]

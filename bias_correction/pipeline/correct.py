@@ -95,7 +95,7 @@ def infer(ctx: Context, corrector: Corrector, mask: OceanMask, entries: dict[str
     if specs:
         chans = []
         for spec in specs:
-            vals = [archive.read_field(ctx.store, e.key).values for e in entries[spec.name]]
+            vals = [spec.values(archive.read_field(ctx.store, e.key).values) for e in entries[spec.name]]
             if spec.per_lead:  # (lead, lat, lon) per run
                 a = np.stack(vals, axis=1)
             else:  # one field per run, the same for every lead

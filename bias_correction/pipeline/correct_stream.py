@@ -85,7 +85,7 @@ def open_run_fields(store: Any, entries: dict[str, list[ArchiveEntry]], aux_name
                     for e in entries[name]]
 
         hycom = fields(HYCOM_SST.name)
-        aux = [(fields(spec.name), spec.per_lead) for spec in aux_specs(aux_names)]
+        aux = [(fields(spec.name), spec.per_lead, spec.values) for spec in aux_specs(aux_names)]
         yield streaming.RunFields(hycom, aux, what)
 
 

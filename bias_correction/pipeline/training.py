@@ -40,7 +40,7 @@ def training_samples(ctx: Context, start: dt.date, end: dt.date, *, lazy: bool =
                              oisst_lag_days=cfg.oisst_lag_days)
     hycom = archive.load_hycom_runs(ctx.store, ctx.grid, runs)
     run_fields = {s.name: archive.load_hycom_runs(ctx.store, ctx.grid, runs, variable=s.variable)
-                  for s in aux_specs(aux) if s.per_lead}
+                  for s in aux_specs(aux) if s.per_lead and s.archived}
     if run_fields:  # keep the runs every same-run field has
         common = hycom["run"].values
         for field in run_fields.values():

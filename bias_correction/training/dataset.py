@@ -152,7 +152,7 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     aux_names = check_sample_args(seq_len, aux_inputs, oisst_lag_days)
     specs = [INPUT_REGISTRY[n] for n in aux_names]
     for spec in specs:
-        if spec.per_lead and run_fields.get(spec.name) is None:
+        if spec.per_lead and spec.archived and run_fields.get(spec.name) is None:
             raise InputValidationError(f"auxiliary input {spec.name} requested but no {spec.name} runs were given")
     for da, dims, what in ((hycom, {"run", "lead", "lat", "lon"}, "hycom"),
                            (oisst, {"time", "lat", "lon"}, "oisst"), (mask, {"lat", "lon"}, "mask")):
@@ -190,6 +190,12 @@ def build_samples(hycom: xr.DataArray, oisst: xr.DataArray, mask: xr.DataArray, 
     per_run: dict[str, np.ndarray] = {}  # same-run inputs: (run, lead, lat, lon), NaN off the ocean
     for spec in specs:
         if not spec.per_lead:
+            continue
+        if not spec.archived:  # derived from the HYCOM SST runs themselves (inputs.InputSpec.values)
+            if leads.size == 0 or int(leads[0]) != 1:
+                raise InputValidationError(f"{spec.name} is derived from lead day 1; hycom leads start at "
+                                           f"{leads[:1].tolist()}")
+            per_run[spec.name] = spec.values(hy, lead_axis=1)
             continue
         field = run_fields[spec.name]
         _check_coords(hycom, field, spec.name)

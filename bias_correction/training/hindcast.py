@@ -83,7 +83,7 @@ def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, 
 
     twin, region, source = _twin_and_region(cfg)
     box = box_region(region, cfg.box_cells, cfg.step, cfg.box_center)
-    first_valid = min(w["start"] for w in windows) - dt.timedelta(days=cfg.span + cfg.train_days)
+    first_valid = min(w["start"] for w in windows) - dt.timedelta(days=cfg.span + cfg.max_train_days())
     run_start = first_valid - dt.timedelta(days=cfg.leads + cfg.seq_len - 1)
     run_end = max(w["end"] for w in windows) - dt.timedelta(days=1)
     t0 = time.perf_counter()
@@ -106,23 +106,33 @@ def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, 
     return data
 
 
-def split_window(samples: Any, window: dict[str, Any], cfg: HindcastConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """(train, val, test, info) of one window; train and val end >= span days before the window."""
+def split_window(samples: Any, window: dict[str, Any], cfg: HindcastConfig, train_days: int | None = None
+                 ) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """(train, val, test, calibration, info) of one window; everything fitted ends >= span days before it.
+
+    With ``cfg.calibration_fraction`` > 0 the latest part of the training side is held out (behind its own
+    span-day gap) as a calibration block for the rows' uncertainty (None when the side is too short for one);
+    validation is carved from what is before it. ``train_days`` overrides ``cfg.train_days`` (a row's lever)."""
+    from bias_correction.training.calibrate import split_calibration
     from bias_correction.training.dataset import split_chronological
 
+    days = int(train_days or cfg.train_days)
     start, end = np.datetime64(window["start"], "D"), np.datetime64(window["end"], "D")
     test = samples.subset(np.flatnonzero((samples.valid >= start) & (samples.valid <= end)))
     last_fit = start - (cfg.span + 1) * _DAY
-    pre = samples.subset(np.flatnonzero((samples.valid <= last_fit) & (samples.valid > last_fit - cfg.train_days * _DAY)))
+    pre = samples.subset(np.flatnonzero((samples.valid <= last_fit) & (samples.valid > last_fit - days * _DAY)))
     if len(test) == 0 or len(pre) == 0:
         raise ConfigError(f"window {window['name']}: {len(pre)} training and {len(test)} test samples; "
                           "the data do not cover it")
-    train, val = split_chronological(pre, cfg.val_fraction, gap_days=cfg.span)
-    fit_last = max(train.valid.max(), val.valid.max())
+    fit, cal = split_calibration(pre, cfg.calibration_fraction, gap_days=cfg.span)
+    train, val = split_chronological(fit, cfg.val_fraction, gap_days=cfg.span)
+    fit_last = max(train.valid.max(), val.valid.max(), *(() if cal is None else (cal.valid.max(),)))
     first_input = test.run.min() - (cfg.seq_len - 1 + cfg.oisst_lag_days) * _DAY
-    info = {"name": window["name"], "season": window["season"], "test": [str(start), str(end)],
+    info = {"name": window["name"], "season": window["season"], "test": [str(start), str(end)], "train_days": days,
             "train_period": train.period(), "val_period": val.period(),
-            "samples": {"train": len(train), "val": len(val), "test": len(test)},
+            "calibration_period": None if cal is None else cal.period(),
+            "samples": {"train": len(train), "val": len(val), "test": len(test), "calibration": 0 if cal is None
+                        else len(cal)},
             "train_run_days": int(len(np.unique(train.run))),
             # empty days between the last training/validation target and the first test valid day
             "gap_days": int((test.valid.min() - fit_last) / _DAY) - 1,
@@ -131,7 +141,7 @@ def split_window(samples: Any, window: dict[str, Any], cfg: HindcastConfig) -> t
             "required_gap_days": cfg.span}
     if info["gap_days"] < cfg.span or info["gap_days_to_first_test_input"] < 0:
         raise ConfigError(f"window {window['name']}: gap {info['gap_days']} days < {cfg.span}")  # pragma: no cover
-    return train, val, test, info
+    return train, val, test, cal, info
 
 
 def _select_runs(arr: np.ndarray, run_days: np.ndarray, leads: list[int], test: Any) -> np.ndarray:
@@ -175,35 +185,41 @@ def running_bias_rows(data: dict[str, Any], cfg: HindcastConfig) -> dict[str, np
 
 
 def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: Any, cfg: HindcastConfig,
-                  out_dir: Path, progress: bool) -> dict[str, Any]:
-    """Train one learned row with one seed on the window's training side; predict its test samples."""
+                  out_dir: Path, progress: bool, cal: Any = None) -> dict[str, Any]:
+    """Train one learned row with one seed on the window's training side (with the row's budget); predict its
+    test samples and, when given, the calibration block (``pred_cal``)."""
     from bias_correction.config import Training, default_aux_inputs
 
     v = VARIANTS[name]
+    budget = v.budget(cfg)
     aux = tuple(v.aux_inputs if v.aux_inputs is not None else default_aux_inputs(v.model))
     tr, va, te = (s.with_aux(aux) for s in (train, val, test))
+    ca = None if cal is None else cal.with_aux(aux)
     if zoo.get(v.model).family == zoo.TABULAR:
-        return _train_tree(v.model, seed, tr, va, te, grid, cfg, aux)
+        return _train_tree(v.model, seed, tr, va, te, grid, cfg, aux, ca)
     from bias_correction.training.benchmark import _predict_gridded
     from bias_correction.training.train import load_checkpoint, train_model
 
     arch = None
     if v.full_attention and zoo.get(v.model).kv_pooled:
         arch = {"kv_pool": 1} if grid.nlat * grid.nlon <= cfg.full_attention_max_keys else None
-    tcfg = Training(model=v.model, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden, epochs=cfg.epochs,
-                    batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience, seed=seed,
+    tcfg = Training(model=v.model, seq_len=cfg.seq_len, features=cfg.features, hidden=cfg.hidden,
+                    epochs=budget["epochs"], batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                    weight_decay=budget["weight_decay"], patience=budget["patience"], seed=seed,
                     aux_inputs=list(aux), residual_base=v.residual_base, oisst_lag_days=cfg.oisst_lag_days)
     res = train_model(tr, va, tcfg, grid=grid, mask_hash="0" * 64, data_info={"source": "twin hindcast"},
                       out_dir=out_dir, progress=progress, arch_kwargs=arch)
     model, meta = load_checkpoint(res.checkpoint)
     return {"pred": _predict_gridded(model, te), "train_seconds": res.train_seconds, "epochs_run": res.epochs_run,
+            **({} if ca is None else {"pred_cal": _predict_gridded(model, ca)}),
             "best_epoch": res.best_epoch, "n_parameters": res.n_parameters, "arch_kwargs": meta["arch_kwargs"],
-            "aux_inputs": list(aux), "residual_base": tcfg.resolved_residual_base,
+            "aux_inputs": list(aux), "residual_base": tcfg.resolved_residual_base, "budget": budget,
+            "train_period": tr.period(), "train_samples": len(tr),
             "train_samples_per_s": res.epochs_run * len(tr) / max(res.train_seconds, 1e-9)}
 
 
 def _train_tree(model: str, seed: int, tr: Any, va: Any, te: Any, grid: Any, cfg: HindcastConfig,
-                aux: tuple[str, ...]) -> dict[str, Any]:
+                aux: tuple[str, ...], ca: Any = None) -> dict[str, Any]:
     """A tree ensemble (the benchmark's sizes) on the residual against raw HYCOM; one core per worker."""
     from bias_correction.training.trees import TreeModel
 
@@ -213,7 +229,9 @@ def _train_tree(model: str, seed: int, tr: Any, va: Any, te: Any, grid: Any, cfg
     m.fit(tr, va, lat=grid.lat, lon=grid.lon)
     secs = time.perf_counter() - t0
     return {"pred": m.predict(te), "train_seconds": secs, "n_parameters": m.n_parameters(),
+            **({} if ca is None else {"pred_cal": m.predict(ca)}),
             "parameter_unit": "tree nodes", "train_rows": m.n_rows, "aux_inputs": list(aux), "residual_base": "hycom",
+            "train_period": tr.period(), "train_samples": len(tr),
             "train_samples_per_s": len(tr) / max(secs, 1e-9)}
 
 
@@ -261,6 +279,8 @@ def _run_jobs(jobs: list[tuple[Any, tuple[Any, ...]]], workers: int, on_done: An
 def _store(wo: dict[str, Any], name: str, seed: int, r: dict[str, Any]) -> None:
     r = dict(r)
     wo["seed_preds"][name][seed] = r.pop("pred")
+    if "pred_cal" in r:
+        wo["seed_preds_cal"].setdefault(name, {})[seed] = r.pop("pred_cal")
     wo["extra"].setdefault(name, {"seeds": {}})["seeds"][str(seed)] = r
 
 
@@ -303,10 +323,17 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
     win_out: list[dict[str, Any]] = []
     jobs: list[tuple[Any, tuple[Any, ...]]] = []
     for w in windows:
-        train, val, test, info = split_window(samples, w, cfg)
-        train_final, val_final, _, _ = split_window(data["samples_final"], w, cfg)
-        LOG.info("window %s %s: train %s, val %s, test %d samples, gap %d days", w["name"], info["test"],
-                 info["train_period"], info["val_period"], len(test), info["gap_days"])
+        train, val, test, _, info = split_window(samples, w, cfg)
+        LOG.info("window %s %s: train %s, val %s, calibration %s, test %d samples, gap %d days", w["name"],
+                 info["test"], info["train_period"], info["val_period"], info["calibration_period"], len(test),
+                 info["gap_days"])
+        splits: dict[tuple[int, bool], tuple[Any, ...]] = {}  # (train days, final-trained) -> its split
+
+        def split_for(days: int, final: bool) -> tuple[Any, ...]:
+            if (days, final) not in splits:
+                splits[(days, final)] = split_window(data["samples_final"] if final else samples, w, cfg, days)
+            return splits[(days, final)]
+
         preds = reference_rows(data, test, cfg, rb)
         extra: dict[str, Any] = {}
         for b in cfg.baselines:
@@ -314,26 +341,33 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
             preds[b] = build_baseline(b).fit(train.with_aux(())).predict(test.with_aux(()))
             extra[b] = {"train_seconds": time.perf_counter() - t0}
         seeds: dict[str, dict[int, np.ndarray]] = {name: {} for name in cfg.learned}
-        wo = {"info": info, "test": test, "preds": preds, "seed_preds": seeds, "extra": extra}
+        wo = {"info": info, "test": test, "preds": preds, "seed_preds": seeds, "seed_preds_cal": {}, "cal_sets": {},
+              "cal_preds": {}, "extra": extra}
         win_out.append(wo)
         for name in cfg.learned:
-            final = VARIANTS[name].final_trained
+            v = VARIANTS[name]
+            tr, va, _, ca, _ = split_for(v.budget(cfg)["train_days"], v.final_trained)
+            # the row is calibrated on the as-issued inputs it is tested with, whatever it trained on
+            ca = split_for(v.budget(cfg)["train_days"], False)[3] if v.final_trained else ca
+            wo["cal_sets"][name] = ca
             for s in cfg.seeds:
                 cache = out_dir / "rows" / w["name"] / f"{name}-seed{s}.npz"
                 if cache.is_file():
                     blob = np.load(cache, allow_pickle=False)
-                    _store(wo, name, s, {"pred": blob["pred"], **json.loads(str(blob["info"]))})
+                    _store(wo, name, s, {"pred": blob["pred"], **({"pred_cal": blob["pred_cal"]} if "pred_cal" in blob
+                                                                   else {}), **json.loads(str(blob["info"]))})
                     continue
-                args = (name, s, train_final if final else train, val_final if final else val, test, grid, cfg,
-                        out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}", progress and cfg.workers <= 1)
+                args = (name, s, tr, va, test, grid, cfg, out_dir / "checkpoints" / w["name"] / f"{name}-seed{s}",
+                        progress and cfg.workers <= 1, ca)
                 jobs.append(((len(win_out) - 1, name, s, cache), args))
 
     def done(key: tuple[int, str, int, Path], r: dict[str, Any]) -> None:
         i, name, s, cache = key
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, pred=r["pred"], info=json.dumps({k: v for k, v in r.items() if k != "pred"},
-                                                                  default=str))
+        arrays = {k: r[k] for k in ("pred", "pred_cal") if k in r}
+        np.savez_compressed(tmp, **arrays, info=json.dumps({k: v for k, v in r.items() if k not in arrays},
+                                                           default=str))
         tmp.replace(cache)  # never a half-written cache; a rerun resumes from the finished trainings
         LOG.info("window %s: %s seed %d trained in %.0f s (%.1f samples/s)", win_out[i]["info"]["name"], name, s,
                  r["train_seconds"], r["train_samples_per_s"])
@@ -345,6 +379,9 @@ def run_hindcast(cfg: HindcastConfig, out_dir: Path, *, progress: bool = False) 
     for wo in win_out:
         for name in cfg.learned:  # the seed ensemble, in the configured seed order
             wo["preds"][name] = np.mean(np.stack([wo["seed_preds"][name][s] for s in cfg.seeds]), axis=0)
+            cal_preds = wo["seed_preds_cal"].get(name, {})
+            if wo["cal_sets"].get(name) is not None and len(cal_preds) == len(cfg.seeds):
+                wo["cal_preds"][name] = np.mean(np.stack([cal_preds[s] for s in cfg.seeds]), axis=0)
     result = report.assemble(cfg, data, win_out, threads_before)
     result["total_seconds"] = time.perf_counter() - t_all
     result["training_wall"] = {"seconds": fit_wall, "trainings": len(jobs), "workers": cfg.workers,

@@ -18,7 +18,7 @@ from typing import Any
 
 from bias_correction import zoo
 from bias_correction.errors import ConfigError
-from bias_correction.inputs import OISST_LATEST
+from bias_correction.inputs import HYCOM_TENDENCY, OISST_LATEST
 
 WINDOWS_FILE = Path("benchmarks/hindcast_windows.json")
 
@@ -35,6 +35,17 @@ class Variant:
     #: train (and early-stop) on FINAL analyses as inputs, test on the as-issued preliminary ones: the
     #: effect of training where the archive holds only finals (NCEI keeps ~14 preliminary days)
     final_trained: bool = False
+    #: budget overrides of this row (None = the configuration's): the levers of issue 11 item 5
+    train_days: int | None = None
+    epochs: int | None = None
+    patience: int | None = None
+    weight_decay: float | None = None
+
+    def budget(self, cfg: HindcastConfig) -> dict[str, Any]:
+        """The row's training budget: the configuration's, with this row's overrides."""
+        return {"train_days": self.train_days or cfg.train_days, "epochs": self.epochs or cfg.epochs,
+                "patience": self.patience or cfg.patience,
+                "weight_decay": cfg.weight_decay if self.weight_decay is None else self.weight_decay}
 
 
 PAPER = f"{zoo.DEFAULT_MODEL}-paper"
@@ -56,6 +67,38 @@ VARIANTS: dict[str, Variant] = {
                            "FINAL analyses, tested on the as-issued preliminary ones", final_trained=True),
     **{s.id: Variant(s.id, label=_default_label(s)) for s in zoo.specs(zoo.TABULAR)},
 }
+#: The levers of issue 11 item 5, each a ConvGRU-SA row that changes the default recipe (120 training days,
+#: <= 4 epochs, the latest analysis as input): the HYCOM tendency input, a year of training, training longer,
+#: weight decay; and the runners-up of the default hindcast with the year + tendency recipe, so the
+#: recommended configuration is chosen among architectures at one budget. Run on DEVELOPMENT windows
+#: (``DEV_WINDOWS_FILE``, preset "levers"), never on the test windows.
+TENDENCY_INPUTS = (OISST_LATEST.name, HYCOM_TENDENCY.name)
+YEAR_DAYS = 365
+
+
+def _lever(model: str, what: str, **kw: Any) -> Variant:
+    return Variant(model, label=f"{zoo.label(model)} lever: {what}", **kw)
+
+
+_D = zoo.DEFAULT_MODEL
+LEVER_VARIANTS: dict[str, Variant] = {
+    f"{_D}+tendency": _lever(_D, "+ HYCOM tendency input", aux_inputs=TENDENCY_INPUTS),
+    f"{_D}@365d": _lever(_D, f"{YEAR_DAYS} training days", train_days=YEAR_DAYS),
+    f"{_D}@365d+tendency": _lever(_D, f"{YEAR_DAYS} days + tendency", train_days=YEAR_DAYS, aux_inputs=TENDENCY_INPUTS),
+    f"{_D}@365d+tendency-8ep": _lever(_D, f"{YEAR_DAYS} days + tendency, <= 8 epochs (patience 3)", train_days=YEAR_DAYS,
+                                      aux_inputs=TENDENCY_INPUTS, epochs=8, patience=3),
+    f"{_D}@365d+tendency-wd": _lever(_D, f"{YEAR_DAYS} days + tendency, AdamW weight decay 0.01", train_days=YEAR_DAYS,
+                                     aux_inputs=TENDENCY_INPUTS, weight_decay=0.01),
+    **{f"{m}@365d+tendency": _lever(m, f"{YEAR_DAYS} days + tendency", train_days=YEAR_DAYS, aux_inputs=TENDENCY_INPUTS)
+       for m in zoo.ids(zoo.GRIDDED) if m != _D},
+}
+VARIANTS.update(LEVER_VARIANTS)
+#: The lever study's rows: the default recipe, each lever, and the two runners-up of the 2026-12-02 default
+#: hindcast (CBAM-AT and FAConvLSTM, the rows that beat persistence there) with the year + tendency recipe.
+LEVERS = [_D, *(n for n in LEVER_VARIANTS if n.startswith(_D + "+") or n.startswith(_D + "@")),
+          *(f"{m}@365d+tendency" for m in zoo.ids(zoo.GRIDDED) if zoo.get(m).label.startswith(("3DCNN", "FAConv")))]
+DEV_WINDOWS_FILE = Path("benchmarks/hindcast_dev_windows.json")
+
 #: Every learned row: the default configuration runs them all.
 ALL_LEARNED = [PAPER, zoo.DEFAULT_MODEL, *(i for i in zoo.ids(zoo.GRIDDED) if i != zoo.DEFAULT_MODEL), FINAL_TRAINED,
                *zoo.ids(zoo.TABULAR)]
@@ -88,6 +131,10 @@ class HindcastConfig:
     patience: int = 2
     batch_size: int = 4
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    #: share of the training side (its latest valid days, behind a span-day gap) held out to calibrate each
+    #: learned row's per-pixel uncertainty (split conformal, ``correction.uncertainty``); 0 = no interval scores
+    calibration_fraction: float = 0.15
     features: int = 8
     hidden: int = 16
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -107,6 +154,10 @@ class HindcastConfig:
     rf_estimators: int = 60
     rf_max_depth: int = 14
 
+    def max_train_days(self) -> int:
+        """The longest training side any configured row needs (rows may override ``train_days``)."""
+        return max([self.train_days, *(VARIANTS[n].budget(self)["train_days"] for n in self.learned if n in VARIANTS)])
+
     @property
     def span(self) -> int:
         """Days one sample reaches: T - 1 runs back, the analysis lag before them, the lead ahead."""
@@ -116,6 +167,9 @@ class HindcastConfig:
 #: The documented, not-run "full" configuration (overrides of the default).
 FULL: dict[str, Any] = {"box_cells": None, "train_days": 365, "epochs": 12, "patience": 4,
                         "seeds": [0, 1, 2, 3, 4], "n_boot": 2000}
+#: The lever study (issue 11 item 5) on the development windows: ConvGRU-SA's levers and the runners-up.
+LEVERS_PRESET: dict[str, Any] = {"windows_file": str(DEV_WINDOWS_FILE), "learned": LEVERS, "baselines": []}
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "full": FULL, "levers": LEVERS_PRESET}
 
 
 def load_windows(path: str | Path, names: list[str] | None = None) -> list[dict[str, Any]]:
@@ -149,10 +203,13 @@ def config_dict(cfg: HindcastConfig) -> dict[str, Any]:
 def add_arguments(p: Any) -> None:
     """Command-line options shared by ``sstbc hindcast`` and ``benchmarks/hindcast.py``."""
     d = HindcastConfig()
-    p.add_argument("--out", default="benchmarks/results/hindcast", help="output folder (results.json/.md, hindcast.png)")
-    p.add_argument("--preset", choices=["default", "full"], default="default",
-                   help="default: every model, 3 seeds, 4 windows; full: the documented longer configuration")
-    p.add_argument("--windows-file", default=d.windows_file)
+    p.add_argument("--out", default=None, help="output folder (results.json/.md, hindcast.png); default "
+                   "benchmarks/results/hindcast, benchmarks/results/levers for --preset levers")
+    p.add_argument("--preset", choices=list(PRESETS), default="default",
+                   help="default: every model, 3 seeds, 4 test windows; full: the documented longer configuration; "
+                        "levers: the default model's levers on the 2021 development windows (--out "
+                        "benchmarks/results/levers)")
+    p.add_argument("--windows-file", default=None, help=f"default {d.windows_file} ({DEV_WINDOWS_FILE} for levers)")
     p.add_argument("--windows", help="comma-separated window names (default: all in the file)")
     p.add_argument("--twin-preset", default=None, help=f"twin preset (default {d.twin_preset!r})")
     p.add_argument("--learned", help="comma-separated learned rows: " + ", ".join(VARIANTS))
@@ -165,8 +222,13 @@ def add_arguments(p: Any) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
 
 
+def output_dir(a: Any) -> Path:
+    """Where the results go: ``--out``, else the preset's folder under benchmarks/results/."""
+    return Path(a.out or f"benchmarks/results/{'levers' if a.preset == 'levers' else 'hindcast'}")
+
+
 def config_from_args(a: Any) -> HindcastConfig:
-    kw: dict[str, Any] = dict(FULL) if a.preset == "full" else {}
+    kw: dict[str, Any] = dict(PRESETS[a.preset])
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
     if a.windows:
         kw["windows"] = split(a.windows)
@@ -185,7 +247,9 @@ def config_from_args(a: Any) -> HindcastConfig:
     for name in ("epochs", "train_days", "patience", "n_boot", "torch_threads", "workers"):
         if getattr(a, name) is not None:
             kw[name] = getattr(a, name)
-    return HindcastConfig(windows_file=a.windows_file, **kw)
+    if a.windows_file:
+        kw["windows_file"] = a.windows_file
+    return HindcastConfig(**kw)
 
 
 def _lat_lon(text: str) -> tuple[float, float]:

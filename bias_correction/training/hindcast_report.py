@@ -17,6 +17,7 @@ import numpy as np
 from bias_correction import zoo
 from bias_correction.training import hindcast_config as hc
 from bias_correction.training import hindcast_stats as hs
+from bias_correction.training.hindcast_intervals import row_interval_scores
 
 _DAY = np.timedelta64(1, "D")
 PRELIMINARY, FINAL = "preliminary", "final"
@@ -100,6 +101,7 @@ def assemble(cfg: hc.HindcastConfig, data: dict[str, Any], win_out: list[dict[st
             entry["train_seconds"] = float(sum(s["train_seconds"] for w in extra_all[r].values()
                                                for s in w["seeds"].values()))
             entry["training"] = extra_all[r]
+            entry["intervals"] = row_interval_scores(r, win_out, leads, cfg.span)
         elif r in extra_all:
             entry["training"] = extra_all[r]
         out_rows[r] = entry
@@ -220,7 +222,33 @@ def markdown(result: dict[str, Any]) -> str:
             ps = ", ".join(f"s{s}: {v['overall_rmse']:.3f}" for s, v in e["per_seed"].items())
             lines.append(f"| {lab[r]} | {ps} | {e['seed_spread']['mean']:.3f} ± {e['seed_spread']['std']:.3f} | "
                          f"{e['overall']['rmse']:.3f} | {e['train_samples_per_s']:.1f} | {e['train_seconds']:.0f} |")
+    lines += _interval_lines(rows, lab, leads)
     return "\n".join(lines) + "\n"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f}"
+
+
+def _interval_lines(rows: dict[str, Any], lab: dict[str, str], leads: list[int]) -> list[str]:
+    have = [r for r, e in rows.items() if e.get("intervals")]
+    if not have:
+        return []
+    nom = rows[have[0]]["intervals"]["nominal"]
+    out = ["", "## Uncertainty of the learned rows (twin data)", "",
+           f"{rows[have[0]]['intervals']['method']}; calibrated per window on the calibration block of its training "
+           "side (after validation, behind a span-day gap: used neither for training nor for early stopping), "
+           f"scored on the test days. Nominal coverage {100 * nom['coverage_68']:.0f} % and "
+           f"{100 * nom['coverage_95']:.0f} %; target ±5 points. CRPS of N(pred, σ²) in K.", "",
+           "| row | 68 % coverage | 95 % coverage | CRPS | mean σ68 | 68 % coverage by lead (" +
+           ", ".join(f"d{k}" for k in leads) + ") |", "|---|---|---|---|---|---|"]
+    for r in have:
+        iv = rows[r]["intervals"]
+        o = iv["overall"]
+        by = ", ".join(_pct(iv["per_lead"][str(k)]["coverage_68"]) for k in leads)
+        out.append(f"| {lab[r]} | {_pct(o['coverage_68'])} % | {_pct(o['coverage_95'])} % | "
+                   f"{o['crps']:.3f} | {o['sigma_mean']:.3f} | {by} |")
+    return out
 
 
 def _wall(result: dict[str, Any]) -> str:

@@ -309,7 +309,9 @@ def train_model(
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         m = CorrectionModule(build_model(cfg.model, **kw), vmin, vmax, aux_norm, base_aux)
-        return (m, torch.optim.Adam(m.parameters(), lr=cfg.learning_rate),
+        opt = (torch.optim.AdamW(m.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+               if cfg.weight_decay > 0 else torch.optim.Adam(m.parameters(), lr=cfg.learning_rate))
+        return (m, opt,
                 data.batches(cfg.batch_size, cfg.seed, tile))
 
     model, opt, loader = fresh()

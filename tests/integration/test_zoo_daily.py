@@ -31,6 +31,8 @@ pytestmark = pytest.mark.slow
 
 RUN_DAY = dt.date(2021, 3, 3)
 ZOO = ["convgru", "convlstm", "cbam-convlstm-at", "faconvlstm", "ca-convlstm"]
+#: (model, auxiliary inputs) run through the daily flow: each zoo model with its defaults, and a derived input
+CASES = [(name, default_aux_inputs(name)) for name in ZOO] + [("convgru", ("oisst_latest", "hycom_tendency"))]
 
 
 def _inputs_by_kind(key: str, store: Store) -> dict[str, list[dict]]:
@@ -43,14 +45,14 @@ def _inputs_by_kind(key: str, store: Store) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.mark.parametrize("name", ZOO)
-def test_one_config_value_selects_the_model_the_daily_flow_runs(trained, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "aux"), CASES, ids=["-".join((n, *a)) for n, a in CASES])
+def test_one_config_value_selects_the_model_the_daily_flow_runs(trained, tmp_path: Path, name: str,
+                                                                aux: tuple[str, ...]) -> None:
     from flows.daily import daily_correction
 
     settings, _, _ = trained
     ctx = pipeline.make_context(settings)
     mask = pipeline.require_mask(ctx)
-    aux = default_aux_inputs(name)
     kw = {"layers": 1, "hidden": 4} if name == "ca-convlstm" else {}
     ckpt = make_checkpoint(tmp_path / "ckpt.pt", ctx.grid, mask.sha256, arch=name, seq_len=settings.training.seq_len,
                            aux_inputs=aux, **kw)
@@ -60,6 +62,7 @@ def test_one_config_value_selects_the_model_the_daily_flow_runs(trained, tmp_pat
     chosen = settings.model_dump(mode="json")
     chosen.pop("model_id")  # the one value: training.model (model_id follows it)
     chosen["training"]["model"] = name
+    chosen["training"]["aux_inputs"] = list(aux)
     chosen["model_store"] = str(store)
     out = daily_correction(chosen, RUN_DAY, verify=False)
 
@@ -71,6 +74,8 @@ def test_one_config_value_selects_the_model_the_daily_flow_runs(trained, tmp_pat
         assert len(kinds[a]) == settings.training.seq_len, (a, kinds.keys())
     if "surf_el" in aux:  # fetched from the stand-in on demand and archived under its own key
         assert all("hycom_surf_el" in r["archive_key"] for r in kinds["surf_el"])
+    if "hycom_tendency" in aux:  # derived: its provenance is the HYCOM SST files themselves, nothing archived
+        assert [r["archive_key"] for r in kinds["hycom_tendency"]] == [r["archive_key"] for r in kinds["hycom_sst"]]
 
 
 def test_ca_convlstm_trains_and_corrects_with_surf_el(prefect_harness, upstream, tmp_path: Path) -> None:

@@ -82,3 +82,25 @@ def test_latest_oisst_input_is_the_analysis_known_at_each_run() -> None:
     assert s.with_aux(()).aux is None and s.subset(np.arange(2)).aux.shape[0] == 2
     with pytest.raises(Exception, match="surf_el"):
         s.with_aux(("surf_el",))
+
+
+def test_hycom_tendency_is_the_same_runs_change_since_lead_day_one() -> None:
+    """The derived input needs no field of its own: sample i, step j = run R-T+1+j's SST at the lead minus at lead 1."""
+    hy, oi, mask, _ = synthetic_cubes(nruns=12)
+    s = build_samples(hy, oi, mask, seq_len=3, aux_inputs=("oisst_latest", "hycom_tendency"))
+    assert s.aux_names == ("oisst_latest", "hycom_tendency")
+    runs = hy["run"].values.astype("datetime64[D]")
+    ocean = mask.values
+    lead_pos = {int(k): i for i, k in enumerate(hy["lead"].values)}
+    checked = 0
+    for i in range(0, len(s), max(1, len(s) // 9)):
+        r = runs.tolist().index(s.run[i].tolist())
+        k = lead_pos[int(s.lead[i])]
+        for j in range(3):
+            run_j = hy.values[r - 2 + j]
+            want = np.where(ocean, run_j[k] - run_j[0], np.nan)
+            np.testing.assert_allclose(s.aux[i, j, 1], want, rtol=0, atol=1e-6)
+        checked += 1
+        if int(s.lead[i]) == 1:
+            assert np.nanmax(np.abs(s.aux[i, :, 1])) == 0.0
+    assert checked >= 5 and np.nanmax(np.abs(s.aux[:, :, 1])) > 0

@@ -45,10 +45,10 @@ def test_windows_never_touch_training_and_validation_precedes_them(run) -> None:
     wins = hc.load_windows(cfg.windows_file)
     data = hc.build_data(cfg, wins)
     for w in wins:
-        train, val, test, info = hc.split_window(data["samples"], w, cfg)
+        train, val, test, cal, info = hc.split_window(data["samples"], w, cfg)
         start = np.datetime64(w["start"], "D")
         assert test.valid.min() == start and test.valid.max() == np.datetime64(w["end"], "D")
-        fit_last = max(train.valid.max(), val.valid.max())
+        fit_last = max(train.valid.max(), val.valid.max(), cal.valid.max())
         # the gap: >= T - 1 + max lead + lag empty days before the first test valid day ...
         assert (test.valid.min() - fit_last) / _DAY - 1 >= cfg.span == info["gap_days"]
         # ... so no training target is a day any test sample reads (its runs and its latest analysis)
@@ -56,6 +56,10 @@ def test_windows_never_touch_training_and_validation_precedes_them(run) -> None:
         # validation comes from the training side: after training (with a gap), before the window
         assert val.valid.max() < start and val.valid.min() > train.valid.max()
         assert len(train) and len(val)
+        # the calibration block: after validation, behind its own span-day gap, before the window's gap
+        assert cal is not None and len(cal) and info["samples"]["calibration"] == len(cal)
+        assert (cal.valid.min() - val.valid.max()) / _DAY - 1 >= cfg.span
+        assert (test.valid.min() - cal.valid.max()) / _DAY - 1 >= cfg.span
         # training only on data before this window: the later window never trains on the earlier's test days
         assert not np.isin(train.valid, test.valid).any()
 
@@ -65,7 +69,7 @@ def test_test_inputs_are_the_preliminary_analyses(run) -> None:
     cfg, _, _ = run
     wins = hc.load_windows(cfg.windows_file)
     data = hc.build_data(cfg, wins)
-    _, _, test, _ = hc.split_window(data["samples"], wins[0], cfg)
+    _, _, test, _, _ = hc.split_window(data["samples"], wins[0], cfg)
     pre, fin = data["oisst_preliminary"], data["oisst"]
     day = test.run - cfg.oisst_lag_days * _DAY
     want_pre = pre.sel(time=day.astype("datetime64[ns]")).values
@@ -105,6 +109,14 @@ def test_results_json_and_files(run) -> None:
     seed0 = paper["training"]["early"]["seeds"]["0"]
     assert seed0["residual_base"] == "hycom" and seed0["arch_kwargs"]["kv_pool"] == 1  # full attention on 8x8
     assert paper["train_samples_per_s"] > 0
+    # issue 12: each learned row's uncertainty, calibrated on the block before the gap, scored on the test days
+    for row in (paper, blob["rows"][BOOSTED]):
+        iv = row["intervals"]
+        assert iv["overall"]["n"] > 0 and set(iv["per_lead"]) == {"1", "2"} and set(iv["per_window"]) == {"early", "late"}
+        assert 0 < iv["overall"]["coverage_68"] < iv["overall"]["coverage_95"] <= 1 and iv["overall"]["crps"] > 0
+        cal_end = iv["per_window"]["early"]["calibration_period"][1]
+        assert np.datetime64(cal_end) < np.datetime64(WINDOWS["windows"][0]["start"]) - cfg.span * _DAY
+    assert blob["rows"][hc.RAW].get("intervals") is None
     assert blob["rows"][hc.RAW]["overall"]["diff"][hc.RAW]["ci"] == [0.0, 0.0]
     tree = blob["rows"][BOOSTED]
     assert tree["kind"] == "learned" and tree["seeds"] == [0, 1] and set(tree["per_seed"]) == {"0", "1"}
@@ -113,7 +125,7 @@ def test_results_json_and_files(run) -> None:
     assert tw["workers"] == 2 and tw["trainings"] == 2 * 2 * 2 and tw["resumed_from_cache"] == 0
     assert tw["samples_per_s"] > 0
     md = (out / "results.md").read_text()
-    assert "TWIN DATA" in md and "oracle, not a floor" in md and "persistence" in md
+    assert "TWIN DATA" in md and "oracle, not a floor" in md and "persistence" in md and "68 % coverage" in md
     assert (out / "hindcast.png").stat().st_size > 10_000
 
 

@@ -226,3 +226,16 @@ def test_peak_memory_of_lazy_training_does_not_grow_with_the_domain(tmp_path: Pa
     assert res["large"]["growth_mib"] - res["small"]["growth_mib"] < 100, res
     # in memory, 1000x1000 x 2 leads x the runs and days (HYCOM, OISST, as-issued inputs, samples) is > 300 MiB
     assert res["memory"]["growth_mib"] > res["large"]["growth_mib"] + 300, res
+
+
+def test_lazy_tiles_refuse_a_derived_input_in_one_line() -> None:
+    """A derived input (``hycom_tendency``) has no archive file of its own to read tiles from: one clear line."""
+    from bias_correction.config import Training
+    from bias_correction.training.lazy_batches import check_lazy_config
+
+    cfg = Training(model="convgru", tile_size=16, lazy_tiles=True, calibration_fraction=0,
+                   aux_inputs=["oisst_latest", "hycom_tendency"])
+    with pytest.raises(ConfigError, match="hycom_tendency.*derived") as err:
+        check_lazy_config(cfg)
+    assert "\n" not in str(err.value)
+    check_lazy_config(cfg.model_copy(update={"aux_inputs": ["oisst_latest"]}))  # archived inputs are fine
