@@ -5,8 +5,9 @@ archive in the exact archive format (``testing.synthetic_archive``: T HYCOM runs
 latest-analysis input) and a ConvGRU-SA package (the default configuration F=8, h=16, random weights,
 trained-tile 50x50) are written; then ``pipeline.correct_run`` runs in a fresh subprocess per size and
 runtime, so peak RSS (VmHWM after resetting it; else ru_maxrss) is that run's alone. Runtimes: ONNX
-Runtime CPU (``runtime="onnx"``, providers "cpu") and eager-equivalent TorchScript CPU, plus CUDA rows
-where a GPU is active (providers chosen explicitly). NOT included: regridding from the raw upstream files
+Runtime CPU (``runtime="onnx"``, providers "cpu"), PyTorch eager (the trained module run through the same
+streamed path: the package's TorchScript corrector with the eager module as its backend) and TorchScript,
+plus CUDA rows where a GPU is active (providers chosen explicitly). NOT included: regridding from the raw upstream files
 (the archive is written directly; ``benchmarks/regrid.py`` measures regridding).
 
     python benchmarks/scale.py [--sizes 50,250,1000,global] [--out benchmarks/results/scale]
@@ -80,9 +81,17 @@ import json, sys, time, resource, pathlib, datetime as dt
 from bias_correction import pipeline
 from bias_correction.config import settings_from_dict
 from bias_correction.pipeline.correct import correct_run
-s = settings_from_dict(json.loads(sys.argv[1]))
+cfg = json.loads(sys.argv[1])
+eager = cfg.pop("eager_checkpoint", None)
+s = settings_from_dict(cfg)
 ctx = pipeline.make_context(s)
 corr = pipeline.load_corrector(s)
+if eager:  # PyTorch eager: the trained module itself behind the package's TorchScript corrector
+    import torch
+    from bias_correction.correction.gridded import TorchScriptCorrector
+    from bias_correction.training.train import load_checkpoint
+    torch.set_num_threads(int(cfg.get("inference", {}).get("intra_op_threads") or torch.get_num_threads()))
+    corr = TorchScriptCorrector(corr.manifest, load_checkpoint(pathlib.Path(eager))[0].eval(), corr.active_provider)
 try:
     pathlib.Path("/proc/self/clear_refs").write_text("5")
 except OSError:
@@ -96,14 +105,16 @@ try:
 except OSError:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"wall_s": wall, "peak_rss_mib": peak / 1024, "provider": corr.active_provider,
-                  "runtime": corr.runtime, "written": res.product.written}))
+                  "runtime": "eager" if eager else corr.runtime, "written": res.product.written}))
 """
 
 
 def measure(root: Path, shape: tuple[int, int], runtime: str, providers: str, tag: str) -> dict[str, Any]:
     from bias_correction.io.product import product_key  # noqa: F401  (import check before the subprocess)
 
-    data = _settings(root, shape, runtime, providers)
+    data = _settings(root, shape, "torchscript" if runtime == "eager" else runtime, providers)
+    if runtime == "eager":
+        data["eager_checkpoint"] = str(root / "ckpt.pt")
     data["storage_root"] = str(root / f"data-{tag}")
     if not (root / f"data-{tag}").exists():
         import shutil
@@ -122,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="50,250,1000,global")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale"))
+    ap.add_argument("--backends", help="comma-separated subset of ort-cpu,eager-cpu,torchscript-cpu (default all)")
     args = ap.parse_args(argv)
     from bias_correction.correction.session import cuda_active
 
-    backends = [("ort-cpu", "onnx", "cpu"), ("torchscript-cpu", "torchscript", "cpu")]
+    backends = [("ort-cpu", "onnx", "cpu"), ("eager-cpu", "eager", "cpu"), ("torchscript-cpu", "torchscript", "cpu")]
     if cuda_active():
-        backends += [("ort-cuda", "onnx", "cuda"), ("torchscript-cuda", "torchscript", "cuda")]
+        backends += [("ort-cuda", "onnx", "cuda"), ("eager-cuda", "eager", "cuda")]
+    backends = [b for b in backends if b[0] in args.backends.split(",")] if args.backends else backends
     rows = []
     for name in [s for s in args.sizes.split(",") if s]:
         shape = SIZES[name]
@@ -138,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
             for tag, runtime, providers in backends:
                 row[tag] = measure(root, shape, runtime, providers, tag)
                 print(f"{name:7s} {tag:16s} {json.dumps(row[tag])}", flush=True)
-            e, o = row["torchscript-cpu"], row["ort-cpu"]
-            if "wall_s" in e and "wall_s" in o:
+            e, o = row.get("eager-cpu", {}), row.get("ort-cpu", {})
+            if "wall_s" in e and "wall_s" in o:  # side by side, same run, same archive
                 row["ort_vs_eager_speedup"] = e["wall_s"] / o["wall_s"]
+                row["ort_vs_eager_peak_rss_ratio"] = o["peak_rss_mib"] / e["peak_rss_mib"]
             rows.append(row)
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "date": dt.date.today().isoformat(), "model": f"{zoo.DEFAULT_MODEL} F=8 h=16 kv_pool=4, tile {TILE}",
@@ -148,15 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB | ORT speed-up vs eager |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         for tag, _, _ in backends:
             v = r.get(tag, {})
             if "wall_s" in v:
+                sp = f"{r['ort_vs_eager_speedup']:.2f}x" if tag == "ort-cpu" and "ort_vs_eager_speedup" in r else ""
                 lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | {v['wall_s']:.1f} | "
-                             f"{v['cells_per_s']:.0f} | {v['peak_rss_mib']:.0f} |")
+                             f"{v['cells_per_s']:.0f} | {v['peak_rss_mib']:.0f} | {sp} |")
             else:
-                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | error: {v.get('error')} | | |")
+                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | error: {v.get('error')} | | | |")
     (out / "scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -19,6 +19,10 @@ import numpy as np
 
 SST_RANGE_C = (-2.5, 40.0)
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+#: What may run a request, per requested provider: the ONNX Runtime provider, the TorchScript device of the same
+#: kind ("torch-cpu"/"torch-cuda", ``correction.session``), and for the CPU the tabular models' native runtime.
+ACCEPTED_PROVIDERS = {"cpu": {"CPUExecutionProvider", "torch-cpu", "native"},
+                      "cuda": {"CUDAExecutionProvider", "torch-cuda"}, "tensorrt": {"TensorrtExecutionProvider"}}
 #: Margin on the largest correction seen in training before a correction counts as out of envelope.
 ENVELOPE_MARGIN = 1.5
 
@@ -67,9 +71,8 @@ def check_publication(
     vals = corrected[finite & mask[None]]
     if vals.size and (vals.min() < SST_RANGE_C[0] or vals.max() > SST_RANGE_C[1]):
         failures.append(f"corrected SST {vals.min():.2f}..{vals.max():.2f} °C outside {SST_RANGE_C}")
-    wanted = PROVIDER_NAMES.get(providers_requested)
-    cpu_native = providers_requested == "cpu" and active_provider == "native"  # tabular models run natively on the CPU
-    if wanted is not None and active_provider != wanted and not cpu_native:
+    accepted = ACCEPTED_PROVIDERS.get(providers_requested)
+    if accepted is not None and active_provider not in accepted:
         failures.append(f"provider {providers_requested!r} requested but {active_provider} is active")
     if envelope_degC is not None:
         delta = np.abs(corrected - raw)[finite & mask[None]]

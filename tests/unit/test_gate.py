@@ -43,3 +43,19 @@ def test_envelope_has_a_margin() -> None:
     corrected = raw - 0.8
     assert not check_publication(inputs=inputs, raw=raw, corrected=corrected, mask=mask, providers_requested="auto",
                                  active_provider="CPUExecutionProvider", envelope_degC=0.5).ok
+
+
+def test_a_requested_device_is_met_by_any_runtime_on_it() -> None:
+    """providers="cpu" is met by ONNX Runtime's CPU provider, TorchScript on the CPU and the native tabular
+    runtime; "cuda" only by a CUDA one (a silent CPU fallback is refused)."""
+    inputs, raw, corrected, mask = _case()
+
+    def ok(requested: str, active: str) -> bool:
+        return check_publication(inputs=inputs, raw=raw, corrected=corrected, mask=mask, providers_requested=requested,
+                                 active_provider=active, envelope_degC=0.5).ok
+
+    assert all(ok("cpu", a) for a in ("CPUExecutionProvider", "torch-cpu", "native"))
+    assert all(ok("cuda", a) for a in ("CUDAExecutionProvider", "torch-cuda"))
+    assert not any(ok("cuda", a) for a in ("CPUExecutionProvider", "torch-cpu", "native"))
+    assert not ok("cpu", "torch-cuda") and not ok("tensorrt", "CUDAExecutionProvider")
+    assert ok("auto", "torch-cpu") and ok("auto", "CUDAExecutionProvider")
