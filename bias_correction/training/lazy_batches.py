@@ -40,17 +40,12 @@ VAL_TILES_PER_SAMPLE = 4
 
 def check_lazy_config(cfg: Training, calibrating: bool = False) -> None:
     """ConfigError (one line) for what lazy tiles cannot train; ``calibrating``: the run would carve a calibration block."""
-    from bias_correction.inputs import aux_input
     from bias_correction.zoo import is_tabular
 
     if cfg.tile_size is None:
         raise ConfigError("training.lazy_tiles reads one tile per sample: set training.tile_size")
     if is_tabular(cfg.model):
         raise ConfigError(f"training.lazy_tiles trains gridded networks; {cfg.model!r} fits whole samples in memory")
-    derived = [n for n in cfg.resolved_aux_inputs if not aux_input(n).archived]
-    if derived:
-        raise ConfigError(f"training.lazy_tiles reads archived fields only; {derived} are derived inputs: train in "
-                          "memory (lazy_tiles = false) or list training.aux_inputs without them")
     if calibrating and cfg.calibration_fraction > 0:
         raise ConfigError("training.lazy_tiles cannot calibrate (the calibration predicts whole-domain samples in "
                           "memory): set training.calibration_fraction = 0")

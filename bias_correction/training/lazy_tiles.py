@@ -48,7 +48,9 @@ CHUNK_CACHE_BYTES = 1 << 20
 #: Rows per band when a statistic streams whole fields (the envelope, targets restricted to a window).
 STAT_ROWS = 256
 
-Ref = tuple[str, "int | None"]  # (archive key, lead index; None for a 2-D OISST field)
+#: (archive key, lead index; None for a 2-D OISST field), or (key, lead index, base lead index): a derived
+#: same-run input (``inputs.InputSpec.derive``) = the field at the lead minus the field at the base lead
+Ref = tuple
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,15 @@ class ArchiveFiles:
         return open_lazy(self.store, key, check)
 
     def read(self, ref: Ref, rows: slice, cols: slice) -> np.ndarray:
-        """float32 window ``[rows, cols]`` of the field (at the lead index) of ``ref``, decoded as xarray does."""
-        key, lead = ref
+        """float32 window ``[rows, cols]`` of the field (at the lead index) of ``ref``, decoded as xarray does;
+        a derived ref reads the lead and its base lead and returns the difference."""
+        key, lead = ref[0], ref[1]
         var = field_of(self.dataset(key)).variable
         with NETCDF_LOCK:
-            return np.asarray(var[(rows, cols) if lead is None else (lead, rows, cols)].values, dtype=np.float32)
+            out = np.asarray(var[(rows, cols) if lead is None else (lead, rows, cols)].values, dtype=np.float32)
+            if len(ref) == 3:
+                out = out - np.asarray(var[(ref[2], rows, cols)].values, dtype=np.float32)
+        return out
 
     def close(self) -> None:
         while self._open:
@@ -188,7 +194,8 @@ class LazySamples:
         aux: list[list[Ref]] = []
         for name in self.aux_names:
             spec = INPUT_REGISTRY[name]
-            aux.append([(self.run_keys[spec.variable][w], lead) for w in p.window[i]] if spec.per_lead
+            base = () if spec.archived else (0,)  # derived: minus lead day 1 (the first lead of the file)
+            aux.append([(self.run_keys[spec.variable][w], lead, *base) for w in p.window[i]] if spec.per_lead
                        else [(self.input_keys[d], None) for d in p.latest[i]])
         return x, aux, (self.target_keys[int(p.target[i])], None)
 
@@ -298,7 +305,10 @@ def index_archive(store: Any, grid: RegularGrid, ocean: np.ndarray, runs: Sequen
         raise InputValidationError(f"mask is {ocean.shape}, grid {grid.grid_id} is {grid.shape}")
     files = ArchiveFiles(store)
     stats: dict[Ref, FieldStats] = {}
-    variables = ["sst", *(s.variable for s in specs if s.per_lead)]
+    derived = [s for s in specs if not s.archived]
+    if any(s.variable != "sst" for s in derived):  # pragma: no cover  (every derived input comes from HYCOM SST)
+        raise ConfigError(f"lazy tiles derive inputs from HYCOM SST only: {[s.name for s in derived]}")
+    variables = list(dict.fromkeys(["sst", *(s.variable for s in specs if s.per_lead)]))
     present = {v: {r for r in runs if store.exists(archive.hycom_key(grid, r, v))} for v in variables}
     for v in variables:
         if not present[v]:
@@ -319,7 +329,11 @@ def index_archive(store: Any, grid: RegularGrid, ocean: np.ndarray, runs: Sequen
                 raise InputValidationError(f"archive file {key}: leads {these} differ from the other runs' {leads}")
             for li in range(len(these)):
                 stats[(key, li)] = _stats(files.read((key, li), slice(None), slice(None)), ocean)
+                if v == "sst" and derived:  # the derived inputs' own statistics (their anomaly normalisation)
+                    stats[(key, li, 0)] = _stats(files.read((key, li, 0), slice(None), slice(None)), ocean)
     leads = leads or []
+    if derived and leads[:1] != [1]:
+        raise InputValidationError(f"{[s.name for s in derived]} derive from lead day 1; the archive's leads are {leads}")
 
     def scan_days(keys: list[str]) -> list[bool]:
         for key in keys:

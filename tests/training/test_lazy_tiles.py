@@ -84,10 +84,10 @@ def _archive(settings: Any, end: dt.date = END, *, extras: bool = False) -> Any:
 
 
 def test_lazy_samples_equal_the_in_memory_crops_and_statistics(tmp_path: Path) -> None:
-    """Surf_el (same-run, anomaly-normalised), as-issued preliminary analyses, a missing run and day, a target
-    window: the index has the in-memory sample list, every tile read equals the in-memory crop, and the
-    normalisation, envelope and first training batch are the in-memory ones."""
-    settings = _settings(tmp_path, 40, aux=("oisst_latest", "surf_el"))
+    """Surf_el (same-run, anomaly-normalised), the derived HYCOM tendency, as-issued preliminary analyses, a
+    missing run and day, a target window: the index has the in-memory sample list, every tile read equals the
+    in-memory crop, and the normalisation, envelope and first training batch are the in-memory ones."""
+    settings = _settings(tmp_path, 40, aux=("oisst_latest", "surf_el", "hycom_tendency"))
     ctx = _archive(settings, extras=True)
     mem, v_mem = training_samples(ctx, START, END)
     lazy, v_lazy = training_samples(ctx, START, END, lazy=True)
@@ -113,10 +113,12 @@ def test_lazy_samples_equal_the_in_memory_crops_and_statistics(tmp_path: Path) -
     vmin, vmax = normalisation(m_tr)
     assert l_tr.normalisation() == (vmin, vmax)
     assert l_tr.envelope() == training_envelope(m_tr.y, m_tr.x[:, -1])
-    (o_m, s_m), (o_l, s_l) = sources.aux_normalisation(m_tr, vmin, vmax), l_tr.aux_normalisation(vmin, vmax)
-    assert o_l == o_m == (vmin, vmax - vmin)
-    np.testing.assert_allclose(s_l, s_m, rtol=1e-5)
-    assert s_l[1] > 0
+    n_m, n_l = sources.aux_normalisation(m_tr, vmin, vmax), l_tr.aux_normalisation(vmin, vmax)
+    assert n_l[0] == n_m[0] == (vmin, vmax - vmin)
+    for j in (1, 2):  # surf_el, and the tendency's own statistics (not those of the SST it derives from)
+        np.testing.assert_allclose(n_l[j], n_m[j], rtol=1e-5, atol=1e-6)
+        assert n_l[j][1] > 0
+    assert abs(n_m[2][0]) < 1.0 < vmin  # a change in degC, centred near 0
 
     got = next(iter(LazyTileBatches(l_tr, 4, 0, (16, 16))))
     want = next(iter(sources.InMemoryBatches(m_tr, 4, 0, (16, 16))))
@@ -227,15 +229,3 @@ def test_peak_memory_of_lazy_training_does_not_grow_with_the_domain(tmp_path: Pa
     # in memory, 1000x1000 x 2 leads x the runs and days (HYCOM, OISST, as-issued inputs, samples) is > 300 MiB
     assert res["memory"]["growth_mib"] > res["large"]["growth_mib"] + 300, res
 
-
-def test_lazy_tiles_refuse_a_derived_input_in_one_line() -> None:
-    """A derived input (``hycom_tendency``) has no archive file of its own to read tiles from: one clear line."""
-    from bias_correction.config import Training
-    from bias_correction.training.lazy_batches import check_lazy_config
-
-    cfg = Training(model="convgru", tile_size=16, lazy_tiles=True, calibration_fraction=0,
-                   aux_inputs=["oisst_latest", "hycom_tendency"])
-    with pytest.raises(ConfigError, match="hycom_tendency.*derived") as err:
-        check_lazy_config(cfg)
-    assert "\n" not in str(err.value)
-    check_lazy_config(cfg.model_copy(update={"aux_inputs": ["oisst_latest"]}))  # archived inputs are fine
