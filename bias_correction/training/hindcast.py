@@ -33,7 +33,7 @@ import numpy as np
 
 from bias_correction import zoo
 from bias_correction.errors import ConfigError
-from bias_correction.inputs import OISST_LATEST
+from bias_correction.inputs import HYCOM_TENDENCY, OISST_LATEST
 from bias_correction.training.hindcast_config import (  # noqa: F401 (re-exported)
     BASELINES, FULL, ORACLE, PAPER, PERSISTENCE, RAW, RB_PERS, RB_RAW, REFERENCE_ROWS, VARIANTS, WINDOWS_FILE,
     HindcastConfig, Variant, config_dict, load_windows,
@@ -91,13 +91,15 @@ def build_data(cfg: HindcastConfig, windows: list[dict[str, Any]]) -> dict[str, 
                         preliminary=True)
     if int(data["mask"].values.sum()) == 0:
         raise ConfigError(f"the box {box} has no ocean cell in twin preset {cfg.twin_preset!r}")
-    samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len,
-                            aux_inputs=(OISST_LATEST.name, *data["run_fields"]), oisst_lag_days=cfg.oisst_lag_days,
-                            issued_oisst=data["oisst_preliminary"], **data["run_fields"])
+    # every input any row may take (each row keeps its own with ``with_aux``): the analysis, the twin's same-run
+    # fields and the derived HYCOM tendency
+    aux = (OISST_LATEST.name, *data["run_fields"], HYCOM_TENDENCY.name)
+    samples = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len, aux_inputs=aux,
+                            oisst_lag_days=cfg.oisst_lag_days, issued_oisst=data["oisst_preliminary"],
+                            **data["run_fields"])
     # the same samples with FINAL analyses as inputs (rows trained where the archive holds only finals)
-    final = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len,
-                          aux_inputs=(OISST_LATEST.name, *data["run_fields"]), oisst_lag_days=cfg.oisst_lag_days,
-                          **data["run_fields"])
+    final = build_samples(data["hycom"], data["oisst"], data["mask"], cfg.seq_len, aux_inputs=aux,
+                          oisst_lag_days=cfg.oisst_lag_days, **data["run_fields"])
     if not (np.array_equal(final.run, samples.run) and np.array_equal(final.lead, samples.lead)):
         raise ConfigError("the final-input samples do not line up with the as-issued ones")  # pragma: no cover
     data.update(samples=samples, samples_final=final, source=source, region=box, seconds=time.perf_counter() - t0)

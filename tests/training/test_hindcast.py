@@ -20,13 +20,16 @@ WINDOWS = {"windows": [{"name": "early", "season": "x", "start": "2021-03-01", "
 
 
 BOOSTED = next(m for m in zoo.ids(zoo.TABULAR) if zoo.get(m).boosted)
+#: a lever row (issue 11 item 5): the default model with the derived HYCOM tendency input
+TENDENCY_ROW = f"{zoo.DEFAULT_MODEL}+tendency"
 
 
 def tiny(tmp: Path, **kw: object) -> hc.HindcastConfig:
     (tmp / "windows.json").write_text(json.dumps(WINDOWS))
     base = dict(windows_file=str(tmp / "windows.json"), twin_preset="classic", box_cells=8, box_center=None, leads=2,
                 seq_len=2, train_days=30, epochs=2, patience=2, features=4, hidden=4, seeds=[0, 1],
-                learned=[hc.PAPER, BOOSTED], baselines=[], n_boot=100, lgbm_estimators=20, tree_rows=5000, workers=2)
+                learned=[hc.PAPER, BOOSTED, TENDENCY_ROW], baselines=[], n_boot=100, lgbm_estimators=20, tree_rows=5000,
+                workers=2)
     return hc.HindcastConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -62,6 +65,9 @@ def test_windows_never_touch_training_and_validation_precedes_them(run) -> None:
         assert (test.valid.min() - cal.valid.max()) / _DAY - 1 >= cfg.span
         # training only on data before this window: the later window never trains on the earlier's test days
         assert not np.isin(train.valid, test.valid).any()
+        # a row's own training side (lever "train_days"): as long as asked, ending where the default one ends
+        short, *_ = hc.split_window(data["samples"], w, cfg, train_days=cfg.train_days // 2)
+        assert short.valid.min() > train.valid.min() and (test.valid.min() - short.valid.max()) / _DAY - 1 >= cfg.span
 
 
 @pytest.mark.slow  # a real (tiny) hindcast: ~15 s CPU, >60 s wall on the loaded 2-core box
@@ -91,7 +97,11 @@ def test_results_json_and_files(run) -> None:
     blob = json.loads((out / "results.json").read_text())
     assert "twin" in blob["data_kind"] and blob["references"] == {"raw": hc.RAW, "persistence": hc.PERSISTENCE}
     assert [w["name"] for w in blob["windows"]] == ["early", "late"]
-    assert set(blob["rows"]) == {*hc.REFERENCE_ROWS, hc.PAPER, BOOSTED}
+    assert set(blob["rows"]) == {*hc.REFERENCE_ROWS, hc.PAPER, BOOSTED, TENDENCY_ROW}
+    lever = blob["rows"][TENDENCY_ROW]["training"]["early"]["seeds"]["0"]
+    assert lever["aux_inputs"] == ["oisst_latest", "hycom_tendency"] and lever["residual_base"] == "oisst_latest"
+    assert lever["budget"] == {"train_days": cfg.train_days, "epochs": cfg.epochs, "patience": cfg.patience,
+                               "weight_decay": 0.0}
     for name, r in blob["rows"].items():
         assert r["model"] == name and r["windows"] == ["early", "late"] and r["leads"] == [1, 2]
         assert r["gap_days"] >= cfg.span
@@ -122,7 +132,7 @@ def test_results_json_and_files(run) -> None:
     assert tree["kind"] == "learned" and tree["seeds"] == [0, 1] and set(tree["per_seed"]) == {"0", "1"}
     assert tree["input_versions"]["latest_analysis"] == "preliminary"  # the tree sees the as-issued analysis too
     tw = blob["training_wall"]
-    assert tw["workers"] == 2 and tw["trainings"] == 2 * 2 * 2 and tw["resumed_from_cache"] == 0
+    assert tw["workers"] == 2 and tw["trainings"] == 3 * 2 * 2 and tw["resumed_from_cache"] == 0
     assert tw["samples_per_s"] > 0
     md = (out / "results.md").read_text()
     assert "TWIN DATA" in md and "oracle, not a floor" in md and "persistence" in md and "68 % coverage" in md
