@@ -215,6 +215,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--learned", help="comma-separated learned rows: " + ", ".join(VARIANTS))
     p.add_argument("--baselines", help="comma-separated statistical baselines ('' for none): " + ", ".join(BASELINES))
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--refs", help="comma-separated rows every row is compared with, paired (default "
+                                  f"{','.join(d.refs)}); the first is the reference of the by-lead difference table")
     p.add_argument("--box-cells", type=int, help="square sub-box size in cells (0 = whole region)")
     p.add_argument("--box-center", help="LAT,LON of the box centre, or 'region' for the region's centre "
                                         f"(default {d.box_center[0]},{d.box_center[1]}: a coastal box)")
@@ -238,6 +240,8 @@ def config_from_args(a: Any) -> HindcastConfig:
         kw["baselines"] = split(a.baselines)
     if a.seeds:
         kw["seeds"] = [int(s) for s in split(a.seeds)]
+    if a.refs:
+        kw["refs"] = split(a.refs)
     if a.twin_preset:
         kw["twin_preset"] = a.twin_preset
     if a.box_cells is not None:
