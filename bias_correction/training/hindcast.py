@@ -300,9 +300,9 @@ def _check(cfg: HindcastConfig) -> None:
         raise ConfigError(f"unknown baselines {bad}; known: {', '.join(BASELINES)}")
     if not cfg.seeds:
         raise ConfigError("at least one seed is needed")
-    missing = sorted(set(cfg.refs) - {*REFERENCE_ROWS, *cfg.baselines, *cfg.learned})
-    if missing:
-        raise ConfigError(f"reference rows {missing} are not among this run's rows")
+    unknown_refs = sorted(set(cfg.refs) - {*REFERENCE_ROWS, *BASELINES, *VARIANTS})  # absent ones are skipped
+    if unknown_refs:
+        raise ConfigError(f"unknown reference rows {unknown_refs}")
     if cfg.workers < 1:
         raise ConfigError(f"workers must be >= 1, got {cfg.workers}")
 
