@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from bias_correction.inputs import OISST_LATEST, SURF_EL
+from bias_correction.inputs import HYCOM_TENDENCY, OISST_LATEST, SURF_EL
 
 Family = Literal["gridded", "tabular", "baseline"]
 GRIDDED: Family = "gridded"
@@ -79,10 +79,13 @@ _NET = "bias_correction.training.architectures:"
 _FIT = "bias_correction.training.baselines:"
 _APPLY = "bias_correction.correction.tabular_apply:"
 _OISST = (OISST_LATEST.name,)
+#: The default model's inputs since the lever study of issue 11 (benchmarks/results/levers, development windows):
+#: the latest analysis plus HYCOM's own change since lead day 1, with a year of training (``Training``)
+_OISST_TENDENCY = (OISST_LATEST.name, HYCOM_TENDENCY.name)
 _TREE_FRAMING = "residual: corrected = HYCOM lag 0 + predicted (OISST - HYCOM lag 0), per ocean pixel"
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("convgru-sa", GRIDDED, "ConvGRU-SA", _OISST, build=_NET + "ConvGRUSA", kv_pooled=True),
+    ModelSpec("convgru-sa", GRIDDED, "ConvGRU-SA", _OISST_TENDENCY, build=_NET + "ConvGRUSA", kv_pooled=True),
     ModelSpec("convgru", GRIDDED, "ConvGRU", _OISST, domain_dependent=False, build=_NET + "ConvGRU"),
     ModelSpec("convlstm", GRIDDED, "ConvLSTM", _OISST, domain_dependent=False, build=_NET + "ConvLSTM"),
     ModelSpec("cbam-convlstm-at", GRIDDED, "3DCNN-CBAM-ConvLSTM-AT", _OISST, build=_NET + "CBAMConvLSTMAT"),

@@ -109,9 +109,10 @@ def scheduled_daily(settings: dict[str, Any], day: dt.date | None = None) -> dic
 
 
 @flow(name="sstbc-retraining")
-def retraining(settings: dict[str, Any], days: int = 120, end: dt.date | None = None) -> dict[str, Any]:
+def retraining(settings: dict[str, Any], days: int | None = None, end: dt.date | None = None) -> dict[str, Any]:
     """Retraining as champion and challenger: archive the held-out window (the newest runs whose OISST is
-    out), train a challenger on the ``days`` runs before it (only the new upstream regime's when one is due:
+    out), train a challenger on the ``days`` runs before it (default ``orchestration.retraining_days``; only
+    the new upstream regime's when one is due:
     ``pipeline.promotion.regime_status``), export it as a candidate and score it against ``current``; it
     is promoted only when shown better (``orchestration.promotion``)."""
     from bias_correction import regime
@@ -123,6 +124,7 @@ def retraining(settings: dict[str, Any], days: int = 120, end: dt.date | None = 
     if len(s.regions) > 1:  # each region retrains its own model on its own archive
         return each_region(retraining, s, "retraining", days=days, end=end)
     end = end or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=s.lead_days + 2)
+    days = days or s.orchestration.retraining_days
     plan = promotion.retraining_plan(s, end, days)
     window = fill_archive(settings, plan.window_start, plan.window_end)
     status = tasks.regime_status(settings)

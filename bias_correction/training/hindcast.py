@@ -198,7 +198,7 @@ def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: A
     tr, va, te = (s.with_aux(aux) for s in (train, val, test))
     ca = None if cal is None else cal.with_aux(aux)
     if zoo.get(v.model).family == zoo.TABULAR:
-        return _train_tree(v.model, seed, tr, va, te, grid, cfg, aux, ca)
+        return _train_tree(v.model, seed, tr, va, te, grid, cfg, aux, ca, budget)
     from bias_correction.training.benchmark import _predict_gridded
     from bias_correction.training.train import load_checkpoint, train_model
 
@@ -221,7 +221,7 @@ def train_variant(name: str, seed: int, train: Any, val: Any, test: Any, grid: A
 
 
 def _train_tree(model: str, seed: int, tr: Any, va: Any, te: Any, grid: Any, cfg: HindcastConfig,
-                aux: tuple[str, ...], ca: Any = None) -> dict[str, Any]:
+                aux: tuple[str, ...], ca: Any = None, budget: dict[str, Any] | None = None) -> dict[str, Any]:
     """A tree ensemble (the benchmark's sizes) on the residual against raw HYCOM; one core per worker."""
     from bias_correction.training.trees import TreeModel
 
@@ -231,7 +231,7 @@ def _train_tree(model: str, seed: int, tr: Any, va: Any, te: Any, grid: Any, cfg
     m.fit(tr, va, lat=grid.lat, lon=grid.lon)
     secs = time.perf_counter() - t0
     return {"pred": m.predict(te), "train_seconds": secs, "n_parameters": m.n_parameters(),
-            **({} if ca is None else {"pred_cal": m.predict(ca)}),
+            **({} if ca is None else {"pred_cal": m.predict(ca)}), "budget": {"train_days": (budget or {}).get("train_days")},
             "parameter_unit": "tree nodes", "train_rows": m.n_rows, "aux_inputs": list(aux), "residual_base": "hycom",
             "train_period": tr.period(), "train_samples": len(tr),
             "train_samples_per_s": len(tr) / max(secs, 1e-9)}

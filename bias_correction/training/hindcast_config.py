@@ -1,10 +1,13 @@
 """Configuration of the rolling-origin hindcast (:mod:`.hindcast`): rows, windows, budgets.
 
-The "default" configuration (every zoo model, 3 seeds, 4 windows, 2 worker processes, 120 training days,
-4 epochs) was sized for 90 min on 2 cores: with 183 days and 6 epochs the first window alone took 31 min
-(2026-12-02, about 130 min for four), so both were cut before any test score was looked at. Measured:
-92.8 min on a 2-core machine shared with other jobs (benchmarks/README.md): still over budget.
-:data:`FULL` is the documented longer one.
+The "default" configuration: every zoo model, 3 seeds, the 4 test windows of 2022, 2 worker processes.
+Rows have one of two budgets, each the same for every row that has it: the recommended recipe of the lever
+study (365 training days, <= 8 epochs, patience 3: the recommended ConvGRU-SA and its final-trained twin) and
+the configuration's budget B0 (120 training days, <= 4 epochs, patience 2: every other network, the previous
+default, the paper-faithful row), the budget of the 2026-12-02 run, which all zoo models at the recommended
+recipe would exceed 90 min on 2 cores by far (benchmarks/README.md). The lever study ("levers" preset, the
+2021 development windows) compared ConvGRU-SA, FAConvLSTM and CBAM-AT at one recipe. :data:`FULL` is the
+documented longer configuration.
 """
 
 from __future__ import annotations
@@ -56,19 +59,31 @@ def _default_label(s: zoo.ModelSpec) -> str:
     return f"{s.label} (project default: {inputs}{anchored})"
 
 
-#: The learned rows a configuration can name: the paper-faithful ConvGRU-SA (HYCOM only, residual on
-#: HYCOM, full attention), every gridded zoo model with its project defaults, the final-trained default
-#: and the tree ensembles (residual on HYCOM, the same inputs as features).
+#: The recommended recipe of the lever study (benchmarks/results/levers, chosen on the 2021 development windows
+#: by the rule in benchmarks/hindcast_dev_windows.json): a year of training, <= 8 epochs, patience 3, and the
+#: default model's inputs (latest analysis + HYCOM tendency). The project's defaults follow it.
+RECOMMENDED_BUDGET: dict[str, int] = {"train_days": 365, "epochs": 8, "patience": 3}
+#: The project default before the lever study (2026-12-02): latest analysis only, the configuration's budget.
+PREVIOUS_DEFAULT = f"{zoo.DEFAULT_MODEL}-2026-12-02"
+_DL = zoo.label(zoo.DEFAULT_MODEL)
+
+#: The learned rows a configuration can name: the recommended ConvGRU-SA (the project default), the same trained
+#: on final analyses, the paper-faithful ConvGRU-SA (HYCOM only, residual on HYCOM, full attention), the previous
+#: default, every other gridded zoo model with its project defaults and the tree ensembles (residual on HYCOM, the
+#: same inputs as features). Rows without budget overrides take the configuration's budget.
 VARIANTS: dict[str, Variant] = {
-    PAPER: Variant(zoo.DEFAULT_MODEL, (), "hycom", True,
-                   f"{zoo.label(zoo.DEFAULT_MODEL)} paper-faithful (HYCOM only, residual on HYCOM)"),
-    **{s.id: Variant(s.id, label=_default_label(s)) for s in zoo.specs(zoo.GRIDDED)},
-    FINAL_TRAINED: Variant(zoo.DEFAULT_MODEL, label=f"{zoo.label(zoo.DEFAULT_MODEL)} (project default) trained on "
-                           "FINAL analyses, tested on the as-issued preliminary ones", final_trained=True),
+    zoo.DEFAULT_MODEL: Variant(zoo.DEFAULT_MODEL, label=f"{_DL} recommended (project default: latest analysis + HYCOM "
+                               "tendency, persistence-anchored; 365 training days, <= 8 epochs)", **RECOMMENDED_BUDGET),
+    FINAL_TRAINED: Variant(zoo.DEFAULT_MODEL, label=f"{_DL} recommended, trained on FINAL analyses, tested on the "
+                           "as-issued preliminary ones", final_trained=True, **RECOMMENDED_BUDGET),
+    PAPER: Variant(zoo.DEFAULT_MODEL, (), "hycom", True, f"{_DL} paper-faithful (HYCOM only, residual on HYCOM)"),
+    PREVIOUS_DEFAULT: Variant(zoo.DEFAULT_MODEL, (OISST_LATEST.name,),
+                              label=f"{_DL} 2026-12-02 default (latest analysis only, persistence-anchored)"),
+    **{s.id: Variant(s.id, label=_default_label(s)) for s in zoo.specs(zoo.GRIDDED) if s.id != zoo.DEFAULT_MODEL},
     **{s.id: Variant(s.id, label=_default_label(s)) for s in zoo.specs(zoo.TABULAR)},
 }
-#: The levers of issue 11 item 5, each a ConvGRU-SA row that changes the default recipe (120 training days,
-#: <= 4 epochs, the latest analysis as input): the HYCOM tendency input, a year of training, training longer,
+#: The levers of issue 11 item 5, each a ConvGRU-SA row that changes the 2026-12-02 default recipe (120 training
+#: days, <= 4 epochs, the latest analysis as input): the HYCOM tendency input, a year of training, training longer,
 #: weight decay; and the runners-up of the default hindcast with the year + tendency recipe, so the
 #: recommended configuration is chosen among architectures at one budget. Run on DEVELOPMENT windows
 #: (``DEV_WINDOWS_FILE``, preset "levers"), never on the test windows.
@@ -95,13 +110,13 @@ LEVER_VARIANTS: dict[str, Variant] = {
 VARIANTS.update(LEVER_VARIANTS)
 #: The lever study's rows: the default recipe, each lever, and the two runners-up of the 2026-12-02 default
 #: hindcast (CBAM-AT and FAConvLSTM, the rows that beat persistence there) with the year + tendency recipe.
-LEVERS = [_D, *(n for n in LEVER_VARIANTS if n.startswith(_D + "+") or n.startswith(_D + "@")),
+LEVERS = [PREVIOUS_DEFAULT, *(n for n in LEVER_VARIANTS if n.startswith(_D + "+") or n.startswith(_D + "@")),
           *(f"{m}@365d+tendency" for m in zoo.ids(zoo.GRIDDED) if zoo.get(m).label.startswith(("3DCNN", "FAConv")))]
 DEV_WINDOWS_FILE = Path("benchmarks/hindcast_dev_windows.json")
 
 #: Every learned row: the default configuration runs them all.
-ALL_LEARNED = [PAPER, zoo.DEFAULT_MODEL, *(i for i in zoo.ids(zoo.GRIDDED) if i != zoo.DEFAULT_MODEL), FINAL_TRAINED,
-               *zoo.ids(zoo.TABULAR)]
+ALL_LEARNED = [zoo.DEFAULT_MODEL, FINAL_TRAINED, PAPER, PREVIOUS_DEFAULT,
+               *(i for i in zoo.ids(zoo.GRIDDED) if i != zoo.DEFAULT_MODEL), *zoo.ids(zoo.TABULAR)]
 #: Centre (lat, lon) of the default scored box: southern Hainan's coast and the sea south of it (24 % land
 #: in the hard twin). Chosen by its land share alone, before any model ran on it.
 COAST_BOX_CENTER = (18.0, 109.92)  # a cell edge of the global 0.08° grid

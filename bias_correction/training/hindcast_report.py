@@ -175,10 +175,11 @@ def markdown(result: dict[str, Any]) -> str:
         "No 'best achievable given all inputs' row: the twin has no closed form for the expected truth given "
         "every input (4 runs, analyses), so none is claimed.", "",
         f"Learned rows: {len(cfg['seeds'])} seeds {cfg['seeds']}; the row is the seed ensemble (mean of the "
-        f"seeds' fields); per-seed spread below. Budget per training: ≤ {cfg['epochs']} epochs (early stopping "
-        f"on validation carved from the training side, patience {cfg['patience']}), batch {cfg['batch_size']}, "
-        f"lr {cfg['learning_rate']}, F={cfg['features']}, h={cfg['hidden']}, T={cfg['seq_len']}, the same for "
-        f"every network; trees: LightGBM {cfg.get('lgbm_estimators')} estimators (early stopping on the same "
+        f"seeds' fields); per-seed spread below. Budget per training, unless the row has its own (the Seeds "
+        f"table's budget column): {cfg['train_days']} training days, ≤ {cfg['epochs']} epochs (early stopping "
+        f"on validation carved from the training side, patience {cfg['patience']}); for every network batch "
+        f"{cfg['batch_size']}, lr {cfg['learning_rate']}, F={cfg['features']}, h={cfg['hidden']}, "
+        f"T={cfg['seq_len']}; trees: LightGBM {cfg.get('lgbm_estimators')} estimators (early stopping on the same "
         f"validation), random forest {cfg.get('rf_estimators')} trees of depth ≤ {cfg.get('rf_max_depth')}, "
         f"≤ {cfg.get('tree_rows')} rows. " + _wall(result), "",
         "## Windows (fixed in advance; never used for a model choice)", "",
@@ -215,15 +216,28 @@ def markdown(result: dict[str, Any]) -> str:
     learned = [r for r, e in rows.items() if e["kind"] == "learned"]
     if learned:
         lines += ["", "## Seeds (twin data)", "",
-                  "| row | per-seed RMSE | mean ± sd | ensemble | train samples/s (median) | train s (all) |",
-                  "|---|---|---|---|---|---|"]
+                  "| row | budget | per-seed RMSE | mean ± sd | ensemble | train samples/s (median) | train s (all) |",
+                  "|---|---|---|---|---|---|---|"]
         for r in learned:
             e = rows[r]
             ps = ", ".join(f"s{s}: {v['overall_rmse']:.3f}" for s, v in e["per_seed"].items())
-            lines.append(f"| {lab[r]} | {ps} | {e['seed_spread']['mean']:.3f} ± {e['seed_spread']['std']:.3f} | "
-                         f"{e['overall']['rmse']:.3f} | {e['train_samples_per_s']:.1f} | {e['train_seconds']:.0f} |")
+            lines.append(f"| {lab[r]} | {_budget(e)} | {ps} | {e['seed_spread']['mean']:.3f} ± "
+                         f"{e['seed_spread']['std']:.3f} | {e['overall']['rmse']:.3f} | {e['train_samples_per_s']:.1f} | "
+                         f"{e['train_seconds']:.0f} |")
     lines += _interval_lines(rows, lab, leads)
     return "\n".join(lines) + "\n"
+
+
+def _budget(e: dict[str, Any]) -> str:
+    """'365 d, ≤ 8 ep, p3' from the row's recorded budget (trees: the training days only)."""
+    seeds = next(iter(e.get("training", {}).values()), {}).get("seeds", {})
+    b = next(iter(seeds.values()), {}).get("budget")
+    if not b:
+        return "–"
+    if "epochs" not in b:  # trees: their own stopping rules (the configuration's sizes)
+        return f"{b['train_days']} d"
+    wd = f", wd {b['weight_decay']}" if b.get("weight_decay") else ""
+    return f"{b['train_days']} d, ≤ {b['epochs']} ep, p{b['patience']}{wd}"
 
 
 def _pct(v: float | None) -> str:

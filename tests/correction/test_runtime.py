@@ -11,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from bias_correction.config import Training
+from bias_correction.config import Training, default_aux_inputs
 from bias_correction.correction.gridded import OnnxCorrector
 from bias_correction.correction.session import create_session
 from bias_correction.errors import ModelContractError, ProviderUnavailableError
@@ -30,7 +30,7 @@ T = 3
 def package(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("pkg")
     hy, oi, mask, grid = synthetic_cubes(nruns=16, nlat=12, nlon=16, noise=0.05)
-    s = build_samples(hy, oi, mask, seq_len=T, aux_inputs=("oisst_latest",))
+    s = build_samples(hy, oi, mask, seq_len=T, aux_inputs=default_aux_inputs("convgru-sa"))
     train, val = split_chronological(s, 0.25, gap_days=T)
     cfg = Training(model="convgru-sa", seq_len=T, features=4, hidden=8, epochs=1, batch_size=8, patience=1)
     res = train_model(train, val, cfg, grid=grid, mask_hash=MASK_HASH, data_info={"runs": 16},
@@ -65,7 +65,7 @@ def test_load_and_parity_with_torch(package: dict) -> None:
     corr.check_contract(package["grid"], MASK_HASH, T)
     val = package["val"]
     x, lead, aux = val.x[:9], val.lead[:9], val.aux[:9]
-    assert corr.manifest.aux_inputs == ("oisst_latest",)
+    assert corr.manifest.aux_inputs == ("oisst_latest", "hycom_tendency")  # the default model's inputs
     out = corr.correct(x, lead, aux)  # int leads, all 7 in one batch
     model, _ = load_checkpoint(package["ckpt"])
     with torch.no_grad():
@@ -96,7 +96,7 @@ def test_contract_mismatches(package: dict) -> None:
         corr.correct(x, np.array([1, 9]), aux)
     with pytest.raises(ModelContractError, match="floating"):
         corr.correct(np.zeros(x.shape, np.int32), np.array([1, 2]), aux)
-    with pytest.raises(ModelContractError, match=r"needs auxiliary inputs \['oisst_latest'\]"):
+    with pytest.raises(ModelContractError, match=r"needs auxiliary inputs \['oisst_latest', 'hycom_tendency'\]"):
         corr.correct(x, np.array([1, 2]))
     with pytest.raises(ModelContractError, match="aux"):
         corr.correct(x, np.array([1, 2]), aux[:, :, :, :-1])

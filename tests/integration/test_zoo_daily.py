@@ -24,6 +24,7 @@ from bias_correction.io.product import product_key
 from bias_correction.sources.hycom import run_time
 from bias_correction.storage import Store
 from bias_correction.training.export import export_package
+from bias_correction.training.train import auto_kv_pool
 from tests.conftest import settings_for
 from tests.correction.helpers import make_checkpoint
 
@@ -53,7 +54,9 @@ def test_one_config_value_selects_the_model_the_daily_flow_runs(trained, tmp_pat
     settings, _, _ = trained
     ctx = pipeline.make_context(settings)
     mask = pipeline.require_mask(ctx)
-    kw = {"layers": 1, "hidden": 4} if name == "ca-convlstm" else {}
+    # CA-ConvLSTM's keys/values pooled as training pools them on this 50x50 grid (train.auto_kv_pool: x4);
+    # unpooled, its 2500x2500 attention maps made this the suite's slowest test (224 s)
+    kw = {"layers": 1, "hidden": 4, "kv_pool": auto_kv_pool(ctx.grid.shape)} if name == "ca-convlstm" else {}
     ckpt = make_checkpoint(tmp_path / "ckpt.pt", ctx.grid, mask.sha256, arch=name, seq_len=settings.training.seq_len,
                            aux_inputs=aux, **kw)
     store = tmp_path / "models"
