@@ -182,7 +182,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"T={cfg['seq_len']}; trees: LightGBM {cfg.get('lgbm_estimators')} estimators (early stopping on the same "
         f"validation), random forest {cfg.get('rf_estimators')} trees of depth ≤ {cfg.get('rf_max_depth')}, "
         f"≤ {cfg.get('tree_rows')} rows. " + _wall(result), "",
-        "## Windows (fixed in advance; never used for a model choice)", "",
+        ("## DEVELOPMENT windows (fixed in advance; the recommended configuration is chosen on them, not tested)"
+         if Path(cfg["windows_file"]) == hc.DEV_WINDOWS_FILE else
+         "## Windows (fixed in advance; never used for a model choice)"), "",
         "| window | test valid days | train valid days | validation | samples train/val/test | run days | gap (days) |",
         "|---|---|---|---|---|---|---|"]
     for w in wins:

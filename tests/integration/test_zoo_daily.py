@@ -39,7 +39,7 @@ CASES = [(name, default_aux_inputs(name)) for name in ZOO] + [("convgru", ("oiss
 def _inputs_by_kind(key: str, store: Store) -> dict[str, list[dict]]:
     with xr.open_dataset(store.url(key)) as ds:
         prov = json.loads(ds.attrs["sstbc_provenance"])
-        assert np.isfinite(ds["sst"].values).sum() > 7 * 2000
+        assert np.isfinite(ds["sst"].values).mean() > 0.7  # an (almost) all-ocean box: values, not holes
     out: dict[str, list[dict]] = {}
     for rec in prov["inputs"]:
         out.setdefault(rec["input"], []).append(rec)
@@ -85,7 +85,9 @@ def test_ca_convlstm_trains_and_corrects_with_surf_el(prefect_harness, upstream,
     from flows.daily import daily_correction, training
 
     start, end = dt.date(2021, 2, 1), dt.date(2021, 2, 16)
-    settings = settings_for(upstream, tmp_path, training={
+    # a 2x2 degree (25x25-cell) corner of the default box: the flow is what is tested, and CA-ConvLSTM's
+    # attention over the full 50x50 grid made this the suite's slowest test (384 s)
+    settings = settings_for(upstream, tmp_path, region={"lat_max": 14.0, "lon_max": 112.0}, training={
         "model": "ca-convlstm", "start": start.isoformat(), "end": end.isoformat(), "epochs": 1, "features": 4,
         "hidden": 4, "patience": 1})
     assert settings.model_id == "ca-convlstm" and settings.training.resolved_aux_inputs == ("surf_el",)
