@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bias_correction import region_settings, zoo
 from bias_correction.errors import ConfigError
 from bias_correction.guard_config import Guard  # the [guard] section (its own module: size)
-from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES, anchor_input
+from bias_correction.inputs import AUX_INPUTS, NO_RESIDUAL, RESIDUAL_BASES, anchor_input
 
 ENV_PREFIX = "SSTBC_"
 #: Environment variables with the prefix that are not configuration keys.
@@ -233,9 +233,10 @@ class Training(_Section):
     aux_inputs: list[str] | None = None
     #: Age of the latest OISST analysis at forecast time: day of run - this (1 = preliminary latency).
     oisst_lag_days: int = Field(1, ge=1, le=7)
-    #: What the zero-initialised head corrects: "hycom" (the paper's framing: epoch 0 = raw HYCOM) or
-    #: an anchor input (``inputs.RESIDUAL_BASES``: epoch 0 = persistence of the latest analysis; the
-    #: network learns the change). None = the first anchor among the auxiliary inputs, else "hycom".
+    #: What the zero-initialised head corrects: "hycom" (epoch 0 = raw HYCOM), an anchor input
+    #: (``inputs.RESIDUAL_BASES``: epoch 0 = persistence of the latest analysis; the network learns the
+    #: change) or "none" (the ConvGRU-SA paper's direct framing: the network regresses the field itself).
+    #: None = the first anchor among the auxiliary inputs, else "hycom".
     residual_base: str | None = None
     #: Random square training tiles (models.md 11.2): each training sample is cropped to
     #: tile_size x tile_size cells (the same crop for its T steps, aux and target; seeded) and validation
@@ -260,7 +261,7 @@ class Training(_Section):
             raise ValueError(f"training end {self.end} is before start {self.start}")
         if self.aux_inputs is not None and len(set(self.aux_inputs)) != len(self.aux_inputs):
             raise ValueError(f"aux_inputs lists an input twice: {self.aux_inputs}")
-        if self.residual_base not in (None, "hycom") and self.residual_base not in self.resolved_aux_inputs:
+        if self.residual_base not in (None, "hycom", NO_RESIDUAL) and self.residual_base not in self.resolved_aux_inputs:
             raise ValueError(f"residual_base = {self.residual_base!r} needs {self.residual_base!r} among aux_inputs")
         return self
 

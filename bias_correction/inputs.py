@@ -120,7 +120,9 @@ ALL_INPUTS: dict[str, InputSpec] = {HYCOM_SST.name: HYCOM_SST, **AUX_INPUTS}
 #: Residual bases: raw HYCOM (the paper's framing) or an anchor input.
 #: The HYCOM fields the archive holds per run, by archive variable (SST first).
 HYCOM_FIELDS: dict[str, InputSpec] = {s.variable: s for s in ALL_INPUTS.values() if s.source == "hycom" and s.archived}
-RESIDUAL_BASES: tuple[str, ...] = ("hycom", *(s.name for s in AUX_INPUTS.values() if s.anchor))
+#: ``"none"``: no residual base, the direct framing of the ConvGRU-SA paper (the network outputs the field).
+NO_RESIDUAL = "none"
+RESIDUAL_BASES: tuple[str, ...] = ("hycom", NO_RESIDUAL, *(s.name for s in AUX_INPUTS.values() if s.anchor))
 
 
 def aux_input(name: str) -> InputSpec:

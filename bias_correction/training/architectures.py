@@ -526,6 +526,10 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+#: ``CorrectionModule.base_aux`` of the direct framing (``training.residual_base = "none"``).
+DIRECT = -2
+
+
 class CorrectionModule(nn.Module):
     """The exported wrapper: raw HYCOM degC (NaN on land) + lead days -> corrected degC (NaN on land).
 
@@ -545,10 +549,12 @@ class CorrectionModule(nn.Module):
         self.core = core
         self.lead_scale = float(LEAD_SCALE_DAYS)
         self.n_aux = len(aux_norm)
-        if not -1 <= int(base_aux) < self.n_aux:
-            raise ConfigError(f"residual base must be -1 (HYCOM) or an auxiliary channel < {self.n_aux}, got {base_aux}")
+        if not DIRECT <= int(base_aux) < self.n_aux:
+            raise ConfigError(f"residual base must be {DIRECT} (direct), -1 (HYCOM) or an auxiliary channel < "
+                              f"{self.n_aux}, got {base_aux}")
         #: Residual base: -1 = HYCOM SST of the last step (models.md 2.3); i >= 0 = auxiliary channel i of the
-        #: last step (degC, e.g. the latest OISST), so the zero-initialised head starts from that field.
+        #: last step (degC, e.g. the latest OISST), so the zero-initialised head starts from that field;
+        #: DIRECT (-2) = none: the head alone is the normalised corrected field (the paper's framing, models.md 2.3).
         self.base_aux = int(base_aux)
         self.register_buffer("vmin", torch.tensor(float(vmin), dtype=torch.float32))
         self.register_buffer("vmax", torch.tensor(float(vmax), dtype=torch.float32))
@@ -576,7 +582,9 @@ class CorrectionModule(nn.Module):
             an = torch.where(torch.isfinite(an), an, torch.zeros_like(an)) * mask_ch
             x = torch.cat([x, an], dim=2)  # [B, T, 3 + A, H, W]
         y = self.core(x, maskf)[:, 0]  # [B, H, W], normalised; every core returns x_last + head
-        if self.base_aux >= 0 and aux is not None:
+        if self.base_aux == -2:  # DIRECT: no residual base, the network regresses the field itself
+            y = y - norm[:, t - 1]
+        elif self.base_aux >= 0 and aux is not None:
             # Swap the residual base: core(x) - x_last + base, both normalised with the SST pair.
             base = aux[:, t - 1, self.base_aux]
             base_n = torch.where(torch.isfinite(base), (base - self.vmin) / rng, torch.zeros_like(base))

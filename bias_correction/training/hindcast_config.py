@@ -2,9 +2,9 @@
 
 The "default" configuration: every zoo model, 3 seeds, the 4 test windows of 2022, 2 worker processes.
 Rows have one of two budgets, each the same for every row that has it: the recommended recipe of the lever
-study (365 training days, <= 8 epochs, patience 3: the recommended ConvGRU-SA and its final-trained twin) and
-the configuration's budget B0 (120 training days, <= 4 epochs, patience 2: every other network, the previous
-default, the paper-faithful row), the budget of the 2026-12-02 run, which all zoo models at the recommended
+study (365 training days, <= 8 epochs, patience 3: the recommended ConvGRU-SA, its final-trained twin and the
+paper-faithful row, which the paper trained on a year) and the configuration's budget B0 (120 training days,
+<= 4 epochs, patience 2: every other network and the previous default), the budget of the 2026-12-02 run, which all zoo models at the recommended
 recipe would exceed 90 min on 2 cores by far (benchmarks/README.md). The lever study ("levers" preset, the
 2021 development windows) compared ConvGRU-SA, FAConvLSTM and CBAM-AT at one recipe. :data:`FULL` is the
 documented longer configuration.
@@ -21,7 +21,7 @@ from typing import Any
 
 from bias_correction import zoo
 from bias_correction.errors import ConfigError
-from bias_correction.inputs import HYCOM_TENDENCY, OISST_LATEST
+from bias_correction.inputs import HYCOM_TENDENCY, NO_RESIDUAL, OISST_LATEST
 
 WINDOWS_FILE = Path("benchmarks/hindcast_windows.json")
 
@@ -38,16 +38,22 @@ class Variant:
     #: train (and early-stop) on FINAL analyses as inputs, test on the as-issued preliminary ones: the
     #: effect of training where the archive holds only finals (NCEI keeps ~14 preliminary days)
     final_trained: bool = False
-    #: budget overrides of this row (None = the configuration's): the levers of issue 11 item 5
+    #: the configuration's budget this row takes: "base" (B0: ``train_days``, ``epochs``, ``patience``) or
+    #: "recommended" (``recommended_train_days``, ``recommended_epochs``, ``recommended_patience``)
+    tier: str = "base"
+    #: budget overrides of this row (None = its tier's): the levers of issue 11 item 5
     train_days: int | None = None
     epochs: int | None = None
     patience: int | None = None
     weight_decay: float | None = None
 
     def budget(self, cfg: HindcastConfig) -> dict[str, Any]:
-        """The row's training budget: the configuration's, with this row's overrides."""
-        return {"train_days": self.train_days or cfg.train_days, "epochs": self.epochs or cfg.epochs,
-                "patience": self.patience or cfg.patience,
+        """The row's training budget: its tier's in the configuration, with this row's overrides."""
+        rec = self.tier == "recommended"
+        days, epochs, patience = ((cfg.recommended_train_days, cfg.recommended_epochs, cfg.recommended_patience)
+                                  if rec else (cfg.train_days, cfg.epochs, cfg.patience))
+        return {"train_days": self.train_days or days, "epochs": self.epochs or epochs,
+                "patience": self.patience or patience,
                 "weight_decay": cfg.weight_decay if self.weight_decay is None else self.weight_decay}
 
 
@@ -62,7 +68,7 @@ def _default_label(s: zoo.ModelSpec) -> str:
 #: The recommended recipe of the lever study (benchmarks/results/levers, chosen on the 2021 development windows
 #: by the rule in benchmarks/hindcast_dev_windows.json): a year of training, <= 8 epochs, patience 3, and the
 #: default model's inputs (latest analysis + HYCOM tendency). The project's defaults follow it.
-RECOMMENDED_BUDGET: dict[str, int] = {"train_days": 365, "epochs": 8, "patience": 3}
+RECOMMENDED_BUDGET: dict[str, int] = {"train_days": 365, "epochs": 8, "patience": 3}  # HindcastConfig.recommended_*
 #: The project default before the lever study (2026-12-02): latest analysis only, the configuration's budget.
 PREVIOUS_DEFAULT = f"{zoo.DEFAULT_MODEL}-2026-12-02"
 _DL = zoo.label(zoo.DEFAULT_MODEL)
@@ -73,10 +79,12 @@ _DL = zoo.label(zoo.DEFAULT_MODEL)
 #: same inputs as features). Rows without budget overrides take the configuration's budget.
 VARIANTS: dict[str, Variant] = {
     zoo.DEFAULT_MODEL: Variant(zoo.DEFAULT_MODEL, label=f"{_DL} recommended (project default: latest analysis + HYCOM "
-                               "tendency, persistence-anchored; 365 training days, <= 8 epochs)", **RECOMMENDED_BUDGET),
+                               "tendency, persistence-anchored; 365 training days, <= 8 epochs)", tier="recommended"),
     FINAL_TRAINED: Variant(zoo.DEFAULT_MODEL, label=f"{_DL} recommended, trained on FINAL analyses, tested on the "
-                           "as-issued preliminary ones", final_trained=True, **RECOMMENDED_BUDGET),
-    PAPER: Variant(zoo.DEFAULT_MODEL, (), "hycom", True, f"{_DL} paper-faithful (HYCOM only, residual on HYCOM)"),
+                           "as-issued preliminary ones", final_trained=True, tier="recommended"),
+    # the paper's setting: HYCOM SST only, the direct framing (no residual), full attention, a year of data
+    PAPER: Variant(zoo.DEFAULT_MODEL, (), NO_RESIDUAL, True, f"{_DL} paper-faithful (HYCOM only, direct framing, "
+                   "full attention; 365 training days, <= 8 epochs)", tier="recommended"),
     PREVIOUS_DEFAULT: Variant(zoo.DEFAULT_MODEL, (OISST_LATEST.name,),
                               label=f"{_DL} 2026-12-02 default (latest analysis only, persistence-anchored)"),
     **{s.id: Variant(s.id, label=_default_label(s)) for s in zoo.specs(zoo.GRIDDED) if s.id != zoo.DEFAULT_MODEL},
@@ -141,6 +149,10 @@ class HindcastConfig:
     seq_len: int = 4
     oisst_lag_days: int = 1
     train_days: int = 120  # valid days of training + validation samples before each window's gap
+    #: the recommended recipe's budget (rows of tier "recommended"): a year, <= 8 epochs, patience 3
+    recommended_train_days: int = RECOMMENDED_BUDGET["train_days"]
+    recommended_epochs: int = RECOMMENDED_BUDGET["epochs"]
+    recommended_patience: int = RECOMMENDED_BUDGET["patience"]
     val_fraction: float = 0.15
     epochs: int = 4
     patience: int = 2

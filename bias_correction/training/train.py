@@ -48,7 +48,9 @@ import bias_correction
 from bias_correction.config import Training
 from bias_correction.errors import ConfigError, ModelContractError
 from bias_correction.grid.grids import RegularGrid
+from bias_correction.inputs import NO_RESIDUAL
 from bias_correction.training.architectures import (
+    DIRECT,
     DOMAIN_INDEPENDENT,
     KV_POOLED,
     LEAD_SCALE_DAYS,
@@ -86,6 +88,9 @@ def framing(residual_base: str) -> str:
     """Human-readable framing recorded in checkpoints, manifests and ONNX metadata."""
     if residual_base == "hycom":
         return FRAMING
+    if residual_base == NO_RESIDUAL:
+        return ("direct (the paper's framing): sst_corrected = g(x), the network regresses the normalised field "
+                "itself; zero-initialised head (epoch 0 = the normalisation's minimum)")
     return (f"residual on the latest analysis: sst_corrected = {residual_base}_last + g(x); zero-initialised head "
             f"(epoch 0 = persistence)")
 
@@ -303,7 +308,8 @@ def train_model(
     # attention size (auto kv_pool) is the tile's when training on tiles
     kw = architecture_kwargs(cfg, tile or grid.shape, arch_kwargs, n_aux=len(aux_norm))
     base = cfg.resolved_residual_base
-    base_aux = -1 if base == "hycom" else list(samples_train.aux_names).index(base)
+    base_aux = {"hycom": -1, NO_RESIDUAL: DIRECT}.get(base)
+    base_aux = list(samples_train.aux_names).index(base) if base_aux is None else base_aux
 
     def fresh() -> tuple[CorrectionModule, torch.optim.Optimizer, EpochBatches]:
         torch.manual_seed(cfg.seed)

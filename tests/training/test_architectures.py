@@ -100,3 +100,26 @@ def test_invalid_options_rejected() -> None:
         build_model("convgru-sa", in_channels=3, carry="sideways")
     with pytest.raises(ConfigError):
         CorrectionModule(build_model("convgru", in_channels=3), 30.0, 30.0)
+
+
+def test_direct_framing_regresses_the_field_itself_and_scripts() -> None:
+    """residual_base "none" (the paper's framing): an untrained model outputs the normalisation's minimum, not the
+    last frame; a randomised one differs from its residual twin by exactly the last frame; TorchScript agrees."""
+    from bias_correction.training.architectures import DIRECT
+
+    torch.manual_seed(0)
+    core = build_model("convgru-sa", in_channels=3, features=4, hidden=8, seq_len=3)
+    direct = CorrectionModule(core, 20.0, 32.0, base_aux=DIRECT).eval()
+    residual = CorrectionModule(core, 20.0, 32.0).eval()  # the same core weights, HYCOM as residual base
+    sst = _sst()
+    land = torch.isnan(sst).any(dim=1)
+    with torch.no_grad():
+        out = direct(sst, torch.tensor([1.0, 7.0]))
+        assert torch.equal(torch.isnan(out), land)
+        torch.testing.assert_close(out[~land], torch.full_like(out[~land], 20.0))  # zero head: vmin everywhere
+        for p in core.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        lead = torch.tensor([2.0, 5.0])
+        d, r = direct(sst, lead), residual(sst, lead)
+        torch.testing.assert_close(r[~land] - d[~land], sst[:, -1][~land] - 20.0, atol=1e-4, rtol=0)
+        torch.testing.assert_close(torch.jit.script(direct)(sst, lead), d, equal_nan=True, atol=1e-6, rtol=0)

@@ -27,7 +27,8 @@ TENDENCY_ROW = f"{zoo.DEFAULT_MODEL}+tendency"
 def tiny(tmp: Path, **kw: object) -> hc.HindcastConfig:
     (tmp / "windows.json").write_text(json.dumps(WINDOWS))
     base = dict(windows_file=str(tmp / "windows.json"), twin_preset="classic", box_cells=8, box_center=None, leads=2,
-                seq_len=2, train_days=30, epochs=2, patience=2, features=4, hidden=4, seeds=[0, 1],
+                seq_len=2, train_days=30, epochs=2, patience=2, recommended_train_days=30, recommended_epochs=2,
+                recommended_patience=2, features=4, hidden=4, seeds=[0, 1],
                 learned=[hc.PAPER, BOOSTED, TENDENCY_ROW], baselines=[], n_boot=100, lgbm_estimators=20, tree_rows=5000,
                 workers=2)
     return hc.HindcastConfig(**{**base, **kw})  # type: ignore[arg-type]
@@ -117,7 +118,7 @@ def test_results_json_and_files(run) -> None:
     assert paper["seeds"] == [0, 1] and set(paper["per_seed"]) == {"0", "1"}
     assert paper["input_versions"]["aux_inputs"] == []  # HYCOM only, as in the paper
     seed0 = paper["training"]["early"]["seeds"]["0"]
-    assert seed0["residual_base"] == "hycom" and seed0["arch_kwargs"]["kv_pool"] == 1  # full attention on 8x8
+    assert seed0["residual_base"] == "none" and seed0["arch_kwargs"]["kv_pool"] == 1  # direct framing, full attention
     assert paper["train_samples_per_s"] > 0
     # issue 12: each learned row's uncertainty, calibrated on the block before the gap, scored on the test days
     for row in (paper, blob["rows"][BOOSTED]):
