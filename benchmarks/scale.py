@@ -2,8 +2,8 @@
 
 For each size (50x50, 250x250, 1000x1000, the global 0.08 deg grid 2250x4500) a synthetic regridded
 archive in the exact archive format (``testing.synthetic_archive``: T HYCOM runs + the OISST days of the
-latest-analysis input) and a ConvGRU-SA package (the default configuration F=8, h=16, random weights,
-trained-tile 50x50) are written; then ``pipeline.correct_run`` runs in a fresh subprocess per size and
+latest-analysis input) and a ConvGRU-SA package (the default configuration F=8, h=16, its default inputs: latest analysis + HYCOM
+tendency; random weights, trained-tile 50x50) are written; then ``pipeline.correct_run`` runs in a fresh subprocess per size and
 runtime, so peak RSS (VmHWM after resetting it; else ru_maxrss) is that run's alone. Runtimes: ONNX
 Runtime CPU (``runtime="onnx"``, providers "cpu"), PyTorch eager (the trained module run through the same
 streamed path: the package's TorchScript corrector with the eager module as its backend) and TorchScript,
@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bias_correction import zoo  # noqa: E402
-from bias_correction.inputs import OISST_LATEST  # noqa: E402
 
 DAY, T, TILE = dt.date(2021, 3, 10), 4, 50
 SIZES = {"50": (50, 50), "250": (250, 250), "1000": (1000, 1000), "global": (2250, 4500)}
@@ -66,7 +65,7 @@ def prepare(root: Path, shape: tuple[int, int]) -> float:
     days = run_days_of(DAY, T)
     mask = write_synthetic_archive(ctx.store, ctx.grid, days, oisst_days=[d - dt.timedelta(days=1) for d in days])
     ck = make_checkpoint(root / "ckpt.pt", ctx.grid, mask.sha256, arch=zoo.DEFAULT_MODEL, seq_len=T,
-                         aux_inputs=(OISST_LATEST.name,), features=8, hidden=16, kv_pool=4)
+                         aux_inputs=zoo.default_inputs(zoo.DEFAULT_MODEL), features=8, hidden=16, kv_pool=4)
     blob = torch.load(ck, weights_only=True)
     if shape != (TILE, TILE):
         m, r = tiling.auto_blend((TILE, TILE))
