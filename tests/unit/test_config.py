@@ -106,7 +106,7 @@ def test_plain_data_validation_never_touches_the_environment(monkeypatch) -> Non
 
 
 def test_auxiliary_inputs_and_residual_bases_come_from_the_input_registry() -> None:
-    from bias_correction.inputs import AUX_INPUTS, RESIDUAL_BASES
+    from bias_correction.inputs import AUX_INPUTS, NO_RESIDUAL, RESIDUAL_BASES
 
     for name in AUX_INPUTS:
         assert load_settings(training={"aux_inputs": [name]}).training.resolved_aux_inputs == (name,)
@@ -114,5 +114,8 @@ def test_auxiliary_inputs_and_residual_bases_come_from_the_input_registry() -> N
         load_settings(training={"aux_inputs": ["sea_ice"]})
     with pytest.raises(ConfigError, match="residual_base"):
         load_settings(training={"residual_base": "sea_ice"})
-    anchors = [b for b in RESIDUAL_BASES if b != "hycom"]
+    anchors = [b for b in RESIDUAL_BASES if b not in ("hycom", NO_RESIDUAL)]
     assert anchors and all(AUX_INPUTS[b].anchor for b in anchors)
+    # The paper's direct framing is a residual base of its own, not an input.
+    assert NO_RESIDUAL in RESIDUAL_BASES and NO_RESIDUAL not in AUX_INPUTS
+    assert load_settings(training={"residual_base": NO_RESIDUAL}).training.residual_base == NO_RESIDUAL
