@@ -160,11 +160,19 @@ def main(argv: list[str] | None = None) -> int:
             "T": T, "leads": 7, "note": "archive written directly (no raw-file regrid); streamed above 250000 cells"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # Sizes measured by an earlier invocation (e.g. the global row, run on its own) are kept unless
+    # re-measured here; each row carries the date and commit it was measured at.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    for r in rows:
+        r.update(date=meta["date"], commit=commit or None)
+    previous = json.loads((out / "scale.json").read_text()) if (out / "scale.json").is_file() else {"rows": []}
+    measured = {r["size"] for r in rows}
+    rows = sorted([r for r in previous["rows"] if r["size"] not in measured] + rows, key=lambda r: r["cells"])
     (out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB | ORT speed-up vs eager |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        for tag, _, _ in backends:
-            v = r.get(tag, {})
+        for tag in [k for k in ("ort-cpu", "eager-cpu", "torchscript-cpu", "ort-cuda", "eager-cuda") if k in r]:
+            v = r[tag]
             if "wall_s" in v:
                 sp = f"{r['ort_vs_eager_speedup']:.2f}x" if tag == "ort-cpu" and "ort_vs_eager_speedup" in r else ""
                 lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | {v['wall_s']:.1f} | "
