@@ -285,27 +285,31 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows, wins = result["rows"], [w["name"] for w in result["windows"]]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(15, 5.5))
+    # One colour per row in both panels (tab20: up to 20 rows without repeats); one legend below both.
+    colours = plt.get_cmap("tab20")
+    legend_lines = -(-len(rows) // 4)  # four columns of row ids (results.md maps each id to its label)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(15, 5.5 + 0.22 * legend_lines))
+    fig.subplots_adjust(left=0.05, right=0.99, top=0.93, bottom=0.12 + 0.035 * legend_lines, wspace=0.15)
     for i, (r, e) in enumerate(rows.items()):
         ks = e["leads"]
         m = [e["per_lead"][str(k)]["rmse"] for k in ks]
         lo = [m[j] - e["per_lead"][str(k)]["ci"][0] for j, k in enumerate(ks)]
         hi = [e["per_lead"][str(k)]["ci"][1] - m[j] for j, k in enumerate(ks)]
         a1.errorbar(np.asarray(ks) + 0.04 * (i - len(rows) / 2), m, yerr=[lo, hi], marker="o", capsize=2,
-                    label=e["label"], ls="--" if e["kind"] == "reference" else "-",
-                    lw=2.4 if r == zoo.DEFAULT_MODEL else 1.1)
+                    label=r, ls="--" if e["kind"] == "reference" else "-", color=colours(i % 20),
+                    lw=2.4 if r == zoo.DEFAULT_MODEL else 1.1, ms=6 if r == zoo.DEFAULT_MODEL else 3)
     a1.set_xlabel("lead day"); a1.set_ylabel("RMSE vs final OISST (°C)")
     a1.set_title("Hindcast RMSE by lead, all windows (TWIN data), 95 % block-bootstrap CI"); a1.grid(alpha=0.3)
-    a1.legend(fontsize=6)
     x = np.arange(len(wins))
     wd = 0.8 / max(1, len(rows))
     for i, (r, e) in enumerate(rows.items()):
         m = [e["per_window"][n]["overall"]["rmse"] for n in wins]
         ci = np.array([e["per_window"][n]["overall"]["ci"] for n in wins])
-        a2.bar(x + i * wd - 0.4, m, wd, yerr=[np.subtract(m, ci[:, 0]), ci[:, 1] - m], capsize=1.5, label=r)
+        a2.bar(x + i * wd - 0.4, m, wd, yerr=[np.subtract(m, ci[:, 0]), ci[:, 1] - m], capsize=1.5,
+               color=colours(i % 20))
     a2.set_xticks(x, wins); a2.set_ylabel("RMSE (°C)"); a2.set_title("By window / season (TWIN data)")
     a2.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
+    fig.legend(*a1.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
