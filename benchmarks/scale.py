@@ -128,6 +128,44 @@ def measure(root: Path, shape: tuple[int, int], runtime: str, providers: str, ta
     return out
 
 
+def _commit() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
+def meta(backends: list[tuple[str, str, str]]) -> dict[str, Any]:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+            "date": dt.date.today().isoformat(), "model": f"{zoo.DEFAULT_MODEL} F=8 h=16 kv_pool=4, tile {TILE}",
+            "T": T, "leads": 7, "backends": [b[0] for b in backends],
+            "note": "archive written directly (no raw-file regrid); streamed above 250000 cells"}
+
+
+def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Merge ``rows`` into ``out``/scale.json (sizes measured earlier are kept unless re-measured) and
+    rewrite scale.md; called after every size, so a long run killed later keeps what it measured."""
+    out.mkdir(parents=True, exist_ok=True)
+    previous = json.loads((out / "scale.json").read_text()) if (out / "scale.json").is_file() else {"rows": []}
+    measured = {r["size"] for r in rows}
+    rows = sorted([r for r in previous["rows"] if r["size"] not in measured] + rows, key=lambda r: r["cells"])
+    tmp = out / ".scale.json.tmp"
+    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    tmp.replace(out / "scale.json")
+    lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB | ORT speed-up vs eager | date, commit |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for tag in [k for k in ("ort-cpu", "eager-cpu", "torchscript-cpu", "ort-cuda", "eager-cuda") if k in r]:
+            v = r[tag]
+            when = f"{r.get('date')}, {r.get('commit')}"
+            if "wall_s" in v:
+                sp = f"{r['ort_vs_eager_speedup']:.2f}x" if tag == "ort-cpu" and "ort_vs_eager_speedup" in r else ""
+                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | {v['wall_s']:.1f} | "
+                             f"{v['cells_per_s']:.0f} | {v['peak_rss_mib']:.0f} | {sp} | {when} |")
+            else:
+                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | error: {v.get('error')} | | | | {when} |")
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="50,250,1000,global")
@@ -154,33 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             if "wall_s" in e and "wall_s" in o:  # side by side, same run, same archive
                 row["ort_vs_eager_speedup"] = e["wall_s"] / o["wall_s"]
                 row["ort_vs_eager_peak_rss_ratio"] = o["peak_rss_mib"] / e["peak_rss_mib"]
+            row.update(date=dt.date.today().isoformat(), commit=_commit())
             rows.append(row)
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "date": dt.date.today().isoformat(), "model": f"{zoo.DEFAULT_MODEL} F=8 h=16 kv_pool=4, tile {TILE}",
-            "T": T, "leads": 7, "note": "archive written directly (no raw-file regrid); streamed above 250000 cells"}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Sizes measured by an earlier invocation (e.g. the global row, run on its own) are kept unless
-    # re-measured here; each row carries the date and commit it was measured at.
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    for r in rows:
-        r.update(date=meta["date"], commit=commit or None)
-    previous = json.loads((out / "scale.json").read_text()) if (out / "scale.json").is_file() else {"rows": []}
-    measured = {r["size"] for r in rows}
-    rows = sorted([r for r in previous["rows"] if r["size"] not in measured] + rows, key=lambda r: r["cells"])
-    (out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB | ORT speed-up vs eager |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        for tag in [k for k in ("ort-cpu", "eager-cpu", "torchscript-cpu", "ort-cuda", "eager-cuda") if k in r]:
-            v = r[tag]
-            if "wall_s" in v:
-                sp = f"{r['ort_vs_eager_speedup']:.2f}x" if tag == "ort-cpu" and "ort_vs_eager_speedup" in r else ""
-                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | {v['wall_s']:.1f} | "
-                             f"{v['cells_per_s']:.0f} | {v['peak_rss_mib']:.0f} | {sp} |")
-            else:
-                lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {r['cells']} | {tag} | error: {v.get('error')} | | | |")
-    (out / "scale.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            write(Path(args.out), rows, meta(backends))
+    print(write(Path(args.out), rows, meta(backends)))
     return 0
 
 
