@@ -140,7 +140,7 @@ def meta(backends: list[tuple[str, str, str]]) -> dict[str, Any]:
             "note": "archive written directly (no raw-file regrid); streamed above 250000 cells"}
 
 
-def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+def write(out: Path, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """Merge ``rows`` into ``out``/scale.json (sizes measured earlier are kept unless re-measured) and
     rewrite scale.md; called after every size, so a long run killed later keeps what it measured."""
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def write(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     measured = {r["size"] for r in rows}
     rows = sorted([r for r in previous["rows"] if r["size"] not in measured] + rows, key=lambda r: r["cells"])
     tmp = out / ".scale.json.tmp"
-    tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"meta": info, "rows": rows}, indent=1) + "\n")
     tmp.replace(out / "scale.json")
     lines = ["| size | cells | backend | wall s | cells/s | peak RSS MiB | ORT speed-up vs eager | date, commit |",
              "|---|---|---|---|---|---|---|---|"]
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if cuda_active():
         backends += [("ort-cuda", "onnx", "cuda"), ("eager-cuda", "eager", "cuda")]
     backends = [b for b in backends if b[0] in args.backends.split(",")] if args.backends else backends
-    rows = []
+    rows, table = [], ""
     for name in [s for s in args.sizes.split(",") if s]:
         shape = SIZES[name]
         with tempfile.TemporaryDirectory(prefix="sstbc-scale-") as work:
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["ort_vs_eager_peak_rss_ratio"] = o["peak_rss_mib"] / e["peak_rss_mib"]
             row.update(date=dt.date.today().isoformat(), commit=_commit())
             rows.append(row)
-            write(Path(args.out), rows, meta(backends))
-    print(write(Path(args.out), rows, meta(backends)))
+            table = write(Path(args.out), rows, meta(backends))
+    print(table)
     return 0
 
 
