@@ -124,8 +124,13 @@ def _corrector(model_store: str, model_id: str, version: str, providers: str) ->
     return load_corrector(model_store, model_id, version, providers)  # type: ignore[arg-type]
 
 
-def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str) -> dict[str, Any]:
+def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str,
+             evidence_before: dt.date | None = None) -> dict[str, Any]:
     """Correct (and verify, when OISST is out) one date for one model, recording the attempt.
+
+    ``evidence_before`` (the backfill's first date): the skill guard decides from the verification of runs
+    before it only, so a date's product does not depend on which other dates of the backfill have been
+    verified yet (``pipeline.guard.decide_for_run``).
 
     Safe to run in any process (dask workers): it takes plain data and builds what it needs.
     Retryable failures propagate (the orchestrator retries); the ledger keeps the last outcome.
@@ -139,7 +144,8 @@ def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str) -> dict
     record = True
     try:
         corrector = _corrector(settings.model_store, model_id, settings.model_version, settings.providers)
-        result = pipeline.correct_run(ctx, day, corrector, pictures=False)  # no quicklooks/report per backfilled date
+        result = pipeline.correct_run(ctx, day, corrector, pictures=False,  # no quicklooks/report per backfilled date
+                                      guard_evidence_before=evidence_before)
         entry.update(state="done", product_key=result.product.key, written=result.product.written,
                      model_version=result.model_version)
         if result.product.written or ScoreTable(ctx.store).versions(result.product.key) != {"final"}:

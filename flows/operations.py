@@ -29,8 +29,8 @@ def dask_runner(settings: Settings) -> Any:
 
 @task(name="backfill-date", retries=2, retry_delay_seconds=30, retry_jitter_factor=0.2,
       retry_condition_fn=tasks.retry_only_retryable, cache_policy=NONE, tags=["sstbc-backfill"])
-def backfill_date(settings: dict[str, Any], day: dt.date, model_id: str) -> dict[str, Any]:
-    return backfill_lib.run_date(settings, day, model_id)
+def backfill_date(settings: dict[str, Any], day: dt.date, model_id: str, evidence_before: dt.date) -> dict[str, Any]:
+    return backfill_lib.run_date(settings, day, model_id, evidence_before)
 
 
 @flow(name="sstbc-backfill")
@@ -40,7 +40,8 @@ def backfill(settings: dict[str, Any], start: dt.date, end: dt.date, models: lis
     region, each with its own model), a bounded number at a time; a failing date or region stops nothing else."""
     items = backfill_lib.work_items(settings_from_dict(settings), start, end, models, regions)
     steps = {it.region: tasks.configured(backfill_date, it.settings) for it in items}  # each region's retry policy
-    futures = [(it, steps[it.region].submit(it.settings, it.day, it.model_id)) for it in items]
+    # the skill guard's live evidence: runs before the range only (independent of the order dates finish in)
+    futures = [(it, steps[it.region].submit(it.settings, it.day, it.model_id, start)) for it in items]
     from bias_correction.progress import progress
 
     done, failed = [], []

@@ -311,6 +311,7 @@ def publish_written(store: Store, *, region: str, run: dt.datetime, model_id: st
              "sidecar": sidecar_key(vkey), "model_id": record.get("model_id"),
              "model_version": record.get("model_version"), "model_sha256": record.get("model_sha256"),
              "input_digest": record.get("input_digest"),
+             **({"issue_digest": record["issue_digest"]} if record.get("issue_digest") else {}),
              "inputs": [{"run": i.get("run"), "sha256": i.get("sha256"), "version": i.get("version")}
                         for i in record.get("inputs", [])],
              "training_data_versions": record.get("training_data_versions"),

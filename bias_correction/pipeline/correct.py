@@ -170,7 +170,7 @@ def _after_publish(ctx: Context, run: dt.datetime, ikey: str, alias: str, ds: An
 def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: OceanMask, corrected: Any, raw: Any,
                     valid_dates: Any, gate: Any, inputs: list[dict[str, Any]], digest: str,
                     fallback: str | None, *, guard_decision: list[dict[str, Any]] | None = None,
-                    persistence: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+                    persistence: np.ndarray | None = None, issue_digest: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(product dataset, provenance record) of a corrected run: numpy arrays, or dask arrays (lead by lead)
     from the streaming path (``pipeline.correct_stream``), which shares this assembly.
 
@@ -217,6 +217,8 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
         mask_sha256=mask.sha256, grid_id=ctx.region_grid.grid_id, region=region, run=run, input_digest=digest,
         gate_failure=None if gate is None else gate.message(), uncertainty_calibrated=calibrated,
     )
+    if issue_digest:
+        provenance["issue_digest"] = issue_digest
     # the model ran on the region plus this halo (grid.halo); the product holds the region's cells only
     provenance["halo"] = {"grid_halo_cells": ctx.halo.to_dict(), "model_grid_id": ctx.grid.grid_id,
                           "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0)}
@@ -246,7 +248,8 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
 
 
 def guard_inputs(ctx: Context, day: dt.date, manifest: Any, entries: dict[str, list[ArchiveEntry]],
-                 mask: OceanMask) -> tuple[list[dict[str, Any]] | None, np.ndarray | None]:
+                 mask: OceanMask, evidence_before: dt.date | None = None,
+                 ) -> tuple[list[dict[str, Any]] | None, np.ndarray | None]:
     """The skill guard's per-lead decisions for this run and, when a lead carries persistence, its field
     (the analysis of run day - 1: the model's latest-analysis input, else the archive; without it the
     guard decides again between the model and raw HYCOM)."""
@@ -256,7 +259,7 @@ def guard_inputs(ctx: Context, day: dt.date, manifest: Any, entries: dict[str, l
     from bias_correction.pipeline.fill import archive_oisst_day
 
     leads = list(range(1, ctx.settings.lead_days + 1))
-    decision = guard.decide_for_run(ctx, day, manifest, leads)
+    decision = guard.decide_for_run(ctx, day, manifest, leads, evidence_before=evidence_before)
     if not decision or all(d["carried"] != guard.PERSISTENCE for d in decision):
         return decision, None
     try:
@@ -269,7 +272,8 @@ def guard_inputs(ctx: Context, day: dt.date, manifest: Any, entries: dict[str, l
     except (SstbcError, OSError, KeyError) as exc:
         LOG.warning("skill guard: persistence (OISST of %s) unavailable (%s); deciding between model and raw",
                     day - dt.timedelta(days=1), exc)
-        return guard.decide_for_run(ctx, day, manifest, leads, available=(guard.RAW,)), None
+        return guard.decide_for_run(ctx, day, manifest, leads, available=(guard.RAW,),
+                                    evidence_before=evidence_before), None
 
 
 def guard_digest(decision: list[dict[str, Any]] | None) -> list[list[Any]] | None:
@@ -282,7 +286,7 @@ def guard_digest(decision: list[dict[str, Any]] | None) -> list[list[Any]] | Non
 
 
 def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: str | None = None,
-                pictures: bool = True) -> RunResult:
+                pictures: bool = True, guard_evidence_before: dt.date | None = None) -> RunResult:
     """Correct the 12Z run of ``day`` and publish its product (skipped when already up to date).
 
     ``fallback``: why this product is a late-input fallback (``pipeline.late``), recorded in the
@@ -292,6 +296,11 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     Publication (``io.publish``): immutable versioned file + sidecar, per-day index last, then the
     alias ``product_key``. A day re-published with another model or inputs gets a new version; the
     previous one stays addressable.
+
+    A product is issued once per identity (inputs, model, code, grid, mask, fallback: ``issue_digest``):
+    the skill guard's decision is made at first issue with the evidence of that time and is not a reason to
+    re-issue when later verification would decide otherwise. ``guard_evidence_before``: see
+    ``guard.decide_for_run`` (backfills).
     """
     from bias_correction.io import publish
 
@@ -303,17 +312,20 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     corrector.check_contract(view.grid, view.mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
     model_sha = manifest.artifact_sha256
-    decision, persistence = guard_inputs(ctx, day, manifest, entries, mask)
+    decision, persistence = guard_inputs(ctx, day, manifest, entries, mask, guard_evidence_before)
     persistence = None if persistence is None else np.ascontiguousarray(ctx.halo.crop(persistence))
     guard_part = guard_digest(decision)
-    digest = input_digest({"inputs": content_parts(inputs), "model": model_sha, "code": bias_correction.__version__,
-                           "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256,
-                           **({"fallback": fallback} if fallback else {}), **({"guard": guard_part} if guard_part else {})})
+    identity = {"inputs": content_parts(inputs), "model": model_sha, "code": bias_correction.__version__,
+                "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256,
+                **({"fallback": fallback} if fallback else {})}
+    issue = input_digest(identity)  # what makes it the same product; the content digest adds the guard's part
+    digest = input_digest({**identity, **({"guard": guard_part} if guard_part else {})})
     region, model_id = ctx.settings.region.name, ctx.settings.model_id
     key = product_key(region, run, model_id)
     info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
     current = publish.current_entry(ctx.store, region, run, model_id)
-    if current is not None and current.get("input_digest") == digest:
+    if current is not None and (current.get("input_digest") == digest or current.get("issue_digest") == issue):
+        digest = str(current.get("input_digest"))
         if not publish.alias_matches(ctx.store, key, current):  # a crash after the index: repair the alias
             publish.refresh_alias(ctx.store, current["key"], key, {"input_digest": digest, "repaired": True})
         LOG.info("product %s is up to date; nothing to do", key)
@@ -327,14 +339,15 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
 
     if correct_stream.should_stream(ctx, corrector):  # large grid: bounded memory, lead by lead
         pub = correct_stream.correct_streamed(ctx, run, corrector, mask, entries, run_days, inputs, digest, fallback,
-                                              assemble=product_dataset, after_publish=_after_publish, pictures=pictures)
+                                              assemble=product_dataset, after_publish=_after_publish, pictures=pictures,
+                                              issue_digest=issue)
         return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
                          provider=corrector.active_provider, **info_kwargs)
     corrected, raw, valid_dates = infer(ctx, corrector, mask, entries, run_days)  # cropped to the region
     mask = view.region_mask
     corrected, gate = publication_gate(ctx, corrector, mask, raw, corrected)
     ds, provenance = product_dataset(ctx, run, corrector, mask, corrected, raw, valid_dates, gate, inputs, digest,
-                                     fallback, guard_decision=decision, persistence=persistence)
+                                     fallback, guard_decision=decision, persistence=persistence, issue_digest=issue)
     pub = publish.publish_product(ctx.store, region=region, run=run, model_id=model_id, ds=ds, mask=mask,
                                   product_version=f"{manifest.version}.{digest[:12]}", record=provenance)
     LOG.info("published %s (version %s, index %s)", pub.version_key, pub.product_version, pub.index_key)

@@ -89,13 +89,22 @@ def open_run_fields(store: Any, entries: dict[str, list[ArchiveEntry]], aux_name
         yield streaming.RunFields(hycom, aux, what)
 
 
-def _lazy(path: Path, name: str) -> xr.DataArray:
-    """(lead, lat, lon) of a NetCDF file as a dask array, one lead map per chunk."""
+def _lazy(stack: contextlib.ExitStack, path: Path, name: str) -> xr.DataArray:
+    """(lead, lat, lon) of a NetCDF file as a dask array, one lead map per chunk; the file is closed under the
+    netCDF lock when ``stack`` unwinds (left to the garbage collector, the close would run in whatever thread
+    collects it, racing other threads' netCDF calls)."""
     import warnings
 
     with NETCDF_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # archive files keep all leads in one HDF5 chunk
-        return xr.open_dataset(path, engine="netcdf4", chunks={"lead": 1, "lat": -1, "lon": -1})[name]
+        ds = xr.open_dataset(path, engine="netcdf4", chunks={"lead": 1, "lat": -1, "lon": -1})
+
+    def close() -> None:
+        with NETCDF_LOCK:
+            ds.close()
+
+    stack.callback(close)
+    return ds[name]
 
 
 def gate_by_lead(ctx: Any, corrector: Corrector, mask: OceanMask, raw: xr.DataArray, corrected: xr.DataArray) -> Any:
@@ -160,7 +169,7 @@ def write_lazy(ds: xr.Dataset, path: Path) -> None:
 def correct_streamed(ctx: Any, run: dt.datetime, corrector: Corrector, mask: OceanMask,
                      entries: dict[str, list[ArchiveEntry]], run_days: list[dt.date], inputs: list[dict[str, Any]],
                      digest: str, fallback: str | None, *, assemble: Any, after_publish: Any,
-                     pictures: bool = True) -> Any:
+                     pictures: bool = True, issue_digest: str | None = None) -> Any:
     """Correct, gate, assemble and publish one run streaming; returns ``io.publish.Published``.
 
     ``assemble`` / ``after_publish``: ``correct.product_dataset`` and ``correct._after_publish``, passed in
@@ -187,9 +196,9 @@ def correct_streamed(ctx: Any, run: dt.datetime, corrector: Corrector, mask: Oce
                 var.group().close()
             LOG.info("streamed %dx%d in %d bands of %s tiles (%d tiles, %d model calls)", ny, nx, info["bands"],
                      info["tile"], info["tiles"], info["model_calls"])
-            corrected = _lazy(scratch, "sst")
-            with ctx.store.local_path(last) as raw_path:
-                raw = _lazy(raw_path, str(fields.hycom[-1].name))
+            with ctx.store.local_path(last) as raw_path, contextlib.ExitStack() as lazies:
+                corrected = _lazy(lazies, scratch, "sst")
+                raw = _lazy(lazies, raw_path, str(fields.hycom[-1].name))
                 ocean = xr.DataArray(mask.values, dims=("lat", "lon"))
                 raw = raw.where(ocean).astype(np.float32)
                 # the model ran on the region plus its halo (grid.halo): gate, assemble and validate the region
@@ -200,7 +209,7 @@ def correct_streamed(ctx: Any, run: dt.datetime, corrector: Corrector, mask: Oce
                 if gate is not None:
                     corrected = raw
                 ds, provenance = assemble(ctx, run, corrector, mask, corrected.data, raw.data, valid, gate,
-                                                 inputs, digest, fallback)
+                                          inputs, digest, fallback, issue_digest=issue_digest)
                 pub = publish.publish_written(ctx.store, region=region, run=run, model_id=model_id,
                                               write=lambda p: write_lazy(ds, p),
                                               validate=lambda p: validate_by_lead(p, mask),

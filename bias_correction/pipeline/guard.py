@@ -154,14 +154,16 @@ def block_days(seq_len: int, max_lead: int, lag: int, days: int, configured: int
 
 
 def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequence[int], cfg: Any, *,
-           available: Sequence[str] = REFERENCES) -> list[dict[str, Any]]:
-    """Per-lead decisions for the run of ``day`` from score-table ``rows`` (this model version, earlier runs)."""
+           available: Sequence[str] = REFERENCES, evidence_before: dt.date | None = None) -> list[dict[str, Any]]:
+    """Per-lead decisions for the run of ``day`` from score-table ``rows`` (this model version, earlier runs;
+    with ``evidence_before``, runs before that date only)."""
     from bias_correction.regime import regime_of_day, training_regimes
 
     regime = regime_of_day(day)
     trained = training_regimes(manifest)
     unverified = bool(trained) and regime not in trained
-    rows = [r for r in rows if r.run[:10] < day.isoformat() and r.valid_date < day.isoformat()
+    first_excluded = min(day, evidence_before) if evidence_before is not None else day
+    rows = [r for r in rows if r.run[:10] < first_excluded.isoformat() and r.valid_date < day.isoformat()
             and regime_of_day(dt.date.fromisoformat(r.run[:10])) == regime]
     runs = sorted({r.run[:10] for r in rows})[-int(cfg.window_days):]
     rows = [r for r in rows if r.run[:10] in set(runs)]
@@ -180,6 +182,8 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
                         n_boot=int(cfg.n_boot), level=float(cfg.level), unverified=unverified, enough=enough,
                         available=available)
         d.update(regime=regime, trained_regimes=sorted(trained))
+        if evidence_before is not None:
+            d["evidence_before"] = evidence_before.isoformat()
         out.append(d)
     LOG.info("skill guard for %s (regime %s, %d live run days): %s", day, regime, n_live,
              ", ".join(f"{d['lead']}: {d['carried']}" for d in out))
@@ -187,8 +191,14 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
 
 
 def decide_for_run(ctx: Any, day: dt.date, manifest: Manifest, leads: Sequence[int], *,
-                   available: Sequence[str] = REFERENCES) -> list[dict[str, Any]] | None:
-    """The guard's decisions for the run of ``day`` (None when ``[guard] enabled = false``)."""
+                   available: Sequence[str] = REFERENCES,
+                   evidence_before: dt.date | None = None) -> list[dict[str, Any]] | None:
+    """The guard's decisions for the run of ``day`` (None when ``[guard] enabled = false``).
+
+    ``evidence_before``: only runs before this date count as live evidence. A backfill passes its first
+    date: the scores its own dates produce arrive in whatever order its workers finish, so without this the
+    decision of a date (and the product) would depend on scheduling, and a retried or repeated date could
+    be issued twice with different content."""
     cfg = ctx.settings.guard
     if not cfg.enabled:
         return None
@@ -197,7 +207,7 @@ def decide_for_run(ctx: Any, day: dt.date, manifest: Manifest, leads: Sequence[i
     since = (day - dt.timedelta(days=int(cfg.window_days) + max(leads) + 1)).isoformat()
     rows = [r for r in ScoreTable(ctx.store).rows(model_id=ctx.settings.model_id, since=since)
             if r.model_version == manifest.version]
-    return decide(manifest, rows, day, leads, cfg, available=available)
+    return decide(manifest, rows, day, leads, cfg, available=available, evidence_before=evidence_before)
 
 
 def carried(decisions: list[dict[str, Any]] | None, model: np.ndarray, raw: np.ndarray,

@@ -56,3 +56,53 @@ def test_gate_failure_with_raw_fallback_publishes_flagged_raw_hycom(narrow_envel
     assert ds.attrs["sstbc_fallback"] == "raw_hycom" and "training envelope" in ds.attrs["sstbc_gate_failures"]
     np.testing.assert_array_equal(ds["sst"].values, ds["sst_raw"].values)
     assert "failed, fallback raw HYCOM" in json.loads(ds.attrs["sstbc_provenance"])["publication_gate"]
+
+
+def _score_rows(model_id: str, version: str, first: dt.date, days: int, leads: int, rmse: dict[str, float]) -> list:
+    from bias_correction.verification.verify import LeadScore
+
+    return [LeadScore(run=f"{first + dt.timedelta(days=i)}T12:00:00", lead=k,
+                      valid_date=str(first + dt.timedelta(days=i + k)), model_id=model_id, model_version=version,
+                      product_key="p", oisst_version="final", n=2000, bias_corrected=0,
+                      rmse_corrected=rmse["model"] * (1 + 0.01 * ((i * 7 + k) % 5)), rmse_corrected_lo=0,
+                      rmse_corrected_hi=0, mae_corrected=0, bias_raw=0, rmse_raw=rmse["raw"], rmse_raw_lo=0,
+                      rmse_raw_hi=0, mae_raw=0, bias_persistence=0, rmse_persistence=rmse["persistence"],
+                      mae_persistence=0, skill_vs_raw=0, skill_vs_persistence=0, skill_vs_raw_lo=0,
+                      skill_vs_raw_hi=0, scored_at="", rmse_model=None)
+            for i in range(days) for k in range(1, leads + 1)]
+
+
+def test_a_product_is_issued_once_whatever_later_verification_says(trained, upstream, tmp_path) -> None:
+    """The guard decides at first issue; verification arriving later changes the next runs, never re-issues
+    this one (a rerun, a retried backfill task, a repeated backfill publish nothing new)."""
+    from bias_correction.io import publish
+    from bias_correction.pipeline import guard
+    from bias_correction.verification.verify import ScoreTable
+
+    settings, _, _ = trained
+    s = settings_for(upstream, tmp_path, model_store=settings.model_store)
+    shutil.copytree(Path(settings.storage_root) / "grid", Path(s.storage_root) / "grid")
+    ctx, corrector = pipeline.make_context(s), pipeline.load_corrector(s)
+    man, day = corrector.manifest, dt.date(2021, 3, 10)
+    first = pipeline.correct_run(ctx, day, corrector)
+    assert first.product.written
+    carried_first = json.loads(read_dataset(Store(s.storage_root).url(first.product.key)).attrs["sstbc_provenance"])
+    assert "issue_digest" in carried_first
+
+    # 30 days of live verification: the model far worse than persistence at every lead
+    leads = list(range(1, s.lead_days + 1))
+    ScoreTable(ctx.store).upsert(_score_rows(s.model_id, man.version, day - dt.timedelta(days=30), 30, s.lead_days,
+                                             {"model": 0.9, "persistence": 0.2, "raw": 0.5}))
+    now = guard.decide_for_run(ctx, day, man, leads)
+    assert now is not None and {d["carried"] for d in now} == {"persistence"}, now  # the evidence would change it
+    assert carried_first.get("guard_carried", "") != ",".join(d["carried"] for d in now)
+
+    again = pipeline.correct_run(ctx, day, corrector)
+    assert not again.product.written and again.product.key == first.product.key
+    index = publish.read_index(ctx.store, publish.index_key("scs", run_time(day)))
+    versions = index["products"][publish.product_id("scs", run_time(day), s.model_id)]["versions"]
+    assert len(versions) == 1
+    # the evidence a backfill starting at ``day`` may use excludes the runs it produces itself
+    frozen = guard.decide_for_run(ctx, day + dt.timedelta(days=5), man, leads, evidence_before=day - dt.timedelta(days=25))
+    assert [d["days"] for d in frozen] == [5] * len(leads), frozen  # runs day-30..day-26 only
+    assert {d["evidence_before"] for d in frozen} == {(day - dt.timedelta(days=25)).isoformat()}

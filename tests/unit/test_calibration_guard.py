@@ -242,3 +242,21 @@ def test_normal_twin_days_flag_a_few_percent_of_cells() -> None:
                         sst_uncertainty=np.full(len(leads), 0.05))
     old_share = float(((old["quality_flag"].values[:, 0] & QF_LARGE_CORRECTION) > 0)[:, mask.values].mean())
     assert old_share > 5 * share
+
+
+def test_guard_evidence_is_cut_at_evidence_before_whatever_the_order_rows_arrive() -> None:
+    """A backfill's dates are scored in the order its workers finish: with ``evidence_before`` (its first
+    date) the decision of every date is the same whichever of them have been scored already."""
+    cfg = Guard(n_boot=200, min_days=10)
+    before = _rows(dt.date(2021, 4, 1), 20, {1: {"model": 0.15, "persistence": 0.20, "raw": 0.45}})
+    inside = _rows(dt.date(2021, 4, 21), 20, {1: {"model": 0.40, "persistence": 0.20, "raw": 0.45}}, seed=1)
+    day, start = dt.date(2021, 5, 12), dt.date(2021, 4, 21)
+    assert guard.decide(_manifest(), before + inside, day, [1], cfg)[0]["carried"] == "persistence"  # all evidence
+    rng = np.random.default_rng(0)
+    seen = set()
+    for n in (0, 5, 20):
+        scored = [inside[i] for i in sorted(rng.permutation(len(inside))[:n])]
+        d = guard.decide(_manifest(), before + scored, day, [1], cfg, evidence_before=start)[0]
+        seen.add((d["carried"], d["days"], d["evidence"]))
+        assert d["evidence_before"] == "2021-04-21"
+    assert seen == {("model", 20, "live")}
