@@ -18,10 +18,18 @@ def subset_box(
 ) -> xr.DataArray:
     """Cut ``da`` (dims ``lat``, ``lon``) to a box plus ``margin`` degrees, with longitudes
     re-expressed in the box's convention and sorted ascending (works across the antimeridian)."""
+    lat_idx, lon_idx, lon = box_indices(da["lat"].values, da["lon"].values, lat_min, lat_max, lon_min, lon_max, margin)
+    return da.isel(lat=lat_idx, lon=lon_idx).assign_coords(lon=lon)
+
+
+def box_indices(lat: np.ndarray, lon: np.ndarray, lat_min: float, lat_max: float, lon_min: float, lon_max: float,
+                margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`subset_box` takes, as indices into ``lat`` and ``lon`` (ascending longitudes in the box's
+    convention) and those longitudes: for readers that cut a file band by band (``sources.hycom.layout``)."""
     start = lon_min - margin
-    lon = wrap_lon(da["lon"].values, start)
-    da = da.assign_coords(lon=lon).sortby("lon")
-    lat = da["lat"].values
-    lat_sel = (lat >= lat_min - margin) & (lat <= lat_max + margin)
-    lon_sel = da["lon"].values <= lon_max + margin
-    return da.isel(lat=np.flatnonzero(lat_sel), lon=np.flatnonzero(lon_sel))
+    wrapped = wrap_lon(lon, start)
+    order = np.argsort(wrapped, kind="stable")
+    lon_idx = order[wrapped[order] <= lon_max + margin]
+    lat = np.asarray(lat)
+    lat_idx = np.flatnonzero((lat >= lat_min - margin) & (lat <= lat_max + margin))
+    return lat_idx, lon_idx, wrapped[lon_idx]

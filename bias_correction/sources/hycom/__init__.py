@@ -8,6 +8,7 @@ re-exported here, so ``from bias_correction.sources.hycom import HycomSource, ru
 
 from bias_correction.sources.hycom.layout import (
     daily_means,
+    daily_means_of_file,
     read_surface_field,
     read_surface_temperature,
     validate_hycom_file,
@@ -37,6 +38,6 @@ from bias_correction.sources.lonlat import lat_rows, lon_runs
 __all__ = [
     "ACCESS", "ACCESS_MODES", "ESPC_D_V02", "GOFS31", "HYCOM_EPOCH", "PRODUCTS", "SST_VALID_RANGE_C", "STEP_HOURS",
     "SURF_EL", "SURF_EL_VALID_RANGE_M", "VARIABLES", "WATER_TEMP", "HycomProduct", "HycomSource", "HycomVariable",
-    "daily_means", "describe_run", "hycom_variable", "lat_rows", "lon_runs", "product_for", "read_surface_field",
+    "daily_means", "daily_means_of_file", "describe_run", "hycom_variable", "lat_rows", "lon_runs", "product_for", "read_surface_field",
     "read_surface_temperature", "run_time", "validate_hycom_file", "write_run_file",
 ]

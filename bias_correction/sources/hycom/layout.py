@@ -16,7 +16,9 @@ so lead day ``k`` of run R is the mean of the eight 3-hourly values of UTC day `
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import netCDF4
@@ -24,10 +26,39 @@ import numpy as np
 import xarray as xr
 
 from bias_correction.errors import InputValidationError
-from bias_correction.grid.lonlat import wrap_lon
+from bias_correction.grid.lonlat import box_indices, wrap_lon
 from bias_correction.io.netcdf import NETCDF_LOCK, read_dataset
 from bias_correction.sources.hycom.products import HYCOM_EPOCH, STEP_HOURS, describe_run, hycom_variable
-from bias_correction.sources.validate import check_physical_values, open_for_validation
+from bias_correction.sources.validate import check_physical_values
+
+
+#: Source rows read at a time from a run file: ~57 three-hourly steps x rows x columns values in memory, so a
+#: global GLBy0.08 run (57 x 4251 x 4500, 4.4 GB as float32) is validated and averaged in ~0.3 GB (issue 15).
+BAND_ROWS = 128
+
+
+@contextlib.contextmanager
+def _lazy_run_file(path: Path, what: str) -> Iterator[xr.Dataset]:
+    """The run file opened lazily (values read band by band) and held under the netCDF lock until closed."""
+    with NETCDF_LOCK:
+        try:
+            ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, mask_and_scale=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InputValidationError(f"{what} does not open as NetCDF: {exc}") from None
+        try:
+            yield ds
+        finally:
+            ds.close()
+
+
+def _surface(ds: xr.Dataset, variable: str) -> xr.DataArray:
+    wt = ds[variable]
+    return wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
+
+
+def _bands(n: int, rows: int) -> Iterator[slice]:
+    for a in range(0, n, max(1, rows)):
+        yield slice(a, min(n, a + max(1, rows)))
 
 
 def read_surface_field(path: Path, run: dt.datetime, variable: str = "water_temp") -> xr.DataArray:
@@ -55,16 +86,21 @@ def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
 
 
 def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | None = None,
-                        first_tau: int = 0, variable: str = "water_temp") -> None:
+                        first_tau: int = 0, variable: str = "water_temp", band_rows: int = BAND_ROWS) -> None:
     """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError.
 
     Lead hours ``first_tau .. max_tau`` every 3 h must all be present. ``variable`` "water_temp" is
     checked at 0 m (dims time, depth, lat, lon); "surf_el" has dims (time, lat, lon), units m, values
     within :data:`SURF_EL_VALID_RANGE_M`, and only 3-hourly steps (an hourly product must be strided).
     """
-    spec = hycom_variable(variable)
     what = what or f"{describe_run(run, variable)} file {path.name}"
-    ds = open_for_validation(path, what, decode_times=False)
+    with _lazy_run_file(path, what) as ds:
+        _validate_open(ds, run, max_tau, what, first_tau, variable, band_rows)
+
+
+def _validate_open(ds: xr.Dataset, run: dt.datetime, max_tau: int, what: str, first_tau: int, variable: str,
+                   band_rows: int) -> None:
+    spec = hycom_variable(variable)
     if variable not in ds.variables:
         raise InputValidationError(f"{what}: no variable {variable} (has {sorted(ds.data_vars)})")
     wt = ds[variable]
@@ -96,15 +132,58 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
                                        "steps (an hourly product must be requested with a stride of 3)")
     if wt.attrs.get("units", spec.units) not in spec.unit_aliases:
         raise InputValidationError(f"{what}: {variable} units {wt.attrs.get('units')!r}, expected {spec.units}")
-    values = wt.isel(depth=0).values if spec.has_depth else wt.values
-    check_physical_values(values, what, spec.label, spec.valid_range, spec.symbol)
+    # value checks band by band (bounded memory on large domains), the same verdict as on the whole field
+    surface, lo, hi = _surface(ds, variable), np.inf, -np.inf
+    for rows in _bands(surface.sizes["lat"], band_rows):
+        band = surface.isel(lat=rows).values
+        finite = np.isfinite(band)
+        if finite.any():
+            lo, hi = min(lo, float(band[finite].min())), max(hi, float(band[finite].max()))
+    check_physical_values(np.array([lo, hi] if lo <= hi else [np.nan]), what, spec.label, spec.valid_range,
+                          spec.symbol)
 
 
-def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int, units: str = "degC") -> xr.DataArray:
-    """Mean of the 8 three-hourly values of each valid UTC day run+1 .. run+lead_days (``units``: of the field)."""
-    fields, valid = [], []
+def daily_means_of_file(path: Path, run: dt.datetime, lead_days: int, variable: str = "water_temp",
+                       box: tuple[float, float, float, float, float] | None = None,
+                       band_rows: int = BAND_ROWS) -> xr.DataArray:
+    """:func:`daily_means` of :func:`read_surface_field` (cut to ``box`` = lat_min, lat_max, lon_min, lon_max,
+    margin, as ``grid.lonlat.subset_box``), read ``band_rows`` source rows at a time: memory holds the
+    (lead, lat, lon) result and one band of three-hourly steps, never the whole run (issue 15)."""
+    spec = hycom_variable(variable)
+    with _lazy_run_file(path, f"{describe_run(run, variable)} file {path.name}") as ds:
+        if variable not in ds.data_vars:
+            raise InputValidationError(f"{describe_run(run, variable)} file {path.name}: no variable {variable} "
+                                       f"(has {sorted(ds.data_vars)})")
+        surface = _surface(ds, variable)
+        hours = ds["time"].values.astype("float64")
+        times = np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
+        lat = ds["lat"].values
+        lon = wrap_lon(ds["lon"].values, -180.0)
+        if box is None:
+            lat_idx, lon_idx = np.arange(len(lat)), np.arange(len(lon))
+        else:
+            lat_idx, lon_idx, lon = box_indices(lat, lon, *box)
+        lon = lon if box is not None else lon[lon_idx]
+        picks, valid = _lead_steps(times, run, lead_days)
+        first, last = min(p[0] for p in picks), max(p[-1] for p in picks) + 1
+        out = np.empty((lead_days, len(lat_idx), len(lon_idx)), np.float32)
+        contiguous = len(lat_idx) == 0 or np.array_equal(lat_idx, np.arange(lat_idx[0], lat_idx[-1] + 1))
+        for rows in _bands(len(lat_idx), band_rows):
+            src = (slice(int(lat_idx[rows][0]), int(lat_idx[rows][-1]) + 1) if contiguous else lat_idx[rows])
+            block = surface.isel(time=slice(first, last), lat=src).values.astype(np.float32)[:, :, lon_idx]
+            for j, steps in enumerate(picks):
+                out[j, rows] = block[steps - first].mean(axis=0)
+    result = xr.DataArray(out, dims=("lead", "lat", "lon"),
+                          coords={"lat": lat[lat_idx], "lon": lon, "lead": np.arange(1, lead_days + 1),
+                                  "valid_date": ("lead", np.array(valid, dtype="datetime64[ns]"))})
+    result.attrs = {"units": spec.units, "cell_methods": "time: mean (3-hourly instantaneous, UTC day)"}
+    return result
+
+
+def _lead_steps(times: np.ndarray, run: dt.datetime, lead_days: int) -> tuple[list[np.ndarray], list[np.datetime64]]:
+    """Per lead day the indices of its eight 3-hourly steps (UTC day run + k), and the valid days."""
+    picks, valid = [], []
     day0 = np.datetime64(run.date(), "D")
-    times = sst["time"].values
     for k in range(1, lead_days + 1):
         start = day0 + np.timedelta64(k, "D")
         sel = (times >= start) & (times < start + np.timedelta64(1, "D"))
@@ -113,8 +192,15 @@ def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int, units: str 
             raise InputValidationError(
                 f"HYCOM run {run:%Y-%m-%d %HZ}: valid day {start} has {n} three-hourly fields, expected {24 // STEP_HOURS}"
             )
-        fields.append(sst.isel(time=np.flatnonzero(sel)).mean("time", skipna=False))
+        picks.append(np.flatnonzero(sel))
         valid.append(start)
+    return picks, valid
+
+
+def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int, units: str = "degC") -> xr.DataArray:
+    """Mean of the 8 three-hourly values of each valid UTC day run+1 .. run+lead_days (``units``: of the field)."""
+    picks, valid = _lead_steps(sst["time"].values, run, lead_days)
+    fields = [sst.isel(time=steps).mean("time", skipna=False) for steps in picks]
     out = xr.concat(fields, dim="lead").assign_coords(
         lead=np.arange(1, lead_days + 1), valid_date=("lead", np.array(valid, dtype="datetime64[ns]"))
     )
@@ -123,16 +209,16 @@ def daily_means(sst: xr.DataArray, run: dt.datetime, lead_days: int, units: str 
 
 
 def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.ndarray, lat: np.ndarray,
-                   lon: np.ndarray, packed: np.ndarray, attrs: dict[str, object], source: str,
+                   lon: np.ndarray, packed: np.ndarray | Callable[[slice], np.ndarray], attrs: dict[str, object], source: str,
                    variable: str = "water_temp") -> None:
     """Write a run subset in the NCSS layout the reader expects (NetCDF-4, deflate).
 
-    ``packed`` is raw int16 ``variable`` (time, lat, lon) (water_temp: at 0 m, stored with a depth axis of
+    ``packed`` is raw int16 ``variable`` (time, lat, lon), or a function of a row slice giving those rows (water_temp: at 0 m, stored with a depth axis of
     one level; surf_el: no depth axis) with the packing in ``attrs`` (scale_factor, add_offset,
     _FillValue, missing_value, units, ...: copied from the source).
     """
     has_depth = hycom_variable(variable).has_depth
-    packed = np.asarray(packed, dtype=np.int16)
+    packed = packed if callable(packed) else np.asarray(packed, dtype=np.int16)
     with NETCDF_LOCK:
         ds = netCDF4.Dataset(path, "w", format="NETCDF4")
         try:
@@ -168,7 +254,15 @@ def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.nda
             for key, value in attrs.items():
                 if key != "_FillValue":
                     wt.setncattr(key, value)
-            wt[:] = packed[:, None, :, :] if has_depth else packed
+            if callable(packed):  # written band by band (large synthetic files: benchmarks/scale.py)
+                for rows in _bands(len(lat), BAND_ROWS):
+                    block = np.asarray(packed(rows), dtype=np.int16)
+                    if has_depth:
+                        wt[:, 0, rows, :] = block
+                    else:
+                        wt[:, rows, :] = block
+            else:
+                wt[:] = packed[:, None, :, :] if has_depth else packed
             ds.setncattr("source", source)
             ds.setncattr("history", f"assembled by sstbc from {source}")
         finally:

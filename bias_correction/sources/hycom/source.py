@@ -22,7 +22,7 @@ from bias_correction.sources.cache import Fetched, cached
 from bias_correction.sources.hycom.access_dap import DapAccess
 from bias_correction.sources.hycom.access_files import FilesAccess
 from bias_correction.sources.hycom.access_ncss import NcssAccess
-from bias_correction.sources.hycom.layout import daily_means, read_surface_field
+from bias_correction.sources.hycom.layout import daily_means_of_file, read_surface_field
 from bias_correction.sources.hycom.products import (
     GOFS31,
     STEP_HOURS,
@@ -155,8 +155,10 @@ class HycomSource:
     def daily_means(self, fetched: Fetched, run: dt.datetime, variable: str = "water_temp") -> xr.DataArray:
         """Daily means for lead days 1..lead_days: dims (lead, lat, lon); °C for water_temp (surface),
         metres for surf_el."""
-        spec = hycom_variable(variable)
-        return daily_means(self.open_surface(fetched, run, variable), run, self.lead_days, units=spec.units)
+        r = self.region
+        with self.store.local_path(fetched.key) as path:  # read band by band: bounded memory on any domain
+            return daily_means_of_file(path, run, self.lead_days, variable,
+                                       box=(r.lat_min, r.lat_max, r.lon_min, r.lon_max, self.margin + 0.01))
 
     def open(self, fetched: Fetched, run: dt.datetime) -> xr.DataArray:
         """The :class:`~bias_correction.sources.base.Source` view: water_temp daily means (lead, lat, lon), °C."""
