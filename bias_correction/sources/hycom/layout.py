@@ -32,8 +32,8 @@ from bias_correction.sources.hycom.products import HYCOM_EPOCH, STEP_HOURS, desc
 from bias_correction.sources.validate import check_physical_values
 
 
-#: Source rows read at a time from a run file: ~57 three-hourly steps x rows x columns values in memory, so a
-#: global GLBy0.08 run (57 x 4251 x 4500, 4.4 GB as float32) is validated and averaged in ~0.3 GB (issue 15).
+#: Rows per write of a file given as a function of rows (large synthetic files, benchmarks/scale.py); the
+#: files are chunked one time step per chunk row of this height.
 BAND_ROWS = 128
 
 
@@ -86,7 +86,7 @@ def read_surface_temperature(path: Path, run: dt.datetime) -> xr.DataArray:
 
 
 def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | None = None,
-                        first_tau: int = 0, variable: str = "water_temp", band_rows: int = BAND_ROWS) -> None:
+                        first_tau: int = 0, variable: str = "water_temp") -> None:
     """Check variables, dims, run/valid times and values of a HYCOM subset; raise InputValidationError.
 
     Lead hours ``first_tau .. max_tau`` every 3 h must all be present. ``variable`` "water_temp" is
@@ -95,11 +95,10 @@ def validate_hycom_file(path: Path, run: dt.datetime, max_tau: int, what: str | 
     """
     what = what or f"{describe_run(run, variable)} file {path.name}"
     with _lazy_run_file(path, what) as ds:
-        _validate_open(ds, run, max_tau, what, first_tau, variable, band_rows)
+        _validate_open(ds, run, max_tau, what, first_tau, variable)
 
 
-def _validate_open(ds: xr.Dataset, run: dt.datetime, max_tau: int, what: str, first_tau: int, variable: str,
-                   band_rows: int) -> None:
+def _validate_open(ds: xr.Dataset, run: dt.datetime, max_tau: int, what: str, first_tau: int, variable: str) -> None:
     spec = hycom_variable(variable)
     if variable not in ds.variables:
         raise InputValidationError(f"{what}: no variable {variable} (has {sorted(ds.data_vars)})")
@@ -132,10 +131,11 @@ def _validate_open(ds: xr.Dataset, run: dt.datetime, max_tau: int, what: str, fi
                                        "steps (an hourly product must be requested with a stride of 3)")
     if wt.attrs.get("units", spec.units) not in spec.unit_aliases:
         raise InputValidationError(f"{what}: {variable} units {wt.attrs.get('units')!r}, expected {spec.units}")
-    # value checks band by band (bounded memory on large domains), the same verdict as on the whole field
+    # value checks one time step at a time (bounded memory on large domains; a step is what the files chunk
+    # together), the same verdict as on the whole field
     surface, lo, hi = _surface(ds, variable), np.inf, -np.inf
-    for rows in _bands(surface.sizes["lat"], band_rows):
-        band = surface.isel(lat=rows).values
+    for t in range(surface.sizes["time"]):
+        band = surface.isel(time=t).values
         finite = np.isfinite(band)
         if finite.any():
             lo, hi = min(lo, float(band[finite].min())), max(hi, float(band[finite].max()))
@@ -144,11 +144,12 @@ def _validate_open(ds: xr.Dataset, run: dt.datetime, max_tau: int, what: str, fi
 
 
 def daily_means_of_file(path: Path, run: dt.datetime, lead_days: int, variable: str = "water_temp",
-                       box: tuple[float, float, float, float, float] | None = None,
-                       band_rows: int = BAND_ROWS) -> xr.DataArray:
+                       box: tuple[float, float, float, float, float] | None = None) -> xr.DataArray:
     """:func:`daily_means` of :func:`read_surface_field` (cut to ``box`` = lat_min, lat_max, lon_min, lon_max,
-    margin, as ``grid.lonlat.subset_box``), read ``band_rows`` source rows at a time: memory holds the
-    (lead, lat, lon) result and one band of three-hourly steps, never the whole run (issue 15)."""
+    margin, as ``grid.lonlat.subset_box``), read one three-hourly step at a time: memory holds the
+    (lead, lat, lon) result and one step, never the run (issue 15: a global GLBy0.08 run is 60 x 4251 x 4500).
+    One step at a time, not bands of rows, because files chunk a step's field together (deflated chunks
+    would be inflated once per band)."""
     spec = hycom_variable(variable)
     with _lazy_run_file(path, f"{describe_run(run, variable)} file {path.name}") as ds:
         if variable not in ds.data_vars:
@@ -163,16 +164,14 @@ def daily_means_of_file(path: Path, run: dt.datetime, lead_days: int, variable: 
             lat_idx, lon_idx = np.arange(len(lat)), np.arange(len(lon))
         else:
             lat_idx, lon_idx, lon = box_indices(lat, lon, *box)
-        lon = lon if box is not None else lon[lon_idx]
         picks, valid = _lead_steps(times, run, lead_days)
-        first, last = min(p[0] for p in picks), max(p[-1] for p in picks) + 1
+        rows = slice(int(lat_idx[0]), int(lat_idx[-1]) + 1) if len(lat_idx) else slice(0, 0)  # contiguous
         out = np.empty((lead_days, len(lat_idx), len(lon_idx)), np.float32)
-        contiguous = len(lat_idx) == 0 or np.array_equal(lat_idx, np.arange(lat_idx[0], lat_idx[-1] + 1))
-        for rows in _bands(len(lat_idx), band_rows):
-            src = (slice(int(lat_idx[rows][0]), int(lat_idx[rows][-1]) + 1) if contiguous else lat_idx[rows])
-            block = surface.isel(time=slice(first, last), lat=src).values.astype(np.float32)[:, :, lon_idx]
-            for j, steps in enumerate(picks):
-                out[j, rows] = block[steps - first].mean(axis=0)
+        for j, steps in enumerate(picks):
+            total = np.zeros(out.shape[1:], np.float64)
+            for t in steps:
+                total += surface.isel(time=int(t), lat=rows).values.astype(np.float32)[:, lon_idx]
+            out[j] = total / len(steps)
     result = xr.DataArray(out, dims=("lead", "lat", "lon"),
                           coords={"lat": lat[lat_idx], "lon": lon, "lead": np.arange(1, lead_days + 1),
                                   "valid_date": ("lead", np.array(valid, dtype="datetime64[ns]"))})
@@ -248,7 +247,8 @@ def write_run_file(path: Path, run: dt.datetime, hours: np.ndarray, taus: np.nda
                 var[:] = np.asarray(values[name], dtype=np.float64)
             fill = attrs.get("_FillValue", np.int16(-30000))
             vdims = ("time", "depth", "lat", "lon") if has_depth else ("time", "lat", "lon")
-            wt = ds.createVariable(variable, "i2", vdims, zlib=True, complevel=4,
+            chunks = (1, 1, min(BAND_ROWS, len(lat)), len(lon)) if has_depth else (1, min(BAND_ROWS, len(lat)), len(lon))
+            wt = ds.createVariable(variable, "i2", vdims, zlib=True, complevel=4, chunksizes=chunks,
                                    shuffle=True, fill_value=np.int16(fill))  # type: ignore[arg-type]
             wt.set_auto_maskandscale(False)
             for key, value in attrs.items():
