@@ -62,10 +62,6 @@ def should_stream(ctx: Any, corrector: Corrector) -> bool:
         return False
     if getattr(corrector.manifest, "kind", "gridded") == "tabular":
         return False
-    halo = getattr(ctx, "halo", None)
-    if halo is not None and not halo.is_zero:  # not yet: the streamed bands would need the halo crop of model_view
-        LOG.warning("grid_halo_cells > 0: the streaming path does not crop a halo yet; running in memory")
-        return False
     if getattr(corrector.manifest, "grid_id", None) != ctx.grid.grid_id:  # e.g. a package from before the halo
         return False
     if streaming.stream_tile(corrector.manifest, (ctx.grid.nlat, ctx.grid.nlon)) is None:

@@ -38,16 +38,17 @@ def _region(n: int) -> dict[str, object]:
             "lon_max": 100.0 + 0.08 * n - 0.001}
 
 
-def _setup(root: Path, n: int, tile: int, arch: str = "convgru-sa", stream_above: int = 1) -> object:
-    """Settings, synthetic archive and a tile-trained package (random weights) for an n x n grid."""
+def _setup(root: Path, n: int, tile: int, arch: str = "convgru-sa", stream_above: int = 1, halo: int = 0) -> object:
+    """Settings, synthetic archive and a tile-trained package (random weights) for an n x n region (the model
+    grid: the region plus ``halo`` cells on every side)."""
     settings = settings_from_dict({
         "storage_root": str(root / "data"), "model_store": str(root / "models"), "region": _region(n),
         "providers": "cpu", "model_id": arch, "training": {"model": arch, "seq_len": T},
-        "inference": {"stream_above_cells": stream_above},
+        "inference": {"stream_above_cells": stream_above}, "grid_halo_cells": halo,
         "product": {"quicklooks": False, "report": False, "zarr": False},
     })
     ctx = pipeline.make_context(settings)
-    assert ctx.grid.shape == (n, n)
+    assert ctx.grid.shape == (n + 2 * halo, n + 2 * halo)
     days = run_days_of(DAY, T)
     mask = write_synthetic_archive(ctx.store, ctx.grid, days, oisst_days=[d - dt.timedelta(days=1) for d in days])
     kw = {"kv_pool": 2} if arch == "convgru-sa" else {}
@@ -83,9 +84,11 @@ def test_streamed_content_checksum_matches_the_archive(tmp_path: Path) -> None:
         assert streaming.streamed_content_sha256(ds, slab=3) == archive.content_sha256(ds.load())
 
 
-def test_streamed_product_equals_the_in_memory_product(tmp_path: Path) -> None:
-    """200x200 grid, ConvGRU-SA trained on 64x64 tiles: streamed by row bands vs blended in memory."""
-    s_mem = _setup(tmp_path / "mem", 200, 64, stream_above=10 ** 9)
+@pytest.mark.parametrize(("n", "halo"), [(200, 0), (120, 3)])
+def test_streamed_product_equals_the_in_memory_product(tmp_path: Path, n: int, halo: int, caplog) -> None:
+    """n x n region, ConvGRU-SA trained on 64x64 tiles: streamed by row bands vs blended in memory; with a halo
+    both run on the region plus the halo and publish the region."""
+    s_mem = _setup(tmp_path / "mem", n, 64, stream_above=10 ** 9, halo=halo)
     shutil.copytree(tmp_path / "mem", tmp_path / "stream")
     s_str = s_mem.model_copy(update={"storage_root": str(tmp_path / "stream" / "data"),
                                      "model_store": str(tmp_path / "stream" / "models"),
@@ -93,11 +96,14 @@ def test_streamed_product_equals_the_in_memory_product(tmp_path: Path) -> None:
     out = {}
     for name, s in (("mem", s_mem), ("stream", s_str)):
         ctx = pipeline.make_context(s)
-        res = correct_run(ctx, DAY, load_corrector(s.model_store, s.model_id, providers="cpu"))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="bias_correction.pipeline.correct_stream"):
+            res = correct_run(ctx, DAY, load_corrector(s.model_store, s.model_id, providers="cpu"))
         assert res.product.written
+        assert ("streamed" in caplog.text) == (name == "stream"), caplog.text[-500:]
         out[name] = read_dataset(Store(s.storage_root).url(res.product.version_key), engine="netcdf4")
     a, b = out["mem"], out["stream"]
-    assert a["sst"].shape == (7, 1, 200, 200)
+    assert a["sst"].shape == b["sst"].shape == (7, 1, n, n)
     np.testing.assert_array_equal(np.isnan(a["sst"].values), np.isnan(b["sst"].values))
     assert float(np.nanmax(np.abs(a["sst"].values - b["sst"].values))) < 1e-4
     assert float(np.nanmax(np.abs(a["sst"].values - a["sst_raw"].values))) > 1e-3  # the model did something
