@@ -167,9 +167,13 @@ def build_product(
         flag_rule = f"large_correction: |sst_correction| > {LARGE_CORRECTION_SIGMAS:g} sst_uncertainty"
     large = np.isfinite(correction) & (np.abs(correction) > thr)
     qf = qf | np.where(large, QF_LARGE_CORRECTION, 0).astype(np.int8)
-    for k, g in enumerate(guard or []):
-        if g.get("flag"):
-            qf[k] = qf[k] | np.where(land, 0, int(g["flag"])).astype(np.int8)
+    if guard:  # elementwise per lead (no item assignment: on dask arrays that would merge the lead chunks)
+        gflag = np.array([int(g.get("flag") or 0) for g in guard], np.int8)[:, None, None]
+        if hasattr(qf, "dask"):
+            import dask.array as dsa
+
+            gflag = dsa.from_array(gflag, chunks=(1, 1, 1))
+        qf = qf | np.where(land, 0, gflag).astype(np.int8)
     if uncertainty_fallback:
         qf = qf | np.where(land, 0, QF_UNCERTAINTY_FALLBACK).astype(np.int8)[None]
     lead_day = np.round(lead_hours / 24.0).astype(np.int32)  # 12Z run, valid-day centre 12Z of day k

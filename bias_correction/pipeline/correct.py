@@ -167,6 +167,17 @@ def _after_publish(ctx: Context, run: dt.datetime, ikey: str, alias: str, ds: An
                          score_rows=ScoreTable(ctx.store).rows(model_id=model_id, since=since))
 
 
+def _with_lead(uncertainty: Any, j: int, value: float) -> Any:
+    """``uncertainty`` with lead ``j`` set to ``value`` everywhere (numpy in place; dask lazily, a new array)."""
+    if hasattr(uncertainty, "dask"):
+        import dask.array as dsa
+
+        layer = dsa.full_like(uncertainty[j:j + 1], value)
+        return dsa.concatenate([uncertainty[:j], layer, uncertainty[j + 1:]], axis=0).rechunk(uncertainty.chunks)
+    uncertainty[j] = value
+    return uncertainty
+
+
 def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: OceanMask, corrected: Any, raw: Any,
                     valid_dates: Any, gate: Any, inputs: list[dict[str, Any]], digest: str,
                     fallback: str | None, *, guard_decision: list[dict[str, Any]] | None = None,
@@ -194,10 +205,11 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
                        else dsa.from_array(np.asarray(uncertainty, np.float32), chunks=(1, -1, -1)))
     thresholds = unc_mod.large_correction_thresholds(manifest, leads)
     model_field = None
-    if guard_decision and gate is None and not lazy:
-        model_field = corrected
+    if guard_decision and gate is None and any(d["carried"] != guard_mod.MODEL for d in guard_decision):
+        model_field = corrected  # sst_model only where sst carries a reference at some lead (README)
         corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
-        uncertainty = None if uncertainty is None else np.array(uncertainty)  # written per lead below
+        if uncertainty is not None and not hasattr(uncertainty, "dask"):
+            uncertainty = np.array(uncertainty)  # written per lead below
         for j, d in enumerate(guard_decision):
             if d["carried"] == guard_mod.MODEL or uncertainty is None:
                 continue
@@ -205,11 +217,12 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
             if ref is None and (d.get("rmse") or {}).get(d["carried"]):
                 ref = (float(d["rmse"][d["carried"]]), unc_mod.GAUSS_95 * float(d["rmse"][d["carried"]]))
             if ref is not None:
-                uncertainty[j], factor95[j] = ref[0], ref[1] / ref[0] if ref[0] > 0 else unc_mod.GAUSS_95
+                uncertainty = _with_lead(uncertainty, j, ref[0])
+                factor95[j] = ref[1] / ref[0] if ref[0] > 0 else unc_mod.GAUSS_95
         if unc_attrs:
             unc_attrs["uncertainty_interval_95_factor"] = json.dumps({str(k): round(float(f), 4)
                                                                       for k, f in zip(leads, factor95)})
-    elif gate is not None or lazy:
+    elif gate is not None:
         guard_decision = None
     provenance = product_provenance(
         inputs=inputs, manifest=manifest, model_sha256=model_sha, config_fingerprint=ctx.settings.fingerprint(),
@@ -340,7 +353,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     if correct_stream.should_stream(ctx, corrector):  # large grid: bounded memory, lead by lead
         pub = correct_stream.correct_streamed(ctx, run, corrector, mask, entries, run_days, inputs, digest, fallback,
                                               assemble=product_dataset, after_publish=_after_publish, pictures=pictures,
-                                              issue_digest=issue)
+                                              issue_digest=issue, guard_decision=decision, persistence=persistence)
         return RunResult(run, ProductInfo(key, ctx.store.url(key), True, digest, pub.version_key, pub.sha256),
                          provider=corrector.active_provider, **info_kwargs)
     corrected, raw, valid_dates = infer(ctx, corrector, mask, entries, run_days)  # cropped to the region

@@ -165,7 +165,8 @@ def write_lazy(ds: xr.Dataset, path: Path) -> None:
 def correct_streamed(ctx: Any, run: dt.datetime, corrector: Corrector, mask: OceanMask,
                      entries: dict[str, list[ArchiveEntry]], run_days: list[dt.date], inputs: list[dict[str, Any]],
                      digest: str, fallback: str | None, *, assemble: Any, after_publish: Any,
-                     pictures: bool = True, issue_digest: str | None = None) -> Any:
+                     pictures: bool = True, issue_digest: str | None = None,
+                     guard_decision: list[dict[str, Any]] | None = None, persistence: np.ndarray | None = None) -> Any:
     """Correct, gate, assemble and publish one run streaming; returns ``io.publish.Published``.
 
     ``assemble`` / ``after_publish``: ``correct.product_dataset`` and ``correct._after_publish``, passed in
@@ -205,7 +206,8 @@ def correct_streamed(ctx: Any, run: dt.datetime, corrector: Corrector, mask: Oce
                 if gate is not None:
                     corrected = raw
                 ds, provenance = assemble(ctx, run, corrector, mask, corrected.data, raw.data, valid, gate,
-                                          inputs, digest, fallback, issue_digest=issue_digest)
+                                          inputs, digest, fallback, issue_digest=issue_digest,
+                                          guard_decision=guard_decision, persistence=persistence)
                 pub = publish.publish_written(ctx.store, region=region, run=run, model_id=model_id,
                                               write=lambda p: write_lazy(ds, p),
                                               validate=lambda p: validate_by_lead(p, mask),

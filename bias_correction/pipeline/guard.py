@@ -212,9 +212,19 @@ def decide_for_run(ctx: Any, day: dt.date, manifest: Manifest, leads: Sequence[i
 
 def carried(decisions: list[dict[str, Any]] | None, model: np.ndarray, raw: np.ndarray,
             persistence: np.ndarray | None) -> np.ndarray:
-    """The field the product carries per lead: the model's, or the decided reference's ([lead, lat, lon] degC)."""
+    """The field the product carries per lead: the model's, or the decided reference's ([lead, lat, lon] degC);
+    numpy, or dask (the streamed path: a lead map per chunk, nothing computed here)."""
     if not decisions:
         return model
+    if any(d["carried"] == PERSISTENCE for d in decisions) and persistence is None:
+        raise ValueError("the guard decided persistence but no persistence field was given")
+    if hasattr(model, "dask"):
+        import dask.array as dsa
+
+        layers = [raw[j] if d["carried"] == RAW else
+                  dsa.from_array(np.asarray(persistence, model.dtype), chunks=-1) if d["carried"] == PERSISTENCE else
+                  model[j] for j, d in enumerate(decisions)]
+        return dsa.stack(layers).astype(model.dtype)
     out = np.array(model, copy=True)
     for j, d in enumerate(decisions):
         if d["carried"] == RAW:

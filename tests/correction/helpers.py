@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,18 @@ def make_checkpoint(path: Path, grid: RegularGrid, mask_hash: str, *, arch: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.eval().state_dict(), "meta": meta}, path)
     return path
+
+
+def score_rows(model_id: str, version: str, first: dt.date, days: int, leads: int, rmse: dict[str, float]) -> list:
+    """Score-table rows of ``days`` consecutive runs from ``first``, leads 1..``leads``, with these RMSEs."""
+    from bias_correction.verification.verify import LeadScore
+
+    return [LeadScore(run=f"{first + dt.timedelta(days=i)}T12:00:00", lead=k,
+                      valid_date=str(first + dt.timedelta(days=i + k)), model_id=model_id, model_version=version,
+                      product_key="p", oisst_version="final", n=2000, bias_corrected=0,
+                      rmse_corrected=rmse["model"] * (1 + 0.01 * ((i * 7 + k) % 5)), rmse_corrected_lo=0,
+                      rmse_corrected_hi=0, mae_corrected=0, bias_raw=0, rmse_raw=rmse["raw"], rmse_raw_lo=0,
+                      rmse_raw_hi=0, mae_raw=0, bias_persistence=0, rmse_persistence=rmse["persistence"],
+                      mae_persistence=0, skill_vs_raw=0, skill_vs_persistence=0, skill_vs_raw_lo=0,
+                      skill_vs_raw_hi=0, scored_at="", rmse_model=None)
+            for i in range(days) for k in range(1, leads + 1)]

@@ -93,6 +93,18 @@ def test_streamed_product_equals_the_in_memory_product(tmp_path: Path, n: int, h
     s_str = s_mem.model_copy(update={"storage_root": str(tmp_path / "stream" / "data"),
                                      "model_store": str(tmp_path / "stream" / "models"),
                                      "inference": s_mem.inference.model_copy(update={"stream_above_cells": 1})})
+    if halo:  # live verification: the model worse than persistence at lead 2 (better elsewhere)
+        import dataclasses
+
+        from bias_correction.verification.verify import ScoreTable
+        from tests.correction.helpers import score_rows
+
+        version = load_corrector(s_mem.model_store, s_mem.model_id, providers="cpu").manifest.version
+        for s in (s_mem, s_str):
+            rows = score_rows(s.model_id, version, DAY - dt.timedelta(days=30), 30, s.lead_days,
+                              {"model": 0.1, "persistence": 0.2, "raw": 0.5})
+            rows = [r if r.lead != 2 else dataclasses.replace(r, rmse_corrected=0.9) for r in rows]
+            ScoreTable(Store(s.storage_root)).upsert(rows)
     out = {}
     for name, s in (("mem", s_mem), ("stream", s_str)):
         ctx = pipeline.make_context(s)
@@ -109,9 +121,14 @@ def test_streamed_product_equals_the_in_memory_product(tmp_path: Path, n: int, h
     assert float(np.nanmax(np.abs(a["sst"].values - a["sst_raw"].values))) > 1e-3  # the model did something
     for v in ("sst_raw", "ocean_mask"):
         np.testing.assert_array_equal(a[v].values, b[v].values)
-    land = 1  # io.product.QF_LAND; the skill-guard bits are not applied on the streamed path (pipeline.guard)
-    np.testing.assert_array_equal(a["quality_flag"].values & land, b["quality_flag"].values & land)
+    np.testing.assert_array_equal(a["quality_flag"].values, b["quality_flag"].values)  # land, guard and the rest
     assert a.attrs["sstbc_input_digest"] == b.attrs["sstbc_input_digest"]
+    if halo:  # the skill guard carried persistence at lead 2 on both paths (score rows below)
+        assert a.attrs["sstbc_guard_carried"] == b.attrs["sstbc_guard_carried"] == "model,persistence," + ",".join(["model"] * 5)
+        np.testing.assert_array_equal(a["sst"].values[1], b["sst"].values[1])
+        assert float(np.nanmax(np.abs(b["sst"].values[1] - b["sst_model"].values[1]))) > 1e-3
+        np.testing.assert_allclose(a["sst_model"].values, b["sst_model"].values, atol=1e-4)
+        np.testing.assert_array_equal(a["sst_uncertainty"].values, b["sst_uncertainty"].values)
 
 
 _MEASURE = r"""

@@ -18,6 +18,7 @@ from bias_correction.io.product import product_key
 from bias_correction.sources.hycom import run_time
 from bias_correction.storage import Store
 from tests.conftest import settings_for
+from tests.correction.helpers import score_rows
 
 pytestmark = pytest.mark.slow
 
@@ -58,20 +59,6 @@ def test_gate_failure_with_raw_fallback_publishes_flagged_raw_hycom(narrow_envel
     assert "failed, fallback raw HYCOM" in json.loads(ds.attrs["sstbc_provenance"])["publication_gate"]
 
 
-def _score_rows(model_id: str, version: str, first: dt.date, days: int, leads: int, rmse: dict[str, float]) -> list:
-    from bias_correction.verification.verify import LeadScore
-
-    return [LeadScore(run=f"{first + dt.timedelta(days=i)}T12:00:00", lead=k,
-                      valid_date=str(first + dt.timedelta(days=i + k)), model_id=model_id, model_version=version,
-                      product_key="p", oisst_version="final", n=2000, bias_corrected=0,
-                      rmse_corrected=rmse["model"] * (1 + 0.01 * ((i * 7 + k) % 5)), rmse_corrected_lo=0,
-                      rmse_corrected_hi=0, mae_corrected=0, bias_raw=0, rmse_raw=rmse["raw"], rmse_raw_lo=0,
-                      rmse_raw_hi=0, mae_raw=0, bias_persistence=0, rmse_persistence=rmse["persistence"],
-                      mae_persistence=0, skill_vs_raw=0, skill_vs_persistence=0, skill_vs_raw_lo=0,
-                      skill_vs_raw_hi=0, scored_at="", rmse_model=None)
-            for i in range(days) for k in range(1, leads + 1)]
-
-
 def test_a_product_is_issued_once_whatever_later_verification_says(trained, upstream, tmp_path) -> None:
     """The guard decides at first issue; verification arriving later changes the next runs, never re-issues
     this one (a rerun, a retried backfill task, a repeated backfill publish nothing new)."""
@@ -91,7 +78,7 @@ def test_a_product_is_issued_once_whatever_later_verification_says(trained, upst
 
     # 30 days of live verification: the model far worse than persistence at every lead
     leads = list(range(1, s.lead_days + 1))
-    ScoreTable(ctx.store).upsert(_score_rows(s.model_id, man.version, day - dt.timedelta(days=30), 30, s.lead_days,
+    ScoreTable(ctx.store).upsert(score_rows(s.model_id, man.version, day - dt.timedelta(days=30), 30, s.lead_days,
                                              {"model": 0.9, "persistence": 0.2, "raw": 0.5}))
     now = guard.decide_for_run(ctx, day, man, leads)
     assert now is not None and {d["carried"] for d in now} == {"persistence"}, now  # the evidence would change it
