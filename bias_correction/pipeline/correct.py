@@ -205,8 +205,8 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
                        else dsa.from_array(np.asarray(uncertainty, np.float32), chunks=(1, -1, -1)))
     thresholds = unc_mod.large_correction_thresholds(manifest, leads)
     model_field = None
-    if guard_decision and gate is None and any(d["carried"] != guard_mod.MODEL for d in guard_decision):
-        model_field = corrected  # sst_model only where sst carries a reference at some lead (README)
+    if guard_decision and gate is None:
+        model_field = corrected  # sst_model on every guarded product: the zarr cube needs one variable set
         corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
         if uncertainty is not None and not hasattr(uncertainty, "dask"):
             uncertainty = np.array(uncertainty)  # written per lead below
