@@ -148,7 +148,8 @@ def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str,
                                       guard_evidence_before=evidence_before)
         entry.update(state="done", product_key=result.product.key, written=result.product.written,
                      model_version=result.model_version)
-        if result.product.written or ScoreTable(ctx.store).versions(result.product.key) != {"final"}:
+        scored = ScoreTable(ctx.store).versions(result.product.key)
+        if result.product.written or scored != {"final"}:
             try:
                 metrics = pipeline.verify_product(ctx, result.product.key)
                 entry.update(verified=True, rmse_corrected=metrics["corrected"]["rmse"],
@@ -159,6 +160,8 @@ def run_date(settings_data: dict[str, Any], day: dt.date, model_id: str,
                 and previous.get("model_version") == result.model_version:
             entry = {**previous, "written": False}
             record = False  # nothing changed: no write at all, not even the ledger
+        else:  # up to date and scored on final analyses, no ledger of it: an attempt killed after verifying
+            entry.update(verified=True, oisst_versions=sorted(scored), verified_by="an earlier attempt")
     except SstbcError as exc:
         entry.update(state="failed", error=type(exc).__name__, message=str(exc))
         raise

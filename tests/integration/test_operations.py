@@ -250,3 +250,18 @@ def test_doctor_fails_a_model_that_cannot_serve_the_configured_region(trained, t
                                            "lon_min": 118.0, "lon_max": 122.0}})
     bad = {c.name: c for c in run_checks(other, network=False)}["model package"]
     assert not bad.ok and "luzon" in bad.detail and "serves grid" in bad.detail
+
+
+def test_a_date_retried_after_its_attempt_was_killed_between_verifying_and_its_ledger(store_settings, upstream) -> None:
+    """The product is up to date and scored on final analyses, but no ledger says so (the worker died after
+    verifying): the retry publishes nothing and records the date done and verified."""
+    s, day = store_settings, dt.date(2021, 3, 10)
+    upstream.today = dt.date(2021, 7, 1)  # every needed OISST day is final
+    data = s.model_dump(mode="json")
+    first = backfill_lib.run_date(data, day, s.model_id, day)
+    assert first["written"] and first["verified"] and first["oisst_versions"] == ["final"]
+    store = Store(s.storage_root)
+    store.remove(backfill_lib.ledger_key(s, s.model_id, day))  # killed before the ledger was written
+    again = backfill_lib.run_date(data, day, s.model_id, day)
+    assert not again["written"] and again["state"] == "done" and again["verified"]
+    assert json.loads(store.read_bytes(backfill_lib.ledger_key(s, s.model_id, day)))["verified"]
