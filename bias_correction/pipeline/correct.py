@@ -325,19 +325,21 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     corrector.check_contract(view.grid, view.mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
     model_sha = manifest.artifact_sha256
-    decision, persistence = guard_inputs(ctx, day, manifest, entries, mask, guard_evidence_before)
-    persistence = None if persistence is None else np.ascontiguousarray(ctx.halo.crop(persistence))
-    guard_part = guard_digest(decision)
     identity = {"inputs": content_parts(inputs), "model": model_sha, "code": bias_correction.__version__,
                 "lead_days": ctx.settings.lead_days, "grid": ctx.grid.grid_id, "mask": mask.sha256,
                 **({"fallback": fallback} if fallback else {})}
     issue = input_digest(identity)  # what makes it the same product; the content digest adds the guard's part
-    digest = input_digest({**identity, **({"guard": guard_part} if guard_part else {})})
     region, model_id = ctx.settings.region.name, ctx.settings.model_id
     key = product_key(region, run, model_id)
     info_kwargs = dict(model_id=manifest.model_id, model_version=manifest.version, inputs=inputs)
     current = publish.current_entry(ctx.store, region, run, model_id)
-    if current is not None and (current.get("input_digest") == digest or current.get("issue_digest") == issue):
+    decision, persistence, digest = None, None, None
+    if current is None or current.get("issue_digest") != issue:  # the guard (scores, bootstrap) only to (re)issue
+        decision, persistence = guard_inputs(ctx, day, manifest, entries, mask, guard_evidence_before)
+        persistence = None if persistence is None else np.ascontiguousarray(ctx.halo.crop(persistence))
+        guard_part = guard_digest(decision)
+        digest = input_digest({**identity, **({"guard": guard_part} if guard_part else {})})
+    if current is not None and (current.get("issue_digest") == issue or current.get("input_digest") == digest):
         digest = str(current.get("input_digest"))
         if not publish.alias_matches(ctx.store, key, current):  # a crash after the index: repair the alias
             publish.refresh_alias(ctx.store, current["key"], key, {"input_digest": digest, "repaired": True})

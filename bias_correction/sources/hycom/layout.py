@@ -39,7 +39,7 @@ BAND_ROWS = 128
 
 @contextlib.contextmanager
 def _lazy_run_file(path: Path, what: str) -> Iterator[xr.Dataset]:
-    """The run file opened lazily (values read band by band) and held under the netCDF lock until closed."""
+    """The run file opened lazily (values read one step at a time) and held under the netCDF lock until closed."""
     with NETCDF_LOCK:
         try:
             ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, mask_and_scale=True)
@@ -54,6 +54,12 @@ def _lazy_run_file(path: Path, what: str) -> Iterator[xr.Dataset]:
 def _surface(ds: xr.Dataset, variable: str) -> xr.DataArray:
     wt = ds[variable]
     return wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
+
+
+def _valid_times(ds: xr.Dataset) -> np.ndarray:
+    """Valid times decoded by hand from ``time`` (hours since 2000-01-01): ``tau``'s units defeat xarray."""
+    hours = ds["time"].values.astype("float64")
+    return np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
 
 
 def _bands(n: int, rows: int) -> Iterator[slice]:
@@ -72,10 +78,8 @@ def read_surface_field(path: Path, run: dt.datetime, variable: str = "water_temp
                                    f"(has {sorted(ds.data_vars)})")
     wt = ds[variable]
     surface = wt.isel(depth=0, drop=True) if "depth" in wt.dims else wt
-    hours = ds["time"].values.astype("float64")
     out = surface.astype("float32")
-    times = np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
-    out = out.assign_coords(time=times, lon=wrap_lon(out["lon"].values, -180.0))
+    out = out.assign_coords(time=_valid_times(ds), lon=wrap_lon(out["lon"].values, -180.0))
     out.attrs = {"units": spec.units, "source_file": path.name, "run": run.isoformat()}
     return out
 
@@ -156,8 +160,7 @@ def daily_means_of_file(path: Path, run: dt.datetime, lead_days: int, variable: 
             raise InputValidationError(f"{describe_run(run, variable)} file {path.name}: no variable {variable} "
                                        f"(has {sorted(ds.data_vars)})")
         surface = _surface(ds, variable)
-        hours = ds["time"].values.astype("float64")
-        times = np.datetime64(HYCOM_EPOCH, "s") + (hours * 3600).round().astype("timedelta64[s]")
+        times = _valid_times(ds)
         lat = ds["lat"].values
         lon = wrap_lon(ds["lon"].values, -180.0)
         if box is None:
