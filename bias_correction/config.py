@@ -27,6 +27,8 @@ from bias_correction.inputs import AUX_INPUTS, NO_RESIDUAL, RESIDUAL_BASES, anch
 ENV_PREFIX = "SSTBC_"
 #: Environment variables with the prefix that are not configuration keys.
 NON_CONFIG_ENV = {"SSTBC_CONFIG", "SSTBC_CRASH_AT", "SSTBC_PROGRESS"}
+#: ``grid_halo_cells`` when none is configured (see ``Settings.grid_halo_cells``).
+DEFAULT_HALO_CELLS = 8
 
 
 #: Set while validating plain data (see :func:`_validate_without_env`); per thread and task.
@@ -377,7 +379,9 @@ class Settings(BaseSettings):
     #: Cells of real data archived and fed to the model around the region on every side (``grid.halo``), so
     #: the network's zero padding never reaches a published cell; products are cropped to the region. Must be
     #: at least the package's ``halo_cells`` (its receptive field, measured at export). 0 = no halo.
-    grid_halo_cells: int = Field(0, ge=0, le=256)
+    #: Default 8 (0.64 deg): a ConvGRU/ConvLSTM over T = 4 days reaches T + 1 = 5 cells, the default ConvGRU-SA's
+    #: probe measured 4; 8 leaves a margin for longer T (the daily run logs a package that needs more).
+    grid_halo_cells: int = Field(DEFAULT_HALO_CELLS, ge=0, le=256)
     #: Local directory or ``s3://bucket/prefix``: raw cache, archive, masks and products live here.
     storage_root: str = "sstbc-data"
     #: Model store: one folder per model id and version (manifest, card, artifacts).

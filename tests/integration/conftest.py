@@ -37,6 +37,7 @@ class MultiRegion:
     def toml(self, path: Path, *names: str, extra: str = "") -> Path:
         s = self.settings(*names)
         lines = [f'storage_root = "{s.storage_root}"', f'model_store = "{s.model_store}"',
+                 f"grid_halo_cells = {s.grid_halo_cells}",
                  "[upstream]", f'oisst_https = "{s.upstream.oisst_https}"', f'hycom_ncss = "{s.upstream.hycom_ncss}"',
                  "[orchestration]", "task_retries = 1", "task_retry_delay_s = 0.1", "wait_hours = 0",
                  "[http]", "connect_timeout_s = 5", "read_timeout_s = 20", "retries = 1", "backoff_s = 0.01",

@@ -13,7 +13,7 @@ from flows.cli import main
 def _config(settings, path: Path) -> str:
     s = settings
     path.write_text(
-        f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\n'
+        f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\ngrid_halo_cells = {s.grid_halo_cells}\n'
         f'[upstream]\noisst_https = "{s.upstream.oisst_https}"\nhycom_ncss = "{s.upstream.hycom_ncss}"\n'
         '[http]\nread_timeout_s = 20\nretries = 1\nbackoff_s = 0.01\n'
     )

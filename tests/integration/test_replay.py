@@ -40,7 +40,7 @@ def world(upstream, tmp_path_factory):
 
 def _toml(settings, path: Path) -> Path:
     s = settings
-    path.write_text(f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\n'
+    path.write_text(f'storage_root = "{s.storage_root}"\nmodel_store = "{s.model_store}"\ngrid_halo_cells = {s.grid_halo_cells}\n'
                     f'[upstream]\noisst_https = "{s.upstream.oisst_https}"\nhycom_ncss = "{s.upstream.hycom_ncss}"\n')
     return path
 
