@@ -25,8 +25,15 @@ class DemoPlan:
     today: dt.date = dt.date(2021, 5, 15)
     train_start: dt.date = dt.date(2021, 1, 4)
     train_end: dt.date = dt.date(2021, 3, 31)
+    #: The service runs (corrects, publishes, verifies) every day from here to the day before ``run_day``, as
+    #: operations would have: the skill guard of ``run_day`` then decides on live verification (runs 04-03 to
+    #: 04-12 give lead 7 its ten days, ``[guard] min_days``), not only on the package's calibration block.
+    live_start: dt.date = dt.date(2021, 4, 3)
     run_day: dt.date = dt.date(2021, 4, 20)
     twin_seed: int = 2021
+
+    def live_days(self) -> list[dt.date]:
+        return [self.live_start + dt.timedelta(days=i) for i in range((self.run_day - self.live_start).days)]
 
 
 def demo_settings(workdir: Path, oisst_base: str, ncss_base: str, plan: DemoPlan) -> Settings:
@@ -64,7 +71,35 @@ def oracle_floor(settings: Settings, plan: DemoPlan) -> float:
                                    None if mask is None else mask.values))
 
 
-def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floor: float) -> dict[str, Any]:
+def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[str, Any]:
+    """Per lead, over the live days' products (runs ``live_start`` .. ``run_day`` - 1, every lead scored):
+    RMSE (°C) of the product, the model's own field, persistence and raw HYCOM, and the coverage of the
+    product's 68 / 95 % intervals (cell-weighted)."""
+    from bias_correction.verification.verify import ScoreTable
+
+    first, last = plan.live_start.isoformat(), plan.run_day.isoformat()
+    rows = [r for r in ScoreTable(Store(settings.storage_root)).rows(model_id=settings.model_id, since=first)
+            if r.model_version == version and r.run[:10] < last]
+    out: dict[str, Any] = {"runs": len({r.run[:10] for r in rows}), "first": first,
+                           "last": (plan.run_day - dt.timedelta(days=1)).isoformat(), "per_lead": []}
+    for k in sorted({int(r.lead) for r in rows}):
+        sel = [r for r in rows if int(r.lead) == k]
+        n = sum(r.n for r in sel)
+        rmse = lambda get: (sum(get(r) ** 2 * r.n for r in sel) / n) ** 0.5  # noqa: E731
+        cov = lambda name: (sum(getattr(r, name) * r.n for r in sel) / n  # noqa: E731
+                            if all(getattr(r, name) is not None for r in sel) else None)
+        out["per_lead"].append({
+            "lead_day": k, "runs": len(sel), "rmse_product": rmse(lambda r: r.rmse_corrected),
+            "rmse_model": rmse(lambda r: r.rmse_model if r.rmse_model is not None else r.rmse_corrected),
+            "rmse_persistence": (rmse(lambda r: r.rmse_persistence)
+                                 if all(r.rmse_persistence is not None for r in sel) else None),
+            "rmse_raw": rmse(lambda r: r.rmse_raw), "coverage_68": cov("coverage_68"),
+            "coverage_95": cov("coverage_95"), "carried": sorted({r.carried or "model" for r in sel})})
+    return out
+
+
+def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floor: float,
+            live: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics = daily.get("metrics") or {}
     return {
         "plan": {k: str(v) for k, v in asdict(plan).items()},
@@ -78,6 +113,7 @@ def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floo
         "oracle_floor": floor,
         "metrics": metrics,
         "product_checks": metrics.get("product_checks", {}),
+        "live": live or {},
     }
 
 
@@ -108,4 +144,13 @@ def format_summary(out: dict[str, Any]) -> str:
     shares = {k: v for k, v in (checks.get("flag_share") or {}).items() if k != "land"}
     if shares:
         lines.append("  quality_flag share of ocean cells: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items()))
+    live = out.get("live") or {}
+    if live.get("per_lead"):
+        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"  live verification before the run ({live['runs']} daily runs {live['first']} .. {live['last']}, "
+                     "every lead scored; RMSE °C product / model / persistence / raw, 68/95 % coverage, carried):")
+        for row in live["per_lead"]:
+            lines.append(f"    lead {row['lead_day']} ({row['runs']} runs): {f(row['rmse_product'])} / "
+                         f"{f(row['rmse_model'])} / {f(row['rmse_persistence'])} / {f(row['rmse_raw'])}, "
+                         f"{pct(row['coverage_68'])}/{pct(row['coverage_95'])}, {'+'.join(row['carried'])}")
     return "\n".join(lines)

@@ -20,6 +20,10 @@ def demo(workdir: str) -> dict[str, Any]:
         payload = settings.model_dump(mode="json")
         trained = training(payload, plan.train_start, plan.train_end)
         # the version just trained (a rerun in an old workdir leaves the earlier one as `current`)
-        daily = daily_correction({**payload, "model_version": trained["export"]["version"]}, plan.run_day, verify=True)
+        version = trained["export"]["version"]
+        for day in plan.live_days():  # the service's days before the demo run: corrected, published, verified
+            daily_correction({**payload, "model_version": version}, day, verify=True)
+        daily = daily_correction({**payload, "model_version": version}, plan.run_day, verify=True)
     floor = demo_lib.oracle_floor(settings, plan)
-    return demo_lib.summary(plan, trained, daily, floor)
+    live = demo_lib.live_verification(settings, plan, version)
+    return demo_lib.summary(plan, trained, daily, floor, live)
