@@ -98,8 +98,37 @@ def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[
     return out
 
 
+def edge_band(settings: Settings, plan: DemoPlan) -> dict[str, Any]:
+    """The edge band pooled over every product of the demo (live days and the run): RMSE against the archived
+    OISST of the outer 4 rows and columns vs the interior, for the product and for raw HYCOM. One day is a
+    noisy measure of it (the twin's own error differs between the edge and the inside on a given day)."""
+    import numpy as np
+
+    from bias_correction import pipeline
+    from bias_correction.io import archive
+    from bias_correction.io.netcdf import read_dataset
+    from bias_correction.io.product import product_key
+    from bias_correction.verification.product_checks import edge_interior_rmse
+
+    ctx = pipeline.make_context(settings)
+    fields: dict[str, list[np.ndarray]] = {"product": [], "raw": [], "truth": [], "mask": []}
+    for day in [*plan.live_days(), plan.run_day]:
+        with ctx.store.local_path(product_key(settings.region.name, run_time(day), settings.model_id)) as path:
+            ds = read_dataset(path, engine="netcdf4")
+        leads = range(1, ds.sizes["lead_day"] + 1)
+        truth = np.stack([ctx.halo.crop(archive.read_field(ctx.store, archive.oisst_key(
+            ctx.grid, day + dt.timedelta(days=k))).values) for k in leads])
+        fields["product"].append(ds["sst"].values[:, 0])
+        fields["raw"].append(ds["sst_raw"].values[:, 0])
+        fields["truth"].append(truth)
+        fields["mask"].append(np.broadcast_to(ds["ocean_mask"].values.astype(bool), truth.shape))
+    pooled = {k: np.concatenate(v) for k, v in fields.items()}
+    return {"runs": len(fields["truth"]), "grid_halo_cells": settings.grid_halo_cells,
+            **{name: edge_interior_rmse(pooled[name], pooled["truth"], pooled["mask"]) for name in ("product", "raw")}}
+
+
 def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floor: float,
-            live: dict[str, Any] | None = None) -> dict[str, Any]:
+            live: dict[str, Any] | None = None, edges: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics = daily.get("metrics") or {}
     return {
         "plan": {k: str(v) for k, v in asdict(plan).items()},
@@ -114,6 +143,7 @@ def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floo
         "metrics": metrics,
         "product_checks": metrics.get("product_checks", {}),
         "live": live or {},
+        "edge_band": edges or {},
     }
 
 
@@ -153,4 +183,10 @@ def format_summary(out: dict[str, Any]) -> str:
             lines.append(f"    lead {row['lead_day']} ({row['runs']} runs): {f(row['rmse_product'])} / "
                          f"{f(row['rmse_model'])} / {f(row['rmse_persistence'])} / {f(row['rmse_raw'])}, "
                          f"{pct(row['coverage_68'])}/{pct(row['coverage_95'])}, {'+'.join(row['carried'])}")
+    eb = out.get("edge_band") or {}
+    if eb.get("product"):
+        lines.append(f"  edge band over all {eb['runs']} products (halo {eb['grid_halo_cells']} cells): outer "
+                     f"{eb['product']['ring']} rows/cols RMSE {eb['product']['rmse_edge']:.3f} °C vs interior "
+                     f"{eb['product']['rmse_interior']:.3f} °C (ratio {eb['product']['ratio']:.2f}; raw HYCOM "
+                     f"{eb['raw']['ratio']:.2f})")
     return "\n".join(lines)

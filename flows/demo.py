@@ -26,4 +26,4 @@ def demo(workdir: str) -> dict[str, Any]:
         daily = daily_correction({**payload, "model_version": version}, plan.run_day, verify=True)
     floor = demo_lib.oracle_floor(settings, plan)
     live = demo_lib.live_verification(settings, plan, version)
-    return demo_lib.summary(plan, trained, daily, floor, live)
+    return demo_lib.summary(plan, trained, daily, floor, live, demo_lib.edge_band(settings, plan))
