@@ -24,7 +24,7 @@ from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
 from bias_correction.io.provenance import input_record, product_provenance
-from bias_correction.pipeline.context import Context, model_view, require_mask
+from bias_correction.pipeline.context import Context, edge_effect_at, model_view, require_mask
 from bias_correction.pipeline.fill import input_entries
 from bias_correction.sources.hycom import run_time
 
@@ -234,7 +234,8 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
         provenance["issue_digest"] = issue_digest
     # the model ran on the region plus this halo (grid.halo); the product holds the region's cells only
     provenance["halo"] = {"grid_halo_cells": ctx.halo.to_dict(), "model_grid_id": ctx.grid.grid_id,
-                          "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0)}
+                          "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0),
+                          "edge_effect_at_halo_degC": edge_effect_at(manifest, ctx.halo.cells)}
     if unc_attrs.get("uncertainty_method"):
         provenance["uncertainty_method"] = unc_attrs["uncertainty_method"]
     if guard_decision:

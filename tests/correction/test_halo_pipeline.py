@@ -77,3 +77,41 @@ def test_daily_run_on_the_halo_grid_publishes_the_region(tmp_path: Path) -> None
     out = correct_run(octx, DAY, oc, pictures=False)
     with octx.store.local_path(out.product.key) as path:
         assert read_dataset(path, engine="netcdf4").sizes["lat"] == 16
+
+
+def test_a_whole_domain_model_warns_only_when_its_edge_effect_at_the_halo_matters(tmp_path: Path) -> None:
+    """Attention reaches the whole domain, so its probe never converges; the run warns when what the edge still
+    changes at the running halo exceeds EDGE_WARN_DEGC, and only logs it below (the demo model: 0.024 degC at 8)."""
+    import logging
+    from types import SimpleNamespace
+
+    from bias_correction.grid.mask import OceanMask, mask_sha256
+    from bias_correction.pipeline.context import EDGE_WARN_DEGC, edge_effect_at
+
+    ctx = pipeline.make_context(_settings(tmp_path, "convgru"))
+    values = np.ones(ctx.grid.shape, bool)
+    mask = OceanMask(values, mask_sha256(values), ctx.grid.grid_id)
+    small = [0.4, 0.1, 0.05, 0.024, 0.02, 0.01, 0.0]  # edge effect by distance, cells 0..6
+    large = [0.4, 0.3, 0.2, 0.1, 0.09, 0.08, 0.0]
+    logger = logging.getLogger("bias_correction.pipeline.context")
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for effect, converged, warns in ((small, False, False), (large, False, True), (small, True, True)):
+            seen.clear()
+            man = SimpleNamespace(model_id="m", version="v", grid_id=ctx.grid.grid_id, halo_cells=6,
+                                  receptive_field={"converged": converged, "edge_effect_degC": effect})
+            assert model_view(ctx, man, mask).halo_cells == HALO
+            assert edge_effect_at(man, HALO) == max(effect[HALO:])
+            levels = {r.levelno for r in seen}
+            assert (logging.WARNING in levels) == warns, (effect, converged, [r.getMessage() for r in seen])
+            assert levels  # never silent when the package reaches beyond its halo
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert max(small[HALO:]) < EDGE_WARN_DEGC < max(large[HALO:])
+    assert edge_effect_at(SimpleNamespace(), 3) is None
