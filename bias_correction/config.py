@@ -379,8 +379,8 @@ class Settings(BaseSettings):
     #: Cells of real data archived and fed to the model around the region on every side (``grid.halo``), so
     #: the network's zero padding never reaches a published cell; products are cropped to the region. Must be
     #: at least the package's ``halo_cells`` (its receptive field, measured at export). 0 = no halo.
-    #: Default 8 (0.64 deg): a ConvGRU/ConvLSTM over T = 4 days reaches T + 1 = 5 cells, the default ConvGRU-SA's
-    #: probe measured 4; 8 leaves a margin for longer T (the daily run logs a package that needs more).
+    #: Default 8 (0.64 deg): a ConvGRU/ConvLSTM over T = 4 days reaches T + 1 = 5 cells; ConvGRU-SA's attention
+    #: reaches the whole domain, weakly (the demo model: 0.024 degC at 8 cells; ``context.EDGE_WARN_DEGC``).
     grid_halo_cells: int = Field(DEFAULT_HALO_CELLS, ge=0, le=256)
     #: Local directory or ``s3://bucket/prefix``: raw cache, archive, masks and products live here.
     storage_root: str = "sstbc-data"
