@@ -71,6 +71,12 @@ def oracle_floor(settings: Settings, plan: DemoPlan) -> float:
                                    None if mask is None else mask.values))
 
 
+def _pooled_rmse(pairs: list[tuple[float, float]]) -> float | None:
+    """RMSE pooled over parts given as (rmse, cells): the square root of the cell-weighted mean square."""
+    n = sum(c for _, c in pairs)
+    return (sum(r * r * c for r, c in pairs) / n) ** 0.5 if n else None
+
+
 def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[str, Any]:
     """Per lead, over the live days' products (runs ``live_start`` .. ``run_day`` - 1, every lead scored):
     RMSE (°C) of the product, the model's own field, persistence and raw HYCOM, and the coverage of the
@@ -85,7 +91,7 @@ def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[
     for k in sorted({int(r.lead) for r in rows}):
         sel = [r for r in rows if int(r.lead) == k]
         n = sum(r.n for r in sel)
-        rmse = lambda get: (sum(get(r) ** 2 * r.n for r in sel) / n) ** 0.5  # noqa: E731
+        rmse = lambda get: _pooled_rmse([(get(r), r.n) for r in sel])  # noqa: E731
         cov = lambda name: (sum(getattr(r, name) * r.n for r in sel) / n  # noqa: E731
                             if all(getattr(r, name) is not None for r in sel) else None)
         out["per_lead"].append({
@@ -98,37 +104,49 @@ def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[
     return out
 
 
-def edge_band(settings: Settings, plan: DemoPlan) -> dict[str, Any]:
-    """The edge band pooled over every product of the demo (live days and the run): RMSE against the archived
-    OISST of the outer 4 rows and columns vs the interior, for the product and for raw HYCOM. One day is a
-    noisy measure of it (the twin's own error differs between the edge and the inside on a given day)."""
-    import numpy as np
+def edge_band(metrics: list[dict[str, Any] | None], halo_cells: int) -> dict[str, Any]:
+    """The edge band pooled over products from their verifications' ``product_checks.edge_interior`` (outer
+    ring vs interior RMSE against OISST, product and raw HYCOM). One day is a noisy measure of it: the twin's
+    own error differs between the edge and the inside on a given day."""
+    checks = [m["product_checks"]["edge_interior"] for m in metrics
+              if m and (m.get("product_checks") or {}).get("edge_interior")]
+    out: dict[str, Any] = {"runs": len(checks), "grid_halo_cells": halo_cells}
+    for name, row in (("product", "corrected"), ("raw", "raw")):
+        parts = [c[row] for c in checks if c.get(row)]
+        if not parts:
+            continue
+        edge = _pooled_rmse([(p["rmse_edge"], p["cells_edge"]) for p in parts])
+        interior = _pooled_rmse([(p["rmse_interior"], p["cells_interior"]) for p in parts])
+        out[name] = {"ring": parts[0]["ring"], "rmse_edge": edge, "rmse_interior": interior,
+                     "ratio": edge / interior if edge is not None and interior else None}
+    return out
 
-    from bias_correction import pipeline
-    from bias_correction.io import archive
-    from bias_correction.io.netcdf import read_dataset
-    from bias_correction.io.product import product_key
-    from bias_correction.verification.product_checks import edge_interior_rmse
 
-    ctx = pipeline.make_context(settings)
-    fields: dict[str, list[np.ndarray]] = {"product": [], "raw": [], "truth": [], "mask": []}
-    for day in [*plan.live_days(), plan.run_day]:
-        with ctx.store.local_path(product_key(settings.region.name, run_time(day), settings.model_id)) as path:
-            ds = read_dataset(path, engine="netcdf4")
-        leads = range(1, ds.sizes["lead_day"] + 1)
-        truth = np.stack([ctx.halo.crop(archive.read_field(ctx.store, archive.oisst_key(
-            ctx.grid, day + dt.timedelta(days=k))).values) for k in leads])
-        fields["product"].append(ds["sst"].values[:, 0])
-        fields["raw"].append(ds["sst_raw"].values[:, 0])
-        fields["truth"].append(truth)
-        fields["mask"].append(np.broadcast_to(ds["ocean_mask"].values.astype(bool), truth.shape))
-    pooled = {k: np.concatenate(v) for k, v in fields.items()}
-    return {"runs": len(fields["truth"]), "grid_halo_cells": settings.grid_halo_cells,
-            **{name: edge_interior_rmse(pooled[name], pooled["truth"], pooled["mask"]) for name in ("product", "raw")}}
+def package_record(settings: Settings, version: str, leads: list[int]) -> dict[str, Any]:
+    """What the demo's package says of itself: its reach (the export probe) against the running halo, and per
+    lead the RMSE (°C) of the model, persistence and raw HYCOM on its calibration block, the period its
+    intervals and the guard's first evidence come from."""
+    from bias_correction.correction.manifest import load_manifest
+    from bias_correction.correction.package import resolve_package
+    from bias_correction.pipeline.context import edge_effect_at
+    from bias_correction.pipeline.guard import calibration_errors
+
+    manifest = load_manifest(resolve_package(Path(settings.model_store), settings.model_id, version))
+    block = calibration_errors(manifest, leads)
+    rows = sorted({row for errs in block.values() for row in errs})
+    rmse = {row: [(float(sse.sum()) / float(n.sum())) ** 0.5 for sse, n in (block[k][row] for k in sorted(block))]
+            for row in rows}  # per lead: square root of the block's summed squared error over its cells
+    rf = manifest.receptive_field or {}
+    return {"halo_cells": manifest.halo_cells, "probe_converged": rf.get("converged"),
+            "edge_effect_at_halo_degC": edge_effect_at(manifest, settings.grid_halo_cells),
+            "grid_halo_cells": settings.grid_halo_cells,
+            "calibration_period": list(manifest.calibration.period) if manifest.calibration else None,
+            "calibration_rmse": rmse}
 
 
 def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floor: float,
-            live: dict[str, Any] | None = None, edges: dict[str, Any] | None = None) -> dict[str, Any]:
+            live: dict[str, Any] | None = None, edges: dict[str, Any] | None = None,
+            package: dict[str, Any] | None = None) -> dict[str, Any]:
     metrics = daily.get("metrics") or {}
     return {
         "plan": {k: str(v) for k, v in asdict(plan).items()},
@@ -144,6 +162,7 @@ def summary(plan: DemoPlan, trained: dict[str, Any], daily: dict[str, Any], floo
         "product_checks": metrics.get("product_checks", {}),
         "live": live or {},
         "edge_band": edges or {},
+        "package": package or {},
     }
 
 
@@ -189,4 +208,16 @@ def format_summary(out: dict[str, Any]) -> str:
                      f"{eb['product']['ring']} rows/cols RMSE {eb['product']['rmse_edge']:.3f} °C vs interior "
                      f"{eb['product']['rmse_interior']:.3f} °C (ratio {eb['product']['ratio']:.2f}; raw HYCOM "
                      f"{eb['raw']['ratio']:.2f})")
+    pk = out.get("package") or {}
+    if pk.get("calibration_rmse"):
+        f3 = lambda vs: ", ".join(f"{v:.3f}" for v in vs)  # noqa: E731
+        lines.append(f"  calibration block {'..'.join(pk['calibration_period'] or [])} (intervals and the guard's "
+                     "first evidence), RMSE °C by lead: " + "; ".join(f"{row} {f3(v)}" for row, v in
+                                                                    pk["calibration_rmse"].items()))
+    if pk.get("halo_cells") is not None:
+        effect = pk["edge_effect_at_halo_degC"]
+        lines.append(f"  model reach (export probe): halo_cells {pk['halo_cells']} "
+                     f"({'converged' if pk['probe_converged'] else 'not converged: whole domain'}); the edge changes "
+                     f"an output by up to {'n/a' if effect is None else f'{effect:.3f}'} °C at the running halo of "
+                     f"{pk['grid_halo_cells']} cells")
     return "\n".join(lines)

@@ -21,9 +21,12 @@ def demo(workdir: str) -> dict[str, Any]:
         trained = training(payload, plan.train_start, plan.train_end)
         # the version just trained (a rerun in an old workdir leaves the earlier one as `current`)
         version = trained["export"]["version"]
-        for day in plan.live_days():  # the service's days before the demo run: corrected, published, verified
-            daily_correction({**payload, "model_version": version}, day, verify=True)
+        # the service's days before the demo run: corrected, published, verified
+        live_runs = [daily_correction({**payload, "model_version": version}, day, verify=True)
+                     for day in plan.live_days()]
         daily = daily_correction({**payload, "model_version": version}, plan.run_day, verify=True)
     floor = demo_lib.oracle_floor(settings, plan)
     live = demo_lib.live_verification(settings, plan, version)
-    return demo_lib.summary(plan, trained, daily, floor, live, demo_lib.edge_band(settings, plan))
+    edges = demo_lib.edge_band([r.get("metrics") for r in (*live_runs, daily)], settings.grid_halo_cells)
+    package = demo_lib.package_record(settings, version, list(range(1, settings.lead_days + 1)))
+    return demo_lib.summary(plan, trained, daily, floor, live, edges, package)

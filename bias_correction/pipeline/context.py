@@ -105,27 +105,32 @@ def model_view(ctx: Context, manifest: object, mask: OceanMask) -> ModelView:
     region. Trained on the bare region grid (packages from before the halo, or ``grid_halo_cells`` = 0 then):
     inputs cropped to the region first, no halo. Any other grid: the model grid, so ``check_contract`` names it.
 
-    A package needing more halo (``halo_cells``, its receptive field) than it gets is logged: its outer cells
-    then see the zero padding (an edge band)."""
+    What the package needs (``needed_cells``, its receptive field) against what it gets: ``report_halo``."""
     product_mask = region_mask(ctx, mask)
     needed = int(getattr(manifest, "halo_cells", 0) or 0)
     if getattr(manifest, "grid_id", None) == ctx.region_grid.grid_id and not ctx.halo.is_zero:
-        view = ModelView(ctx.region_grid, product_mask, ctx.halo, Halo(), product_mask, 0, needed)
-    else:
-        view = ModelView(ctx.grid, mask, Halo(), ctx.halo, product_mask, ctx.halo.cells, needed)
-    if needed > view.halo_cells:
-        name = f"{getattr(manifest, 'model_id', '?')} {getattr(manifest, 'version', '?')}"
-        left = edge_effect_at(manifest, view.halo_cells)
-        rf = getattr(manifest, "receptive_field", None) or {}
-        if rf.get("converged", True) or left is None or left > EDGE_WARN_DEGC:
-            LOG.warning("model %s needs a halo of %d cells (its receptive field) but runs with %d: products carry "
-                        "an edge band (the edge changes outputs by up to %s degC there); set grid_halo_cells >= %d "
-                        "and retrain", name, needed, view.halo_cells, "?" if left is None else f"{left:.3g}", needed)
-        else:  # attention: the whole domain matters, weakly; no halo removes that, the probe says how much
-            LOG.info("model %s depends on the whole domain (attention: its probe did not converge within %d cells); "
-                     "with a halo of %d cells the domain edge changes its outputs by up to %.3g degC", name, needed,
-                     view.halo_cells, left)
-    return view
+        return ModelView(ctx.region_grid, product_mask, ctx.halo, Halo(), product_mask, 0, needed)
+    return ModelView(ctx.grid, mask, Halo(), ctx.halo, product_mask, ctx.halo.cells, needed)
+
+
+def report_halo(view: ModelView, manifest: object) -> None:
+    """Log, once per run, a package reaching beyond the halo it runs with: its outer cells then see the zero
+    padding (an edge band). A warning where a larger halo would help (a converged probe, or an edge effect
+    over ``EDGE_WARN_DEGC``); information for a whole-domain (attention) model whose remaining effect is small."""
+    if view.needed_cells <= view.halo_cells:
+        return
+    name = f"{getattr(manifest, 'model_id', '?')} {getattr(manifest, 'version', '?')}"
+    left = edge_effect_at(manifest, view.halo_cells)
+    rf = getattr(manifest, "receptive_field", None) or {}
+    if rf.get("converged", True) or left is None or left > EDGE_WARN_DEGC:
+        LOG.warning("model %s needs a halo of %d cells (its receptive field) but runs with %d: products carry "
+                    "an edge band (the edge changes outputs by up to %s degC there); set grid_halo_cells >= %d "
+                    "and retrain", name, view.needed_cells, view.halo_cells, "?" if left is None else f"{left:.3g}",
+                    view.needed_cells)
+    else:  # attention: the whole domain matters, weakly; no halo removes that, the probe says how much
+        LOG.info("model %s depends on the whole domain (attention: its probe did not converge within %d cells); "
+                 "with a halo of %d cells the domain edge changes its outputs by up to %.3g degC", name,
+                 view.needed_cells, view.halo_cells, left)
 
 
 #: Largest edge effect (degC, the export probe's max change of an output) a global-reach model (attention: the

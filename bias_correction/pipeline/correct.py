@@ -24,7 +24,7 @@ from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
 from bias_correction.io.provenance import input_record, product_provenance
-from bias_correction.pipeline.context import Context, edge_effect_at, model_view, require_mask
+from bias_correction.pipeline.context import Context, edge_effect_at, model_view, report_halo, require_mask
 from bias_correction.pipeline.fill import input_entries
 from bias_correction.sources.hycom import run_time
 
@@ -233,9 +233,10 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
     if issue_digest:
         provenance["issue_digest"] = issue_digest
     # the model ran on the region plus this halo (grid.halo); the product holds the region's cells only
+    ran_with = model_view(ctx, manifest, mask).halo_cells  # 0 for a package trained on the bare region
     provenance["halo"] = {"grid_halo_cells": ctx.halo.to_dict(), "model_grid_id": ctx.grid.grid_id,
                           "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0),
-                          "edge_effect_at_halo_degC": edge_effect_at(manifest, ctx.halo.cells)}
+                          "edge_effect_at_halo_degC": edge_effect_at(manifest, ran_with)}
     if unc_attrs.get("uncertainty_method"):
         provenance["uncertainty_method"] = unc_attrs["uncertainty_method"]
     if guard_decision:
@@ -323,6 +324,7 @@ def correct_run(ctx: Context, day: dt.date, corrector: Corrector, *, fallback: s
     seq_len = int(manifest.seq_len)
     mask = require_mask(ctx)  # the archive's (model grid) mask; products carry its region crop (``view.region_mask``)
     view = model_view(ctx, manifest, mask)
+    report_halo(view, manifest)
     corrector.check_contract(view.grid, view.mask.sha256, seq_len)
     run_days, entries, inputs = run_inputs(ctx, day, seq_len, tuple(manifest.aux_inputs), manifest.oisst_lag_days)
     model_sha = manifest.artifact_sha256

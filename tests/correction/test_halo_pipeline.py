@@ -4,6 +4,7 @@ the product on the region's cells; a package from before the halo (trained on th
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,12 @@ def test_daily_run_on_the_halo_grid_publishes_the_region(tmp_path: Path) -> None
     assert ov.grid == region and ov.inputs == ctx.halo and ov.outputs.is_zero
     out = correct_run(octx, DAY, oc, pictures=False)
     with octx.store.local_path(out.product.key) as path:
-        assert read_dataset(path, engine="netcdf4").sizes["lat"] == 16
+        ods = read_dataset(path, engine="netcdf4")
+        assert ods.sizes["lat"] == 16
+    # it ran with no halo: the provenance gives the edge effect at the domain edge itself, not at HALO cells
+    effect = oc.manifest.receptive_field["edge_effect_degC"]
+    assert json.loads(ods.attrs["sstbc_provenance"])["halo"]["edge_effect_at_halo_degC"] == max(effect)
+    assert max(effect) > max(effect[HALO:], default=0.0)
 
 
 def test_a_whole_domain_model_warns_only_when_its_edge_effect_at_the_halo_matters(tmp_path: Path) -> None:
@@ -86,7 +92,7 @@ def test_a_whole_domain_model_warns_only_when_its_edge_effect_at_the_halo_matter
     from types import SimpleNamespace
 
     from bias_correction.grid.mask import OceanMask, mask_sha256
-    from bias_correction.pipeline.context import EDGE_WARN_DEGC, edge_effect_at
+    from bias_correction.pipeline.context import EDGE_WARN_DEGC, edge_effect_at, report_halo
 
     ctx = pipeline.make_context(_settings(tmp_path, "convgru"))
     values = np.ones(ctx.grid.shape, bool)
@@ -105,7 +111,9 @@ def test_a_whole_domain_model_warns_only_when_its_edge_effect_at_the_halo_matter
             seen.clear()
             man = SimpleNamespace(model_id="m", version="v", grid_id=ctx.grid.grid_id, halo_cells=6,
                                   receptive_field={"converged": converged, "edge_effect_degC": effect})
-            assert model_view(ctx, man, mask).halo_cells == HALO
+            view = model_view(ctx, man, mask)
+            assert view.halo_cells == HALO and view.needed_cells == 6
+            report_halo(view, man)
             assert edge_effect_at(man, HALO) == max(effect[HALO:])
             levels = {r.levelno for r in seen}
             assert (logging.WARNING in levels) == warns, (effect, converged, [r.getMessage() for r in seen])

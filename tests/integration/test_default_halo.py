@@ -20,7 +20,7 @@ from bias_correction.config import DEFAULT_HALO_CELLS, settings_from_dict
 from bias_correction.grid.grids import target_grid
 from bias_correction.correction.base import load_corrector
 from bias_correction.io import archive
-from bias_correction.pipeline.context import model_view
+from bias_correction.pipeline.context import model_view, report_halo
 from bias_correction.sources.hycom import run_time
 from bias_correction.storage import Store
 from bias_correction.training.export import export_package
@@ -80,6 +80,7 @@ def test_the_daily_flow_on_the_default_halo(prefect_harness, upstream, tmp_path:
     try:
         manifest_obj = load_corrector(Path(settings.model_store), settings.model_id, providers="cpu").manifest
         view = model_view(ctx, manifest_obj, mask)
+        report_halo(view, manifest_obj)
     finally:
         logger.removeHandler(handler)
     assert view.halo_cells == settings.grid_halo_cells

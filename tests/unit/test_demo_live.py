@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bias_correction.config import settings_from_dict
-from bias_correction.demo import DemoPlan, format_summary, live_verification
+from bias_correction.demo import DemoPlan, edge_band, format_summary, live_verification
 from bias_correction.storage import Store
 from bias_correction.verification.verify import ScoreTable
 from tests.correction.helpers import score_rows
@@ -46,3 +46,28 @@ def test_live_verification_pools_the_live_runs_of_the_demo_version(tmp_path: Pat
                            "rmse_corrected": 0.2, "improvement_percent": 60.0, "oracle_floor": 0.1,
                            "metrics": {}, "live": live})
     assert f"live verification before the run ({days} daily runs" in text and "lead 2" in text
+
+
+def test_edge_band_pools_the_verifications_by_cells() -> None:
+    """Pooled over products: the cell-weighted mean square of each part's RMSE, per ring and row; products
+    without verification are left out."""
+    def check(edge: float, interior: float, ce: int, ci: int) -> dict:
+        return {"ring": 4, "rmse_edge": edge, "rmse_interior": interior, "cells_edge": ce, "cells_interior": ci}
+
+    metrics = [{"product_checks": {"edge_interior": {"corrected": check(0.2, 0.1, 100, 300),
+                                                     "raw": check(0.5, 0.4, 100, 300)}}},
+               None,
+               {"product_checks": {"edge_interior": {"corrected": check(0.1, 0.1, 300, 100),
+                                                     "raw": check(0.5, 0.5, 300, 100)}}}]
+    band = edge_band(metrics, 8)
+    assert band["runs"] == 2 and band["grid_halo_cells"] == 8
+    edge = ((0.04 * 100 + 0.01 * 300) / 400) ** 0.5
+    assert band["product"]["rmse_edge"] == pytest.approx(edge)
+    assert band["product"]["rmse_interior"] == pytest.approx(0.1)
+    assert band["product"]["ratio"] == pytest.approx(edge / 0.1) and band["raw"]["ring"] == 4
+    assert band["raw"]["rmse_interior"] == pytest.approx(((0.16 * 300 + 0.25 * 100) / 400) ** 0.5)
+    text = format_summary({"plan": {"run_day": "2021-04-20"}, "product": "p", "training": {},
+                           "model": {"id": "m", "version": "v1"}, "provider": "cpu", "rmse_raw": 0.5,
+                           "rmse_corrected": 0.2, "improvement_percent": 60.0, "oracle_floor": 0.1,
+                           "metrics": {}, "edge_band": band})
+    assert "edge band over all 2 products (halo 8 cells)" in text and f"ratio {edge / 0.1:.2f}" in text
