@@ -30,3 +30,6 @@ class Guard(BaseModel):
     #: Model worse than the better reference but not significantly: keep it flagged guard_uncertain
     #: ("keep_flagged") or carry the reference ("reference").
     between: Literal["keep_flagged", "reference"] = "keep_flagged"
+    #: Rescale the 68 % / 95 % half-widths of the leads that carry the model from the same live evidence
+    #: window (``verification.recalibration``), once ``min_days`` verified runs exist.
+    recalibrate_intervals: bool = True

@@ -167,14 +167,15 @@ def _after_publish(ctx: Context, run: dt.datetime, ikey: str, alias: str, ds: An
                          score_rows=ScoreTable(ctx.store).rows(model_id=model_id, since=since))
 
 
-def _with_lead(uncertainty: Any, j: int, value: float) -> Any:
-    """``uncertainty`` with lead ``j`` set to ``value`` everywhere (numpy in place; dask lazily, a new array)."""
+def _with_lead(uncertainty: Any, j: int, value: float, *, scale: bool = False) -> Any:
+    """``uncertainty`` with lead ``j`` set to ``value`` everywhere, or multiplied by it (``scale``); numpy in
+    place, dask lazily (a new array)."""
     if hasattr(uncertainty, "dask"):
         import dask.array as dsa
 
-        layer = dsa.full_like(uncertainty[j:j + 1], value)
+        layer = uncertainty[j:j + 1] * value if scale else dsa.full_like(uncertainty[j:j + 1], value)
         return dsa.concatenate([uncertainty[:j], layer, uncertainty[j + 1:]], axis=0).rechunk(uncertainty.chunks)
-    uncertainty[j] = value
+    uncertainty[j] = uncertainty[j] * value if scale else value
     return uncertainty
 
 
@@ -210,8 +211,15 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
         corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
         if uncertainty is not None and not hasattr(uncertainty, "dask"):
             uncertainty = np.array(uncertainty)  # written per lead below
+        live: dict[str, float] = {}
         for j, d in enumerate(guard_decision):
-            if d["carried"] == guard_mod.MODEL or uncertainty is None:
+            if uncertainty is None:
+                break
+            if d["carried"] == guard_mod.MODEL:
+                if d.get("interval"):  # live recalibration (verification.recalibration)
+                    uncertainty = _with_lead(uncertainty, j, float(d["interval"]["scale_68"]), scale=True)
+                    factor95[j] = float(d["interval"]["factor_95"])
+                    live[str(d["lead"])] = float(d["interval"]["scale_68"])
                 continue
             ref = unc_mod.reference_sigma(manifest, d["carried"], d["lead"])
             if ref is None and (d.get("rmse") or {}).get(d["carried"]):
@@ -222,6 +230,12 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
         if unc_attrs:
             unc_attrs["uncertainty_interval_95_factor"] = json.dumps({str(k): round(float(f), 4)
                                                                       for k, f in zip(leads, factor95)})
+        if live:
+            days = sorted({int(d["interval"]["days"]) for d in guard_decision if d.get("interval")})
+            unc_attrs["uncertainty_live_scale"] = json.dumps({str(k): live.get(str(k), 1.0) for k in leads})
+            unc_attrs["uncertainty_method"] += (
+                f"; recalibrated at leads {','.join(live)} on the live verification of {days[0]}-{days[-1]} recent "
+                "runs (sst_uncertainty = uncertainty_live_scale x the package's; see sstbc_guard)")
     elif gate is not None:
         guard_decision = None
     provenance = product_provenance(
@@ -295,7 +309,7 @@ def guard_digest(decision: list[dict[str, Any]] | None) -> list[list[Any]] | Non
     """The guard's part of the input digest: only when it changes the product (a carried reference or a flag)."""
     from bias_correction.pipeline import guard
 
-    if not decision or all(d["carried"] == guard.MODEL and not d["flag"] for d in decision):
+    if not decision or all(d["carried"] == guard.MODEL and not d["flag"] and not d.get("interval") for d in decision):
         return None
     return guard.digest_part(decision)
 

@@ -20,6 +20,10 @@ the days, so consecutive correlated days stay together):
   ``guard_uncertain``; ``"reference"`` carries the better reference (flagged as above).
 * no evidence at all: the model, flagged ``guard_uncertain``.
 
+Intervals (``recalibrate_intervals``): on leads that carry the model, with at least ``min_days`` verified runs
+in the same window, the decision also carries ``interval`` (``verification.recalibration``): the live scale of
+the package's 68 % half-width and the 95 % factor, measured on the products' own verification.
+
 Regime (``bias_correction.regime``): on a run whose upstream regime is not among the package's training
 regimes the model is unverified: the better reference is carried (``guard_unverified_regime`` plus the
 carried flag) until the live verification on that regime has ``min_days`` days with the model not worse
@@ -169,6 +173,11 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
     rows = [r for r in rows if r.run[:10] in set(runs)]
     live, n_live = live_errors(rows, leads)
     cal = {} if unverified else calibration_errors(manifest, leads)
+    scales: dict[int, dict[str, Any]] = {}
+    if getattr(cfg, "recalibrate_intervals", False):
+        from bias_correction.verification.recalibration import live_scales
+
+        scales = live_scales(rows, leads, min_days=int(cfg.min_days))
     out = []
     for k in leads:
         errs, evidence = live.get(int(k)), "live"
@@ -182,6 +191,8 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
                         n_boot=int(cfg.n_boot), level=float(cfg.level), unverified=unverified, enough=enough,
                         available=available)
         d.update(regime=regime, trained_regimes=sorted(trained))
+        if d["carried"] == MODEL and int(k) in scales:
+            d["interval"] = scales[int(k)]
         if evidence_before is not None:
             d["evidence_before"] = evidence_before.isoformat()
         out.append(d)
@@ -237,7 +248,9 @@ def carried(decisions: list[dict[str, Any]] | None, model: np.ndarray, raw: np.n
 
 
 def digest_part(decisions: list[dict[str, Any]] | None) -> list[list[Any]] | None:
-    """What of the decisions changes the product (carried field and flags per lead), for its input digest."""
+    """What of the decisions changes the product (carried field, flags and live interval scale per lead), for
+    its input digest."""
     if not decisions:
         return None
-    return [[d["lead"], d["carried"], d["flag"]] for d in decisions]
+    return [[d["lead"], d["carried"], d["flag"], *([d["interval"]["scale_68"], d["interval"]["factor_95"]]
+                                                   if d.get("interval") else [])] for d in decisions]

@@ -51,6 +51,7 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
     factors = json.loads(unc.attrs.get("uncertainty_interval_95_factor", "{}")) if unc is not None else {}
     leads = [int(v) for v in ds["lead_day"].values] if "lead_day" in ds.coords else list(range(1, len(days) + 1))
     carried = ds.attrs.get("sstbc_guard_carried")
+    scales = json.loads(unc.attrs.get("uncertainty_live_scale", "{}")) if unc is not None else {}
     rows = lead_scores(
         run=run, model_id=str(prov.get("model_id", "")), model_version=str(prov.get("model_version", "")),
         product_key=key, corrected=corrected, raw=raw, truth=truth,
@@ -60,6 +61,8 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
         sigma=None if unc is None else unc.values,
         factor_95=[float(factors.get(str(k), 1.959964)) for k in leads],
         carried=carried.split(",") if carried else None,
+        live_scale=[float(scales.get(str(k), 1.0)) for k in leads],
+        normalised_scores="sstbc_fallback" not in ds.attrs,
     )
     if store_scores:
         ScoreTable(ctx.store).upsert(rows)

@@ -45,8 +45,10 @@ def make_checkpoint(path: Path, grid: RegularGrid, mask_hash: str, *, arch: str 
     return path
 
 
-def score_rows(model_id: str, version: str, first: dt.date, days: int, leads: int, rmse: dict[str, float]) -> list:
-    """Score-table rows of ``days`` consecutive runs from ``first``, leads 1..``leads``, with these RMSEs."""
+def score_rows(model_id: str, version: str, first: dt.date, days: int, leads: int, rmse: dict[str, float],
+               z_hist: str | None = None) -> list:
+    """Score-table rows of ``days`` consecutive runs from ``first``, leads 1..``leads``, with these RMSEs (and
+    this normalised-score histogram, ``verification.recalibration``)."""
     from bias_correction.verification.verify import LeadScore
 
     return [LeadScore(run=f"{first + dt.timedelta(days=i)}T12:00:00", lead=k,
@@ -56,5 +58,5 @@ def score_rows(model_id: str, version: str, first: dt.date, days: int, leads: in
                       rmse_corrected_hi=0, mae_corrected=0, bias_raw=0, rmse_raw=rmse["raw"], rmse_raw_lo=0,
                       rmse_raw_hi=0, mae_raw=0, bias_persistence=0, rmse_persistence=rmse["persistence"],
                       mae_persistence=0, skill_vs_raw=0, skill_vs_persistence=0, skill_vs_raw_lo=0,
-                      skill_vs_raw_hi=0, scored_at="", rmse_model=None)
+                      skill_vs_raw_hi=0, scored_at="", rmse_model=None, z_hist=z_hist)
             for i in range(days) for k in range(1, leads + 1)]

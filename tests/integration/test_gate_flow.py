@@ -13,6 +13,7 @@ import pytest
 from bias_correction import pipeline
 from bias_correction.correction.manifest import write_manifest_json
 from bias_correction.errors import ProductError
+from bias_correction.io import archive
 from bias_correction.io.netcdf import read_dataset
 from bias_correction.io.product import product_key
 from bias_correction.sources.hycom import run_time
@@ -93,3 +94,51 @@ def test_a_product_is_issued_once_whatever_later_verification_says(trained, upst
     frozen = guard.decide_for_run(ctx, day + dt.timedelta(days=5), man, leads, evidence_before=day - dt.timedelta(days=25))
     assert [d["days"] for d in frozen] == [5] * len(leads), frozen  # runs day-30..day-26 only
     assert {d["evidence_before"] for d in frozen} == {(day - dt.timedelta(days=25)).isoformat()}
+
+
+def test_live_verification_rescales_the_intervals_of_the_next_product(trained, upstream, tmp_path) -> None:
+    """30 verified runs whose errors were twice the package's 68 % half-width: the next product carries twice
+    the package's sst_uncertainty on its model leads, says so, and its own verification scores it against
+    the package's half-width (the scale divided out: no feedback)."""
+    from bias_correction.correction import uncertainty as unc
+    from bias_correction.pipeline.verification import verify_product
+    from bias_correction.verification import recalibration as rc
+    from bias_correction.verification.verify import ScoreTable
+
+    settings, _, _ = trained
+    s = settings_for(upstream, tmp_path, model_store=settings.model_store)
+    shutil.copytree(Path(settings.storage_root) / "grid", Path(s.storage_root) / "grid")
+    ctx, corrector = pipeline.make_context(s), pipeline.load_corrector(s)
+    man, day = corrector.manifest, dt.date(2021, 3, 10)
+    z = np.abs(np.random.default_rng(0).normal(size=4000)) * 2.0
+    ScoreTable(ctx.store).upsert(score_rows(s.model_id, man.version, day - dt.timedelta(days=30), 30, s.lead_days,
+                                             {"model": 0.15, "persistence": 0.2, "raw": 0.5},
+                                             z_hist=rc.z_histogram(z, np.ones_like(z))))
+    res = pipeline.correct_run(ctx, day, corrector)
+    ds = read_dataset(Store(s.storage_root).url(res.product.key))
+    u = ds["sst_uncertainty"]
+    scale = {int(k): v for k, v in json.loads(u.attrs["uncertainty_live_scale"]).items()}
+    assert set(scale) == set(range(1, s.lead_days + 1)) and all(1.9 < v < 2.1 for v in scale.values()), scale
+    assert "recalibrated at leads" in u.attrs["uncertainty_method"]
+    factors = json.loads(u.attrs["uncertainty_interval_95_factor"])
+    assert all(abs(f - 1.96 / 0.994) < 0.1 for f in factors.values()), factors
+    base, _, _ = unc.product_uncertainty(man, sorted(scale), tuple(u.shape[-2:]))
+    got = np.squeeze(u.values)
+    ocean = np.isfinite(got)
+    assert ocean.any()
+    np.testing.assert_allclose(got[ocean], (np.array([scale[k] for k in sorted(scale)])[:, None, None] * base)[ocean],
+                               rtol=1e-5)
+    # only runs whose valid day had passed count: 30 - lead of the 30
+    assert all(d["interval"]["days"] == 30 - d["lead"] for d in json.loads(ds.attrs["sstbc_guard"]))
+    # its own verification: normalised scores against the package's half-width, not the rescaled one
+    verify_product(ctx, res.product.key)
+    mine = sorted((r for r in ScoreTable(ctx.store).rows(model_id=s.model_id) if r.run[:10] == day.isoformat()),
+                  key=lambda r: r.lead)
+    assert len(mine) == s.lead_days
+    sst = np.squeeze(ds["sst"].values)
+    for j, r in enumerate(mine):
+        truth = archive.read_field(ctx.store, archive.oisst_key(ctx.grid, dt.date.fromisoformat(r.valid_date))).values
+        zz = (np.abs(sst[j] - truth) / base[j])[ocean[j]]
+        counts = rc.pooled_counts([r.z_hist])
+        assert counts.sum() == zz.size
+        assert abs(rc.quantile(counts, 0.68) / np.quantile(zz, 0.68) - 1) < 0.05
