@@ -22,14 +22,15 @@ from bias_correction.storage import Store
 class DemoPlan:
     """Dates of the demo. The stand-in server's "today" makes every needed OISST day final."""
 
-    today: dt.date = dt.date(2021, 5, 15)
+    today: dt.date = dt.date(2021, 5, 26)
     train_start: dt.date = dt.date(2021, 1, 4)
     train_end: dt.date = dt.date(2021, 3, 31)
     #: The service runs (corrects, publishes, verifies) every day from here to the day before ``run_day``, as
-    #: operations would have: the skill guard of ``run_day`` then decides on live verification (runs 04-03 to
-    #: 04-12 give lead 7 its ten days, ``[guard] min_days``), not only on the package's calibration block.
+    #: operations would have: the skill guard then decides on live verification once a lead has ten verified
+    #: runs (``[guard] min_days``: lead 1 from the run of 04-14, lead 7 from 04-20), and rescales the intervals
+    #: from it; the 28 live runs leave 11-17 runs per lead whose recalibrated intervals are themselves verified.
     live_start: dt.date = dt.date(2021, 4, 3)
-    run_day: dt.date = dt.date(2021, 4, 20)
+    run_day: dt.date = dt.date(2021, 5, 1)
     twin_seed: int = 2021
 
     def live_days(self) -> list[dt.date]:
@@ -90,17 +91,28 @@ def live_verification(settings: Settings, plan: DemoPlan, version: str) -> dict[
                            "last": (plan.run_day - dt.timedelta(days=1)).isoformat(), "per_lead": []}
     for k in sorted({int(r.lead) for r in rows}):
         sel = [r for r in rows if int(r.lead) == k]
-        n = sum(r.n for r in sel)
         rmse = lambda get: _pooled_rmse([(get(r), r.n) for r in sel])  # noqa: E731
-        cov = lambda name: (sum(getattr(r, name) * r.n for r in sel) / n  # noqa: E731
-                            if all(getattr(r, name) is not None for r in sel) else None)
+        def cov(name: str, rows: list[Any] = sel) -> float | None:
+            m = sum(r.n for r in rows)
+            return (sum(getattr(r, name) * r.n for r in rows) / m
+                    if m and all(getattr(r, name) is not None for r in rows) else None)
+
+        rescaled = [r for r in sel if r.live_scale is not None]
+        own = [r for r in sel if r.live_scale is None]
         out["per_lead"].append({
             "lead_day": k, "runs": len(sel), "rmse_product": rmse(lambda r: r.rmse_corrected),
             "rmse_model": rmse(lambda r: r.rmse_model if r.rmse_model is not None else r.rmse_corrected),
             "rmse_persistence": (rmse(lambda r: r.rmse_persistence)
                                  if all(r.rmse_persistence is not None for r in sel) else None),
             "rmse_raw": rmse(lambda r: r.rmse_raw), "coverage_68": cov("coverage_68"),
-            "coverage_95": cov("coverage_95"), "carried": sorted({r.carried or "model" for r in sel})})
+            "coverage_95": cov("coverage_95"), "carried": sorted({r.carried or "model" for r in sel}),
+            # the package's own intervals vs those rescaled from live verification (verification.recalibration)
+            "package_intervals": {"runs": len(own), "coverage_68": cov("coverage_68", own),
+                                  "coverage_95": cov("coverage_95", own)},
+            "recalibrated": {"runs": len(rescaled), "coverage_68": cov("coverage_68", rescaled),
+                             "coverage_95": cov("coverage_95", rescaled),
+                             "scale_68": [round(min(r.live_scale for r in rescaled), 3),
+                                          round(max(r.live_scale for r in rescaled), 3)] if rescaled else None}})
     return out
 
 
@@ -184,7 +196,8 @@ def format_summary(out: dict[str, Any]) -> str:
         lines.append(f"    lead {row['lead_day']} ({row['valid_date']}): {row['rmse_raw']:.3f} -> {row['rmse_corrected']:.3f} °C"
                      + ("" if pers is None else f" (persistence {pers:.3f})")
                      + f", carries {row.get('carried') or 'model'}, 68/95 % interval coverage "
-                     f"{pct(row.get('coverage_68'))}/{pct(row.get('coverage_95'))}")
+                     f"{pct(row.get('coverage_68'))}/{pct(row.get('coverage_95'))}"
+                     + ("" if row.get("live_scale") is None else f" (intervals x{row['live_scale']:.2f}, live)"))
     checks = out.get("product_checks") or {}
     ei = (checks.get("edge_interior") or {}).get("corrected") or {}
     if ei.get("ratio") is not None:
@@ -202,6 +215,14 @@ def format_summary(out: dict[str, Any]) -> str:
             lines.append(f"    lead {row['lead_day']} ({row['runs']} runs): {f(row['rmse_product'])} / "
                          f"{f(row['rmse_model'])} / {f(row['rmse_persistence'])} / {f(row['rmse_raw'])}, "
                          f"{pct(row['coverage_68'])}/{pct(row['coverage_95'])}, {'+'.join(row['carried'])}")
+        lines.append("  interval coverage 68/95 % over those runs: the package's own intervals | rescaled from live "
+                     "verification (scale of the 68 % half-width):")
+        for row in live["per_lead"]:
+            own, rec = row.get("package_intervals") or {}, row.get("recalibrated") or {}
+            lines.append(f"    lead {row['lead_day']}: {own.get('runs', 0)} runs {pct(own.get('coverage_68'))}/"
+                         f"{pct(own.get('coverage_95'))} | {rec.get('runs', 0)} runs {pct(rec.get('coverage_68'))}/"
+                         f"{pct(rec.get('coverage_95'))}"
+                         + (f" (x{rec['scale_68'][0]:.2f}..{rec['scale_68'][1]:.2f})" if rec.get("scale_68") else ""))
     eb = out.get("edge_band") or {}
     if eb.get("product"):
         lines.append(f"  edge band over all {eb['runs']} products (halo {eb['grid_halo_cells']} cells): outer "

@@ -61,7 +61,7 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
         sigma=None if unc is None else unc.values,
         factor_95=[float(factors.get(str(k), 1.959964)) for k in leads],
         carried=carried.split(",") if carried else None,
-        live_scale=[float(scales.get(str(k), 1.0)) for k in leads],
+        live_scale=[scales.get(str(k)) for k in leads],
         normalised_scores="sstbc_fallback" not in ds.attrs,
     )
     if store_scores:
@@ -83,7 +83,7 @@ def verify_product(ctx: Context, key: str, *, store_scores: bool = True) -> dict
                       "rmse_persistence": row.rmse_persistence, "skill_vs_raw": row.skill_vs_raw,
                       "skill_vs_persistence": row.skill_vs_persistence, "rmse_model": row.rmse_model,
                       "carried": row.carried, "coverage_68": row.coverage_68, "coverage_95": row.coverage_95,
-                      "crps": row.crps} for row in rows],
+                      "crps": row.crps, "live_scale": row.live_scale} for row in rows],
         "product_checks": checks,
     }
 

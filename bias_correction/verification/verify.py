@@ -76,6 +76,8 @@ class LeadScore:
     #: Histogram of |error| / the package's own 68 % half-width (``verification.recalibration``): the
     #: evidence of the next runs' live interval scale. None where the lead carried a reference.
     z_hist: str | None = None
+    #: The live scale this lead's ``sst_uncertainty`` was issued with (None: the package's own intervals).
+    live_scale: float | None = None
 
 
 def _block_sums(err2: np.ndarray, ok: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,13 +141,13 @@ def lead_scores(
     truth: np.ndarray, truth_versions: Sequence[str], valid_dates: Sequence[dt.date], persistence: np.ndarray | None,
     mask: np.ndarray, model: np.ndarray | None = None, sigma: np.ndarray | None = None,
     factor_95: Sequence[float] | None = None, carried: Sequence[str] | None = None,
-    live_scale: Sequence[float] | None = None, normalised_scores: bool = True,
+    live_scale: Sequence[float | None] | None = None, normalised_scores: bool = True,
 ) -> list[LeadScore]:
     """Rows of the score table for every lead day of one product.
 
     ``model``: the model's own field where the skill guard carried a reference (else ``corrected`` is it);
     ``sigma`` [lead, lat, lon]: ``sst_uncertainty`` (68 % half-width), with the per-lead 95 % ``factor_95``;
-    ``live_scale``: per lead the scale it was issued with (``verification.recalibration``; 1 when not given),
+    ``live_scale``: per lead the scale it was issued with (``verification.recalibration``; None: not rescaled),
     divided out of the normalised-score histogram of leads that carried the model (``normalised_scores``:
     False for a product whose ``sst`` is not the model's, a publication-gate fallback).
     """
@@ -166,8 +168,10 @@ def lead_scores(
             iv = interval_scores(corrected[k], sigma[k], truth[k], ok,
                                  factor_95=None if factor_95 is None else float(factor_95[k]))
             s.update({c: iv[c] for c in ("coverage_68", "coverage_95", "crps", "sigma_mean")})
+            scale = None if live_scale is None else live_scale[k]
+            s["live_scale"] = None if scale is None else float(scale)
             if normalised_scores and s["carried"] in (None, "model"):
-                base = sigma[k] / (1.0 if live_scale is None else float(live_scale[k]))
+                base = sigma[k] / (1.0 if scale is None else float(scale))
                 s["z_hist"] = z_histogram(np.where(ok, np.abs(corrected[k] - truth[k]), np.nan), base)
         rows.append(LeadScore(run=run.isoformat(), lead=k + 1, valid_date=day.isoformat(), model_id=model_id,
                               model_version=model_version, product_key=product_key, oisst_version=truth_versions[k],

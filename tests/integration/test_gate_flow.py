@@ -140,5 +140,5 @@ def test_live_verification_rescales_the_intervals_of_the_next_product(trained, u
         truth = archive.read_field(ctx.store, archive.oisst_key(ctx.grid, dt.date.fromisoformat(r.valid_date))).values
         zz = (np.abs(sst[j] - truth) / base[j])[ocean[j]]
         counts = rc.pooled_counts([r.z_hist])
-        assert counts.sum() == zz.size
+        assert counts.sum() == zz.size and r.live_scale == pytest.approx(scale[r.lead])
         assert abs(rc.quantile(counts, 0.68) / np.quantile(zz, 0.68) - 1) < 0.05

@@ -24,9 +24,11 @@ def test_live_verification_pools_the_live_runs_of_the_demo_version(tmp_path: Pat
     rows = score_rows(settings.model_id, "v1", plan.live_start, days, 2,
                       {"model": 0.2, "raw": 0.5, "persistence": 0.3})
     # coverage known per row; the first half of the runs weigh 3x (more cells)
+    half = (plan.live_start + dt.timedelta(days=days // 2)).isoformat()
+    # the second half of the runs carried intervals rescaled from live verification
     rows = [dataclasses.replace(r, coverage_68=0.6 if i % 2 else 0.7, coverage_95=0.9,
-                                n=3000 if r.run[:10] < (plan.live_start + dt.timedelta(days=days // 2)).isoformat()
-                                else 1000) for i, r in enumerate(rows)]
+                                n=3000 if r.run[:10] < half else 1000,
+                                live_scale=None if r.run[:10] < half else 1.2 + 0.01 * i) for i, r in enumerate(rows)]
     others = score_rows(settings.model_id, "v0", plan.live_start, days, 2, {"model": 9.0, "raw": 9.0, "persistence": 9.0})
     after = score_rows(settings.model_id, "v1", plan.run_day, 3, 2, {"model": 9.0, "raw": 9.0, "persistence": 9.0})
     ScoreTable(Store(settings.storage_root)).upsert(rows + others + after)
@@ -41,11 +43,18 @@ def test_live_verification_pools_the_live_runs_of_the_demo_version(tmp_path: Pat
         assert row["rmse_persistence"] == pytest.approx(0.3) and row["rmse_raw"] == pytest.approx(0.5)
         assert row["coverage_68"] == pytest.approx(sum(r.coverage_68 * r.n for r in sel) / n)
         assert row["coverage_95"] == pytest.approx(0.9) and row["carried"] == ["model"]
+        rec, own = [r for r in sel if r.live_scale is not None], [r for r in sel if r.live_scale is None]
+        assert row["recalibrated"]["runs"] == len(rec) == days - days // 2 and row["package_intervals"]["runs"] == len(own)
+        assert row["recalibrated"]["coverage_68"] == pytest.approx(sum(r.coverage_68 * r.n for r in rec)
+                                                                   / sum(r.n for r in rec))
+        assert row["recalibrated"]["scale_68"] == [round(min(r.live_scale for r in rec), 3),
+                                                   round(max(r.live_scale for r in rec), 3)]
     text = format_summary({"plan": {"run_day": str(plan.run_day)}, "product": "p", "training": {},
                            "model": {"id": "m", "version": "v1"}, "provider": "cpu", "rmse_raw": 0.5,
                            "rmse_corrected": 0.2, "improvement_percent": 60.0, "oracle_floor": 0.1,
                            "metrics": {}, "live": live})
     assert f"live verification before the run ({days} daily runs" in text and "lead 2" in text
+    assert f"| {days - days // 2} runs" in text  # the recalibrated runs' coverage is printed
 
 
 def test_edge_band_pools_the_verifications_by_cells() -> None:
