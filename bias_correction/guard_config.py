@@ -33,3 +33,6 @@ class Guard(BaseModel):
     #: Rescale the 68 % / 95 % half-widths of the leads that carry the model from the same live evidence
     #: window (``verification.recalibration``), once ``min_days`` verified runs exist.
     recalibrate_intervals: bool = True
+    #: Integral gain of that recalibration (per unit of summed coverage shortfall, on the log scale of the
+    #: half-width; 0 = the pooled quantile of the latest ``min_days`` runs only).
+    interval_gain: float = Field(0.5, ge=0, le=5)

@@ -272,7 +272,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import demo
 
-    out = demo(str(Path(args.workdir).resolve()))
+    out = demo(str(Path(args.workdir).resolve()), twin_seed=args.twin_seed)
     from bias_correction.demo import format_summary
 
     _emit(args, {"command": "demo", **out}, format_summary(out))
@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole offline demo on bundled stand-in servers and twin data")
     p.add_argument("--workdir", default="sstbc-demo", help="where the demo keeps its data, models and products")
+    p.add_argument("--twin-seed", type=int, default=None,
+                   help="another realisation of the twin (default 2021): the same dates, independent weather and errors")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 

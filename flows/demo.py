@@ -12,8 +12,8 @@ from flows.daily import daily_correction, training
 
 
 @flow(name="sstbc-demo")
-def demo(workdir: str) -> dict[str, Any]:
-    plan = demo_lib.DemoPlan()
+def demo(workdir: str, twin_seed: int | None = None) -> dict[str, Any]:
+    plan = demo_lib.DemoPlan() if twin_seed is None else demo_lib.DemoPlan(twin_seed=twin_seed)
     root = Path(workdir)
     with demo_lib.stand_in_upstream(root, plan) as server:
         settings = demo_lib.demo_settings(root, server.oisst_https_base, server.hycom_ncss_base, plan)

@@ -177,7 +177,7 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
     if getattr(cfg, "recalibrate_intervals", False):
         from bias_correction.verification.recalibration import live_scales
 
-        scales = live_scales(rows, leads, min_days=int(cfg.min_days))
+        scales = live_scales(rows, leads, min_days=int(cfg.min_days), gain=float(cfg.interval_gain))
     out = []
     for k in leads:
         errs, evidence = live.get(int(k)), "live"

@@ -12,11 +12,21 @@ but on the latest verified days):
    sigma_base`` over the ocean cells, where ``sigma_base`` is the package's own 68 % half-width (the
    product's ``sst_uncertainty`` divided by the live scale it was issued with, its
    ``uncertainty_live_scale`` attribute): the scores never depend on an earlier recalibration.
-2. For a new run, the histograms of the guard's evidence window (the last ``window_days`` verified runs
-   of this model version and regime, on leads where the product carried the model) are pooled per lead;
-   once ``min_days`` runs exist, their 68 % and 95 % quantiles ``q68``, ``q95`` give the lead's
-   ``scale_68 = q68`` (the product's 68 % half-width is ``scale_68 * sigma_base``) and its 95 % factor
-   ``q95 / q68``. A well-calibrated package has ``q68`` near 1.
+2. For a new run, per lead, over the guard's evidence window (the last ``window_days`` verified runs of this
+   model version and regime, on leads where the product carried the model), once ``min_days`` runs exist:
+
+   * P, the quantile: the pooled 68 % and 95 % quantiles ``q68``, ``q95`` of the histograms of the latest
+     ``min_days`` runs (the latest evidence: a model drifting away from its training period makes older
+     days too optimistic);
+   * I, the integral: ``I_q = sum(q - coverage)`` over the window's runs that were themselves issued with
+     live intervals (their coverage as issued, from the score table): what the quantile still missed, the
+     lag of lead k's evidence (k + 1 days old at best) included;
+   * the lead's 68 % half-width is ``q68 exp(gain I_68)`` times the package's (``scale_68``) and its 95 %
+     half-width ``q95 exp(gain I_95)`` times it (``factor_95`` = their ratio).
+
+   This is quantile tracking with an integrator, the P and I of "conformal PID control" (Angelopoulos,
+   Candes and Tibshirani 2023) with delayed feedback; ``gain`` 0 keeps the quantile only. A well-calibrated
+   package has ``q68`` near 1 and I near 0.
 
 Histograms rather than raw scores keep a row small (a few hundred counts) and pool exactly across days;
 the bins are 5 % wide in log space (z from 0.05 to 20; a row holds about a kilobyte), and quantiles
@@ -79,23 +89,33 @@ def quantile(counts: np.ndarray, q: float) -> float:
     return float(np.exp(lo + frac * (hi - lo)))
 
 
-def live_scales(rows: Sequence[Any], leads: Sequence[int], *, min_days: int) -> dict[int, dict[str, Any]]:
-    """Per lead with at least ``min_days`` usable runs: {scale_68, factor_95, q68, q95, days, cells}.
+def live_scales(rows: Sequence[Any], leads: Sequence[int], *, min_days: int,
+                gain: float = 0.5) -> dict[int, dict[str, Any]]:
+    """Per lead with at least ``min_days`` usable runs: {scale_68, factor_95, q68, q95, integral_68,
+    integral_95, days, cells} (see the module doc).
 
     ``rows``: score-table rows of the evidence window (one model version and regime); usable are those with a
     ``z_hist`` whose product carried the model at that lead."""
     out: dict[int, dict[str, Any]] = {}
     for k in leads:
-        sel = [r for r in rows if int(r.lead) == int(k) and getattr(r, "z_hist", None)
-               and (r.carried in (None, "model"))]
-        days = len({r.run[:10] for r in sel})
-        if days < int(min_days):
+        sel = sorted((r for r in rows if int(r.lead) == int(k) and getattr(r, "z_hist", None)
+                      and r.carried in (None, "model")), key=lambda r: r.run)
+        days = sorted({r.run[:10] for r in sel})
+        if len(days) < int(min_days):
             continue
-        counts = pooled_counts([r.z_hist for r in sel])
+        recent = set(days[-int(min_days):])
+        counts = pooled_counts([r.z_hist for r in sel if r.run[:10] in recent])
         q68, q95 = quantile(counts, NOMINAL[0]), quantile(counts, NOMINAL[1])
         if not (np.isfinite(q68) and q68 > 0):
             continue
-        scale = float(np.clip(q68, *SCALE_BOUNDS))
-        out[int(k)] = {"scale_68": round(scale, 4), "factor_95": round(float(max(q95, q68) / q68), 4),
-                       "q68": round(q68, 4), "q95": round(q95, 4), "days": days, "cells": int(counts.sum())}
+        issued = [r for r in sel if getattr(r, "live_scale", None) is not None
+                  and r.coverage_68 is not None and r.coverage_95 is not None]
+        i68 = float(sum(NOMINAL[0] - r.coverage_68 for r in issued))
+        i95 = float(sum(NOMINAL[1] - r.coverage_95 for r in issued))
+        s68 = float(np.clip(q68 * np.exp(gain * i68), *SCALE_BOUNDS))
+        s95 = float(np.clip(q95 * np.exp(gain * i95), SCALE_BOUNDS[0], SCALE_BOUNDS[1] * 4))
+        out[int(k)] = {"scale_68": round(s68, 4), "factor_95": round(max(s95, s68) / s68, 4),
+                       "q68": round(q68, 4), "q95": round(q95, 4), "integral_68": round(i68, 4),
+                       "integral_95": round(i95, 4), "days": len(days), "recent_days": len(recent),
+                       "cells": int(counts.sum())}
     return out
