@@ -232,10 +232,12 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
                                                                       for k, f in zip(leads, factor95)})
         if live:
             days = sorted({int(d["interval"]["days"]) for d in guard_decision if d.get("interval")})
+            recent = max(int(d["interval"].get("recent_days", 0)) for d in guard_decision if d.get("interval"))
             unc_attrs["uncertainty_live_scale"] = json.dumps(live)  # the recalibrated leads only
             unc_attrs["uncertainty_method"] += (
-                f"; recalibrated at leads {','.join(live)} on the live verification of {days[0]}-{days[-1]} recent "
-                "runs (sst_uncertainty = uncertainty_live_scale x the package's; see sstbc_guard)")
+                f"; recalibrated at leads {','.join(live)} on the live verification of the last {days[0]}-{days[-1]} "
+                f"verified runs (quantile of the latest {recent}, integral of the coverage shortfall; "
+                "sst_uncertainty = uncertainty_live_scale x the package's; see sstbc_guard)")
     elif gate is not None:
         guard_decision = None
     provenance = product_provenance(
