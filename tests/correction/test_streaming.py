@@ -96,13 +96,16 @@ def test_streamed_product_equals_the_in_memory_product(tmp_path: Path, n: int, h
     if halo:  # live verification: the model worse than persistence at lead 2 (better elsewhere)
         import dataclasses
 
+        from bias_correction.verification.recalibration import z_histogram
         from bias_correction.verification.verify import ScoreTable
         from tests.correction.helpers import score_rows
 
         version = load_corrector(s_mem.model_store, s_mem.model_id, providers="cpu").manifest.version
         for s in (s_mem, s_str):
+            z = np.abs(np.random.default_rng(0).normal(size=2000)) * 1.5  # errors 1.5x the package's half-width
             rows = score_rows(s.model_id, version, DAY - dt.timedelta(days=30), 30, s.lead_days,
-                              {"model": 0.1, "persistence": 0.2, "raw": 0.5})
+                              {"model": 0.1, "persistence": 0.2, "raw": 0.5},
+                              z_hist=z_histogram(z, np.ones_like(z)))
             rows = [r if r.lead != 2 else dataclasses.replace(r, rmse_corrected=0.9) for r in rows]
             ScoreTable(Store(s.storage_root)).upsert(rows)
     out = {}
@@ -129,6 +132,11 @@ def test_streamed_product_equals_the_in_memory_product(tmp_path: Path, n: int, h
         assert float(np.nanmax(np.abs(b["sst"].values[1] - b["sst_model"].values[1]))) > 1e-3
         np.testing.assert_allclose(a["sst_model"].values, b["sst_model"].values, atol=1e-4)
         np.testing.assert_array_equal(a["sst_uncertainty"].values, b["sst_uncertainty"].values)
+        # the model leads' intervals rescaled from the live rows on both paths; lead 2 carries persistence's own
+        live = json.loads(a["sst_uncertainty"].attrs["uncertainty_live_scale"])
+        assert live == json.loads(b["sst_uncertainty"].attrs["uncertainty_live_scale"])
+        assert "2" not in live and set(live) == {str(k) for k in range(1, 8)} - {"2"}
+        assert all(1.4 < v < 1.6 for v in live.values()), live
 
 
 _MEASURE = r"""

@@ -125,6 +125,8 @@ def test_results_json_and_files(run) -> None:
         iv = row["intervals"]
         assert iv["overall"]["n"] > 0 and set(iv["per_lead"]) == {"1", "2"} and set(iv["per_window"]) == {"early", "late"}
         assert 0 < iv["overall"]["coverage_68"] < iv["overall"]["coverage_95"] <= 1 and iv["overall"]["crps"] > 0
+        # the same intervals issued day by day with live recalibration: every test cell scored once
+        assert iv["live"]["issued"]["overall"]["n"] == iv["overall"]["n"]
         cal_end = iv["per_window"]["early"]["calibration_period"][1]
         assert np.datetime64(cal_end) < np.datetime64(WINDOWS["windows"][0]["start"]) - cfg.span * _DAY
     assert blob["rows"][hc.RAW].get("intervals") is None
