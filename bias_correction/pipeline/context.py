@@ -108,9 +108,14 @@ def model_view(ctx: Context, manifest: object, mask: OceanMask) -> ModelView:
     What the package needs (``needed_cells``, its receptive field) against what it gets: ``report_halo``."""
     product_mask = region_mask(ctx, mask)
     needed = int(getattr(manifest, "halo_cells", 0) or 0)
-    if getattr(manifest, "grid_id", None) == ctx.region_grid.grid_id and not ctx.halo.is_zero:
+    if runs_on_region_grid(ctx, manifest):
         return ModelView(ctx.region_grid, product_mask, ctx.halo, Halo(), product_mask, 0, needed)
     return ModelView(ctx.grid, mask, Halo(), ctx.halo, product_mask, ctx.halo.cells, needed)
+
+
+def runs_on_region_grid(ctx: Context, manifest: object) -> bool:
+    """Whether a package trained on the bare region runs (without a halo) inside a deployment that has one."""
+    return getattr(manifest, "grid_id", None) == ctx.region_grid.grid_id and not ctx.halo.is_zero
 
 
 def report_halo(view: ModelView, manifest: object) -> None:

@@ -24,7 +24,14 @@ from bias_correction.io import archive
 from bias_correction.io.archive import ArchiveEntry
 from bias_correction.io.product import ProductInfo, build_product, existing_digest, product_key
 from bias_correction.io.provenance import input_record, product_provenance
-from bias_correction.pipeline.context import Context, edge_effect_at, model_view, report_halo, require_mask
+from bias_correction.pipeline.context import (
+    Context,
+    edge_effect_at,
+    model_view,
+    report_halo,
+    require_mask,
+    runs_on_region_grid,
+)
 from bias_correction.pipeline.fill import input_entries
 from bias_correction.sources.hycom import run_time
 
@@ -211,15 +218,15 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
         corrected = guard_mod.carried(guard_decision, corrected, raw, persistence)
         if uncertainty is not None and not hasattr(uncertainty, "dask"):
             uncertainty = np.array(uncertainty)  # written per lead below
-        live: dict[str, float] = {}
+        live: dict[str, dict[str, Any]] = {}  # lead -> its live recalibration (verification.recalibration)
         for j, d in enumerate(guard_decision):
             if uncertainty is None:
                 break
             if d["carried"] == guard_mod.MODEL:
-                if d.get("interval"):  # live recalibration (verification.recalibration)
+                if d.get("interval"):
+                    live[str(d["lead"])] = d["interval"]
                     uncertainty = _with_lead(uncertainty, j, float(d["interval"]["scale_68"]), scale=True)
                     factor95[j] = float(d["interval"]["factor_95"])
-                    live[str(d["lead"])] = float(d["interval"]["scale_68"])
                 continue
             ref = unc_mod.reference_sigma(manifest, d["carried"], d["lead"])
             if ref is None and (d.get("rmse") or {}).get(d["carried"]):
@@ -231,9 +238,9 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
             unc_attrs["uncertainty_interval_95_factor"] = json.dumps({str(k): round(float(f), 4)
                                                                       for k, f in zip(leads, factor95)})
         if live:
-            days = sorted({int(d["interval"]["days"]) for d in guard_decision if d.get("interval")})
-            recent = max(int(d["interval"].get("recent_days", 0)) for d in guard_decision if d.get("interval"))
-            unc_attrs["uncertainty_live_scale"] = json.dumps(live)  # the recalibrated leads only
+            days = sorted(int(iv["days"]) for iv in live.values())
+            recent = max(int(iv["recent_days"]) for iv in live.values())
+            unc_attrs["uncertainty_live_scale"] = json.dumps({k: float(iv["scale_68"]) for k, iv in live.items()})
             unc_attrs["uncertainty_method"] += (
                 f"; recalibrated at leads {','.join(live)} on the live verification of the last {days[0]}-{days[-1]} "
                 f"verified runs (quantile of the latest {recent}, integral of the coverage shortfall; "
@@ -249,7 +256,7 @@ def product_dataset(ctx: Context, run: dt.datetime, corrector: Corrector, mask: 
     if issue_digest:
         provenance["issue_digest"] = issue_digest
     # the model ran on the region plus this halo (grid.halo); the product holds the region's cells only
-    ran_with = model_view(ctx, manifest, mask).halo_cells  # 0 for a package trained on the bare region
+    ran_with = 0 if runs_on_region_grid(ctx, manifest) else ctx.halo.cells  # model_view's halo_cells
     provenance["halo"] = {"grid_halo_cells": ctx.halo.to_dict(), "model_grid_id": ctx.grid.grid_id,
                           "model_halo_cells": int(getattr(manifest, "halo_cells", 0) or 0),
                           "edge_effect_at_halo_degC": edge_effect_at(manifest, ran_with)}

@@ -162,6 +162,7 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
     """Per-lead decisions for the run of ``day`` from score-table ``rows`` (this model version, earlier runs;
     with ``evidence_before``, runs before that date only)."""
     from bias_correction.regime import regime_of_day, training_regimes
+    from bias_correction.verification.verify import latest_runs
 
     regime = regime_of_day(day)
     trained = training_regimes(manifest)
@@ -169,12 +170,11 @@ def decide(manifest: Manifest, rows: Sequence[Any], day: dt.date, leads: Sequenc
     first_excluded = min(day, evidence_before) if evidence_before is not None else day
     rows = [r for r in rows if r.run[:10] < first_excluded.isoformat() and r.valid_date < day.isoformat()
             and regime_of_day(dt.date.fromisoformat(r.run[:10])) == regime]
-    runs = sorted({r.run[:10] for r in rows})[-int(cfg.window_days):]
-    rows = [r for r in rows if r.run[:10] in set(runs)]
+    rows = latest_runs(rows, int(cfg.window_days))
     live, n_live = live_errors(rows, leads)
     cal = {} if unverified else calibration_errors(manifest, leads)
     scales: dict[int, dict[str, Any]] = {}
-    if getattr(cfg, "recalibrate_intervals", False):
+    if cfg.recalibrate_intervals:
         from bias_correction.verification.recalibration import live_scales
 
         scales = live_scales(rows, leads, min_days=int(cfg.min_days), gain=float(cfg.interval_gain))

@@ -79,6 +79,7 @@ def live_window(test: Any, pred: np.ndarray, sigma68: np.ndarray, pos: dict[int,
     from bias_correction.guard_config import Guard
     from bias_correction.verification.intervals import interval_scores
     from bias_correction.verification.recalibration import live_scales, z_histogram
+    from bias_correction.verification.verify import latest_runs
 
     cfg = Guard()
     run, valid = np.asarray(test.run).astype("datetime64[D]"), np.asarray(test.valid).astype("datetime64[D]")
@@ -86,8 +87,7 @@ def live_window(test: Any, pred: np.ndarray, sigma68: np.ndarray, pos: dict[int,
     out: dict[str, dict[int, list[dict[str, Any]]]] = {"issued": {}, "recalibrated": {}}
     for day in np.unique(run):
         known = [r for r in rows if r.valid < day]  # verified before this run: its valid day has passed
-        keep = set(sorted({r.run for r in known})[-int(cfg.window_days):])
-        scales = live_scales([r for r in known if r.run in keep], sorted(pos), min_days=int(cfg.min_days),
+        scales = live_scales(latest_runs(known, int(cfg.window_days)), sorted(pos), min_days=int(cfg.min_days),
                              gain=float(cfg.interval_gain))
         for k, j in pos.items():
             sel = (run == day) & (test.lead == k)

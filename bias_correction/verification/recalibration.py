@@ -30,8 +30,7 @@ but on the latest verified days):
 
 Histograms rather than raw scores keep a row small (a few hundred counts) and pool exactly across days;
 the bins are 5 % wide in log space (z from 0.05 to 20; a row holds about a kilobyte), and quantiles
-interpolate within a bin. The scale is bounded
-(``SCALE_BOUNDS``) so that a broken verification day cannot publish absurd intervals.
+interpolate within a bin. The scale is bounded (``SCALE_BOUNDS``) so that a broken verification day cannot publish absurd intervals.
 """
 
 from __future__ import annotations
@@ -42,11 +41,12 @@ from typing import Any
 
 import numpy as np
 
+from bias_correction.correction.uncertainty import NOMINAL
+
 #: Log-spaced bin edges of the normalised score |error| / sigma_base (below and above: two open bins).
 EDGES = np.geomspace(0.05, 20.0, 124)  # 5 % wide
 #: Bounds of the live scale of the 68 % half-width (relative to the package's own).
 SCALE_BOUNDS = (0.25, 4.0)
-NOMINAL = (0.68, 0.95)
 
 
 def z_histogram(abs_error: np.ndarray, sigma_base: np.ndarray) -> str | None:
@@ -98,8 +98,8 @@ def live_scales(rows: Sequence[Any], leads: Sequence[int], *, min_days: int,
     ``z_hist`` whose product carried the model at that lead."""
     out: dict[int, dict[str, Any]] = {}
     for k in leads:
-        sel = sorted((r for r in rows if int(r.lead) == int(k) and getattr(r, "z_hist", None)
-                      and r.carried in (None, "model")), key=lambda r: r.run)
+        sel = [r for r in rows if int(r.lead) == int(k) and getattr(r, "z_hist", None)
+               and r.carried in (None, "model")]
         days = sorted({r.run[:10] for r in sel})
         if len(days) < int(min_days):
             continue

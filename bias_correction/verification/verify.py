@@ -179,6 +179,13 @@ def lead_scores(
     return rows
 
 
+def latest_runs(rows: Sequence[Any], window_days: int) -> list[Any]:
+    """The rows of the latest ``window_days`` run days among ``rows`` (the skill guard's evidence
+    window, ``pipeline.guard``)."""
+    runs = set(sorted({r.run[:10] for r in rows})[-int(window_days):])
+    return [r for r in rows if r.run[:10] in runs]
+
+
 def summary(rows: Sequence[LeadScore]) -> dict[str, Any]:
     """Pooled scores over the rows (RMSE pooled as the root of the mean MSE)."""
     w = np.array([r.n for r in rows], dtype=np.float64)
